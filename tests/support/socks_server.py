@@ -1,0 +1,1 @@
+"""Placeholder: the server helper fills this in (fixtures for running SOCKS servers)."""

@@ -1,0 +1,162 @@
+"""The destination or bound address carried in requests, replies and UDP headers.
+
+Rules:
+
+- An ``Address`` is an IPv4 address, an IPv6 address or a domain name (RFC 1928 §5 ATYP).
+  IP hosts are kept in ``ipaddress``'s canonical text form, so equal addresses compare equal.
+- A domain name goes on the wire as ASCII when it is ASCII, otherwise IDNA-encoded
+  (Python's ``"idna"`` codec, IDNA 2003). Its wire form must be 1..255 bytes (RFC 1928 §5 has
+  a one-octet length) and contain no NUL (SOCKS4A terminates names with NUL).
+- ``packed`` is the wire form without length prefix: 4 or 16 octets, or the encoded name. It is
+  computed once, on construction, so encoders never re-validate.
+- Nothing here resolves names: a name stays a name (see ``client.py`` for who resolves).
+"""
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ._codes import AddressType
+from ._errors import LocalProtocolError
+
+__all__ = ["UNSPECIFIED_V4", "Address", "encode_domain"]
+
+_IPV4 = AddressType.IPV4
+_IPV6 = AddressType.IPV6
+_DOMAIN = AddressType.DOMAIN
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def encode_domain(host: str) -> bytes:
+    """Return the wire form of a domain name (RFC 1928 §5, SOCKS4A).
+
+    Raises:
+        LocalProtocolError: empty, longer than 255 bytes once encoded, holding a NUL, or not
+            IDNA-encodable.
+    """
+    if not isinstance(host, str):
+        raise LocalProtocolError(f"domain name must be str, not {type(host).__name__}")
+    if host.isascii():
+        name = host.encode("ascii")
+    else:
+        try:
+            name = host.encode("idna")
+        except UnicodeError as exc:
+            raise LocalProtocolError(f"cannot IDNA-encode domain name {host!r}: {exc}") from None
+    if not name:
+        raise LocalProtocolError("empty domain name")
+    if len(name) > 255:
+        raise LocalProtocolError(f"domain name longer than 255 bytes ({len(name)})")
+    if b"\0" in name:
+        raise LocalProtocolError("NUL byte in domain name")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An address as SOCKS carries it: ``type`` is the ATYP, ``host`` its text form.
+
+    Construct with ``Address.from_host(text)`` (IP literal or name), or ``Address.ipv4()``,
+    ``Address.ipv6()``, ``Address.domain()``. Invalid values raise ``LocalProtocolError``.
+    """
+
+    type: AddressType
+    host: str
+    #: wire form without length prefix (4 or 16 octets, or the encoded name)
+    packed: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kind = self.type
+        if kind.__class__ is not AddressType:
+            try:
+                kind = AddressType(kind)
+            except ValueError:
+                raise LocalProtocolError(f"unknown address type {kind!r}") from None
+            _set(self, "type", kind)
+        host = self.host
+        if not isinstance(host, str):
+            raise LocalProtocolError(f"host must be str, not {type(host).__name__}")
+        if kind is _DOMAIN:
+            _set(self, "packed", encode_domain(host))
+            return
+        try:
+            ip = ipaddress.IPv4Address(host) if kind is _IPV4 else ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise LocalProtocolError(f"bad {kind.name} address {host!r}: {exc}") from None
+        if kind is _IPV6 and ip.scope_id is not None:
+            raise LocalProtocolError(f"scoped IPv6 address {host!r} cannot be sent over SOCKS")
+        _set(self, "host", ip.compressed)
+        _set(self, "packed", ip.packed)
+
+    @classmethod
+    def ipv4(cls, host: str) -> "Address":
+        """An IPv4 address in dotted-quad form."""
+        return cls(_IPV4, host)
+
+    @classmethod
+    def ipv6(cls, host: str) -> "Address":
+        """An IPv6 address in any RFC 4291 text form (stored compressed)."""
+        return cls(_IPV6, host)
+
+    @classmethod
+    def domain(cls, host: str) -> "Address":
+        """A domain name, sent as is to the proxy, which resolves it."""
+        return cls(_DOMAIN, host)
+
+    @classmethod
+    def from_host(cls, host: str) -> "Address":
+        """IPv4/IPv6 literal -> IPV4/IPV6; anything else -> DOMAIN.
+
+        A bracketed IPv6 literal (``"[::1]"``) is accepted too.
+        """
+        if not isinstance(host, str):
+            raise LocalProtocolError(f"host must be str, not {type(host).__name__}")
+        if host.startswith("[") and host.endswith("]"):
+            return cls(_IPV6, host[1:-1])
+        if ":" in host:
+            return cls(_IPV6, host)
+        if host[-1:].isdigit():
+            try:
+                ip = ipaddress.IPv4Address(host)
+            except ValueError:
+                pass
+            else:
+                return _trusted(_IPV4, ip.compressed, ip.packed)
+        return cls(_DOMAIN, host)
+
+    @property
+    def is_ip(self) -> bool:
+        """True for IPV4 and IPV6 addresses."""
+        return self.type is not _DOMAIN
+
+    def __str__(self) -> str:
+        return self.host
+
+
+def _trusted(kind: AddressType, host: str, packed: bytes) -> Address:
+    """Build an Address from values the codecs already validated (no re-parsing)."""
+    addr = _new(Address)
+    _set(addr, "type", kind)
+    _set(addr, "host", host)
+    _set(addr, "packed", packed)
+    return addr
+
+
+def ipv4_from_packed(packed: bytes) -> Address:
+    """Address for 4 wire octets (RFC 1928 §5 X'01', SOCKS4 DSTIP)."""
+    return _trusted(_IPV4, f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}", packed)
+
+
+def ipv6_from_packed(packed: bytes) -> Address:
+    """Address for 16 wire octets (RFC 1928 §5 X'04'), host in compressed form."""
+    return _trusted(_IPV6, ipaddress.IPv6Address(packed).compressed, packed)
+
+
+def domain_from_wire(name: bytes, host: str) -> Address:
+    """Address for a name the codec already checked (ASCII, 1..255 bytes, no NUL)."""
+    return _trusted(_DOMAIN, host, name)
+
+
+#: 0.0.0.0, the BND.ADDR of replies that have no meaningful address
+UNSPECIFIED_V4 = Address.ipv4("0.0.0.0")

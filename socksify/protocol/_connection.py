@@ -1,0 +1,357 @@
+"""``Connection``: one end of a SOCKS handshake, driven by bytes in and events out.
+
+Sans-IO (after h11 ``_connection.py``): the caller owns the socket. ``receive_data`` only
+buffers, ``next_event`` decodes one message at a time as the state allows, ``send`` encodes
+one event and returns the bytes to write. Only this module calls the codecs and moves the
+state, following ``_state.TRANSITIONS``.
+
+A peer may pipeline: a SOCKS5 client often writes greeting, auth and request in one go. The
+bytes wait in the buffer until it is the peer's turn to speak again, so ``next_event`` returns
+the greeting, then ``NEED_DATA`` until ``send(MethodSelected)``, then the next message.
+Bytes past the final message (early data) come back untouched from ``trailing_data``.
+"""
+
+import enum
+
+from . import _socks4, _socks5
+from ._codes import AuthMethod, Reply4, Reply5, Version
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import AuthResult, Greeting, MethodSelected, Reply, Request, UserPassAuth
+from ._state import FINAL_STATES, TRANSITIONS, Role, State
+
+__all__ = ["NEED_DATA", "Connection", "Sentinel"]
+
+
+class Sentinel(enum.Enum):
+    """Non-event results of ``Connection.next_event``."""
+
+    #: no complete message buffered yet (or it is our turn to send): read and call again
+    NEED_DATA = "NEED_DATA"
+
+
+NEED_DATA = Sentinel.NEED_DATA
+
+_S = State
+#: decoder of the message the peer may send in each state, per (our role, version)
+_DECODERS = {
+    (Role.SERVER, Version.SOCKS5): {
+        _S.AWAIT_GREETING: _socks5.maybe_decode_greeting,
+        _S.AWAIT_AUTH: _socks5.maybe_decode_userpass_auth,
+        _S.AWAIT_REQUEST: _socks5.maybe_decode_request,
+    },
+    (Role.SERVER, Version.SOCKS4): {
+        _S.AWAIT_REQUEST: _socks4.maybe_decode_request,
+    },
+    (Role.CLIENT, Version.SOCKS5): {
+        _S.AWAIT_METHOD: _socks5.maybe_decode_method_selected,
+        _S.AWAIT_AUTH_RESULT: _socks5.maybe_decode_auth_result,
+        _S.AWAIT_REPLY: _socks5.maybe_decode_reply,
+        _S.AWAIT_SECOND_REPLY: _socks5.maybe_decode_reply,
+    },
+    (Role.CLIENT, Version.SOCKS4): {
+        _S.AWAIT_REPLY: _socks4.maybe_decode_reply,
+        _S.AWAIT_SECOND_REPLY: _socks4.maybe_decode_reply,
+    },
+}
+_ENCODERS = {
+    Version.SOCKS5: {
+        Greeting: _socks5.encode_greeting,
+        MethodSelected: _socks5.encode_method_selected,
+        UserPassAuth: _socks5.encode_userpass_auth,
+        AuthResult: _socks5.encode_auth_result,
+        Request: _socks5.encode_request,
+        Reply: _socks5.encode_reply,
+    },
+    Version.SOCKS4: {
+        Request: _socks4.encode_request,
+        Reply: _socks4.encode_reply,
+    },
+}
+#: what the peer owes us in each state, for error messages
+_EXPECTED = {
+    _S.AWAIT_GREETING: "greeting",
+    _S.AWAIT_METHOD: "method selection",
+    _S.AWAIT_AUTH: "username/password request",
+    _S.AWAIT_AUTH_RESULT: "username/password response",
+    _S.AWAIT_REQUEST: "request",
+    _S.AWAIT_REPLY: "reply",
+    _S.AWAIT_SECOND_REPLY: "second reply",
+}
+#: the methods this core has a sub-negotiation for (RFC 1928 §3; GSSAPI is not implemented)
+_IMPLEMENTED_METHODS = frozenset({AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD})
+_GRANTED = {Version.SOCKS5: Reply5.SUCCEEDED, Version.SOCKS4: Reply4.GRANTED}
+_REJECTED = {Version.SOCKS5: Reply5.GENERAL_FAILURE, Version.SOCKS4: Reply4.REJECTED}
+_NO_DECODERS: dict = {}
+_NOTHING: dict = {}
+_AFTER_HANDSHAKE = frozenset({State.TUNNEL, State.UDP_ASSOCIATED, State.CLOSED})
+
+
+class Connection:
+    """One end (``Role.CLIENT`` or ``Role.SERVER``) of a SOCKS4/4a/5 handshake.
+
+    Args:
+        role: which end we are.
+        version: 4 or 5. Required for a client; a server may pass ``None`` and let the first
+            byte received decide (anything but 4 or 5 is a ``RemoteProtocolError``).
+        max_buffer: the most bytes buffered while a message is incomplete; more is a
+            ``RemoteProtocolError`` (it bounds a SOCKS4 USERID or name without its NUL).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_decoders",
+        "_encoders",
+        "_eof",
+        "_max_buffer",
+        "_may_reject",
+        "_method",
+        "_offered",
+        "_receives",
+        "_request",
+        "_sends",
+        "_state",
+        "_version",
+        "role",
+    )
+
+    def __init__(self, role: Role, version: "int | None" = None, *, max_buffer: int = 65536):
+        if role.__class__ is not Role:
+            raise LocalProtocolError(f"role must be Role.CLIENT or Role.SERVER, not {role!r}")
+        self.role = role
+        self._sends = TRANSITIONS[role]
+        self._receives = TRANSITIONS[Role.SERVER if role is Role.CLIENT else Role.CLIENT]
+        self._buf = bytearray()
+        self._eof = False
+        self._max_buffer = max_buffer
+        self._may_reject = False
+        self._method = None
+        self._offered: tuple = ()
+        self._request = None
+        self._version = None
+        self._decoders = _NO_DECODERS
+        self._encoders = _NOTHING
+        self._state = State.AWAIT_GREETING
+        if version is not None:
+            self._set_version(version)
+        elif role is Role.CLIENT:
+            raise LocalProtocolError("a client Connection needs a version (4 or 5)")
+
+    def _set_version(self, version: int) -> None:
+        if version == 5:
+            self._version = Version.SOCKS5
+        elif version == 4:
+            self._version = Version.SOCKS4
+            # SOCKS4 has no method negotiation: the request comes first.
+            self._state = State.AWAIT_REQUEST
+        else:
+            raise LocalProtocolError(f"version must be 4 or 5, not {version!r}")
+        self._decoders = _DECODERS[(self.role, self._version)]
+        self._encoders = _ENCODERS[self._version]
+
+    # --- read-only views --------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current ``State``."""
+        return self._state
+
+    @property
+    def version(self) -> "Version | None":
+        """``Version.SOCKS4`` or ``SOCKS5``; ``None`` on a server that has not seen a byte."""
+        return self._version
+
+    @property
+    def request(self) -> "Request | None":
+        """The ``Request`` sent or received so far, if any."""
+        return self._request
+
+    @property
+    def auth_method(self) -> "int | None":
+        """The METHOD the server selected (SOCKS5), if any."""
+        return self._method
+
+    @property
+    def peer_closed(self) -> bool:
+        """True once ``receive_data(b"")`` reported EOF."""
+        return self._eof
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes received past the last handshake message (early data), handed back once.
+
+        Available in ``TUNNEL``, ``UDP_ASSOCIATED`` and ``CLOSED``; the buffer is emptied.
+
+        Raises:
+            LocalProtocolError: the handshake is still running (or failed with ERROR).
+        """
+        if self._state not in _AFTER_HANDSHAKE:
+            raise LocalProtocolError(f"no trailing data in state {self._state.name}")
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def reply_succeeded(self, reply: Reply) -> bool:
+        """True if ``reply`` grants the request: X'00' for SOCKS5, 90 for SOCKS4."""
+        if self._version is None:
+            raise LocalProtocolError("the version is not known yet")
+        return reply.code == _GRANTED[self._version]
+
+    # --- input ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes read from the peer; ``b""`` means EOF (what ``recv`` returns).
+
+        Nothing is decoded here; call ``next_event``.
+
+        Raises:
+            LocalProtocolError: data after EOF was reported.
+        """
+        if data:
+            if self._eof:
+                raise LocalProtocolError("received data after EOF")
+            self._buf += data
+        else:
+            self._eof = True
+
+    def next_event(self):
+        """Decode the next message from the peer, if it is the peer's turn and it is complete.
+
+        Returns:
+            An event, or ``NEED_DATA`` when more bytes are needed or when it is our turn to
+            send (bytes the peer pipelined stay buffered until it is its turn again).
+
+        Raises:
+            RemoteProtocolError: the peer sent malformed bytes, closed the connection in the
+                middle of the handshake, or overflowed ``max_buffer``. The state becomes
+                ``ERROR``. A server that fails to read a request gets ``reply_hint`` (the code
+                to reply with) and may still ``send`` one failure ``Reply``.
+            LocalProtocolError: called in a final state (``TUNNEL``, ``UDP_ASSOCIATED``,
+                ``CLOSED``, ``ERROR``); read ``trailing_data`` instead.
+        """
+        state = self._state
+        decode = self._decoders.get(state)
+        if decode is None:
+            if state in FINAL_STATES:
+                raise LocalProtocolError(f"no events to receive in state {state.name}")
+            if self._version is None:
+                return self._detect_version()
+            return NEED_DATA
+        try:
+            decoded = decode(self._buf)
+            if decoded is None:
+                return self._need_data()
+            event, consumed = decoded
+            del self._buf[:consumed]
+            self._advance(event, self._receives, RemoteProtocolError)
+        except RemoteProtocolError as exc:
+            self._fail(exc, state)
+            raise
+        return event
+
+    def _detect_version(self):
+        """Server without a version: the first byte is VN (SOCKS4) or VER (RFC 1928 §3)."""
+        if not self._buf:
+            return self._need_data()
+        first = self._buf[0]
+        if first != 5 and first != 4:
+            self._state = State.ERROR
+            raise RemoteProtocolError(f"bad version 0x{first:02x} (expected 0x04 or 0x05)")
+        self._set_version(first)
+        return self.next_event()
+
+    def _need_data(self):
+        if self._eof:
+            what = _EXPECTED[self._state]
+            if self._buf:
+                raise RemoteProtocolError(f"connection closed in the middle of the {what}")
+            raise RemoteProtocolError(f"connection closed while waiting for the {what}")
+        if len(self._buf) > self._max_buffer:
+            what = _EXPECTED[self._state]
+            if self._version is Version.SOCKS4 and self._state is State.AWAIT_REQUEST:
+                what = "SOCKS4 request (USERID or hostname not NUL-terminated)"
+            raise RemoteProtocolError(
+                f"{what} incomplete after {len(self._buf)} bytes (max_buffer {self._max_buffer})"
+            )
+        return NEED_DATA
+
+    def _fail(self, exc: RemoteProtocolError, state: State) -> None:
+        self._state = State.ERROR
+        if state is State.AWAIT_REQUEST and self.role is Role.SERVER:
+            # The server may still tell the client why (RFC 1928 §6 X'07', X'08'), then close.
+            if exc.reply_hint is None:
+                exc.reply_hint = _REJECTED[self._version]
+            self._may_reject = True
+
+    # --- output -----------------------------------------------------------------------
+
+    def send(self, event) -> bytes:
+        """Encode ``event`` and advance the state; write the returned bytes to the peer.
+
+        Raises:
+            LocalProtocolError: the event is not legal for our role in this state, or it does
+                not fit the version (SOCKS4 and IPv6, UDP, reply codes outside 90..93), or the
+                server selects a method the client did not offer. The state becomes ERROR.
+        """
+        cls = event.__class__
+        if self._may_reject and cls is Reply:
+            return self._send_rejection(event)
+        try:
+            encode = self._encoders.get(cls)
+            if encode is None or cls not in self._sends.get(self._state, _NOTHING):
+                self._illegal(event)
+            data = encode(event)
+            self._advance(event, self._sends, LocalProtocolError)
+        except LocalProtocolError:
+            self._state = State.ERROR
+            raise
+        return data
+
+    def _send_rejection(self, event: Reply) -> bytes:
+        """The one failure ``Reply`` a server may send after a request it could not read."""
+        self._may_reject = False
+        if self.reply_succeeded(event):
+            raise LocalProtocolError("only a failure Reply may answer a malformed request")
+        data = self._encoders[Reply](event)
+        self._state = State.CLOSED
+        return data
+
+    def _illegal(self, event) -> None:
+        raise LocalProtocolError(
+            f"can't send {type(event).__name__} in state {self._state.name} as {self.role.name}"
+            f" (SOCKS{self._version or '?'})"
+        )
+
+    def _advance(self, event, table: dict, error: type) -> None:
+        """Move the state as ``table`` (the sender's TRANSITIONS) says for ``event``.
+
+        ``error`` is the exception type for a violation: ``LocalProtocolError`` when we send,
+        ``RemoteProtocolError`` when the peer did.
+        """
+        entry = table.get(self._state, _NOTHING).get(event.__class__)
+        if entry is None:
+            self._illegal(event)
+        cls = event.__class__
+        if cls is Greeting:
+            if error is LocalProtocolError:
+                unknown = set(event.methods) - _IMPLEMENTED_METHODS
+                if unknown:
+                    raise LocalProtocolError(
+                        f"method(s) {sorted(unknown)} offered but not implemented"
+                        " (only NO_AUTH and USERNAME_PASSWORD are)"
+                    )
+            self._offered = event.methods
+        elif cls is MethodSelected:
+            method = event.method
+            if method != AuthMethod.NO_ACCEPTABLE and method not in self._offered:
+                raise error(f"method 0x{method:02x} selected but not offered by the client")
+            entry = entry.get(method)
+            if entry is None:
+                raise error(f"method 0x{method:02x} is not implemented")
+            self._method = method
+        elif cls is AuthResult:
+            entry = entry[event.success]
+        elif cls is Request:
+            self._request = event
+        elif cls is Reply:
+            entry = entry[(self._request.command, event.code == _GRANTED[self._version])]
+        self._state = entry

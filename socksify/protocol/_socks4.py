@@ -1,0 +1,126 @@
+"""Pure SOCKS4 / SOCKS4A codec (SOCKS4.protocol, SOCKS4A.protocol).
+
+Same conventions as ``_socks5.py``: ``encode_*(event) -> bytes``, ``maybe_decode_*(buf) ->
+(event, consumed) | None``, ``RemoteProtocolError`` as soon as a bad byte is seen.
+
+Request layout: VN X'04', CD, DSTPORT (2), DSTIP (4), USERID, NUL.  SOCKS4A: DSTIP is
+0.0.0.x with x non-zero, and the domain name follows the USERID's NUL, ended by another NUL.
+A USERID or name that never ends is bounded by the connection's ``max_buffer``; a name is
+rejected as soon as it is longer than 255 bytes (the limit ``Address`` enforces everywhere).
+
+Reply layout: VN X'00', CD (90..93), DSTPORT (2), DSTIP (4). "VN is the version of the reply
+code and should be 0"; VN X'04' is accepted too, because some servers send it.
+"""
+
+from ._address import Address, domain_from_wire, ipv4_from_packed
+from ._codes import AddressType, Command, Reply4
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import Reply, Request
+from ._socks5 import decode_name
+
+__all__ = ["encode_reply", "encode_request", "maybe_decode_reply", "maybe_decode_request"]
+
+#: SOCKS4A: "set the first three bytes of DSTIP to NULL and the last byte to a non-zero value"
+_SOCKS4A_DSTIP = b"\x00\x00\x00\x01"
+_COMMAND = {1: Command.CONNECT, 2: Command.BIND}
+
+
+def encode_request(event: Request) -> bytes:
+    """Encode a SOCKS4 request, or the SOCKS4A form for a DOMAIN address.
+
+    Raises:
+        LocalProtocolError: UDP ASSOCIATE, an IPv6 address, or an IPv4 0.0.0.x destination
+            (that range means "a name follows" in SOCKS4A).
+    """
+    command = event.command
+    if command is Command.UDP_ASSOCIATE:
+        raise LocalProtocolError("SOCKS4 has no UDP ASSOCIATE command")
+    address = event.address
+    head = bytes((4, command)) + event.port.to_bytes(2, "big")
+    kind = address.type
+    if kind is AddressType.IPV4:
+        packed = address.packed
+        if packed[:3] == b"\x00\x00\x00":
+            raise LocalProtocolError(
+                f"SOCKS4 destination {address.host} is reserved (0.0.0.x means SOCKS4A)"
+            )
+        return head + packed + event.user_id + b"\x00"
+    if kind is AddressType.DOMAIN:
+        return head + _SOCKS4A_DSTIP + event.user_id + b"\x00" + address.packed + b"\x00"
+    raise LocalProtocolError("SOCKS4 cannot carry an IPv6 address")
+
+
+def maybe_decode_request(buf):
+    """Decode a SOCKS4 or SOCKS4A request.
+
+    An unknown CD raises ``RemoteProtocolError`` with ``reply_hint`` 91 (rejected).
+    """
+    n = len(buf)
+    if not n:
+        return None
+    if buf[0] != 4:
+        raise RemoteProtocolError(f"bad version 0x{buf[0]:02x} (expected 0x04)")
+    if n < 2:
+        return None
+    command = _COMMAND.get(buf[1])
+    if command is None:
+        raise RemoteProtocolError(
+            f"unknown SOCKS4 command 0x{buf[1]:02x}", reply_hint=Reply4.REJECTED
+        )
+    if n < 9:
+        return None
+    user_end = buf.find(0, 8)
+    if user_end < 0:
+        return None
+    port = (buf[2] << 8) | buf[3]
+    user_id = bytes(buf[8:user_end])
+    if buf[4] or buf[5] or buf[6]:
+        return Request(command, ipv4_from_packed(bytes(buf[4:8])), port, user_id), user_end + 1
+    if not buf[7]:
+        raise RemoteProtocolError(
+            "SOCKS4 destination 0.0.0.0 is invalid (SOCKS4A uses 0.0.0.x with x non-zero)"
+        )
+    # SOCKS4A: "Following the NULL byte terminating USERID, the client must sends the
+    # destination domain name and termiantes it with another NULL byte."
+    name_start = user_end + 1
+    name_end = buf.find(0, name_start, name_start + 256)
+    if name_end < 0:
+        if n - name_start > 255:
+            raise RemoteProtocolError("domain name longer than 255 bytes")
+        return None
+    if name_end == name_start:
+        raise RemoteProtocolError("empty domain name")
+    name = bytes(buf[name_start:name_end])
+    address = domain_from_wire(name, decode_name(name))
+    return Request(command, address, port, user_id), name_end + 1
+
+
+def encode_reply(event: Reply) -> bytes:
+    """VN X'00', CD, DSTPORT, DSTIP.
+
+    Raises:
+        LocalProtocolError: a code outside 90..93 or an address that is not IPv4.
+    """
+    if not 90 <= event.code <= 93:
+        raise LocalProtocolError(f"SOCKS4 reply code must be 90..93, not {event.code}")
+    address: Address = event.address
+    if address.type is not AddressType.IPV4:
+        raise LocalProtocolError("SOCKS4 replies carry only IPv4 addresses (use 0.0.0.0)")
+    return bytes((0, event.code)) + event.port.to_bytes(2, "big") + address.packed
+
+
+def maybe_decode_reply(buf):
+    """Decode a SOCKS4 reply; "The remaining fields are ignored" except for BIND."""
+    n = len(buf)
+    if not n:
+        return None
+    if buf[0] not in (0, 4):
+        raise RemoteProtocolError(f"bad SOCKS4 reply version 0x{buf[0]:02x} (expected 0x00)")
+    if n < 2:
+        return None
+    code = buf[1]
+    if not 90 <= code <= 93:
+        raise RemoteProtocolError(f"unknown SOCKS4 reply code 0x{code:02x} ({code})")
+    if n < 8:
+        return None
+    return Reply(code, ipv4_from_packed(bytes(buf[4:8])), (buf[2] << 8) | buf[3]), 8

@@ -1,0 +1,290 @@
+"""Pure SOCKS5 codec: RFC 1928 messages, RFC 1929 username/password, RFC 1928 §7 UDP header.
+
+Rules:
+
+- ``encode_*(event) -> bytes``. Events are already valid; encoders only lay out bytes.
+- ``maybe_decode_*(buf) -> (event, consumed) | None``: ``None`` means "incomplete, wait for more
+  bytes"; nothing is consumed from ``buf`` (the caller deletes ``consumed`` bytes). Malformed
+  input raises ``RemoteProtocolError`` as soon as the offending byte is available, so a bad
+  version is reported after one byte, not after a whole message.
+- No state: only ``_connection.py`` calls these and decides what is legal when.
+"""
+
+from ._address import Address, domain_from_wire, ipv4_from_packed, ipv6_from_packed
+from ._codes import Command, Reply5
+from ._errors import RemoteProtocolError
+from ._events import (
+    AuthResult,
+    Greeting,
+    MethodSelected,
+    Reply,
+    Request,
+    UdpDatagram,
+    UserPassAuth,
+)
+
+__all__ = [
+    "decode_udp_datagram",
+    "encode_address",
+    "encode_auth_result",
+    "encode_greeting",
+    "encode_method_selected",
+    "encode_reply",
+    "encode_request",
+    "encode_udp_datagram",
+    "encode_userpass_auth",
+    "maybe_decode_auth_result",
+    "maybe_decode_greeting",
+    "maybe_decode_method_selected",
+    "maybe_decode_reply",
+    "maybe_decode_request",
+    "maybe_decode_userpass_auth",
+]
+
+#: RFC 1929 §2: "The VER field contains the current version of the subnegotiation, which is X'01'"
+USERPASS_VERSION = 0x01
+_ATYP_IPV4 = 0x01
+_ATYP_DOMAIN = 0x03
+_ATYP_IPV6 = 0x04
+
+#: CMD octet -> Command, for the three commands RFC 1928 §4 defines
+_COMMAND = {c.value: c for c in Command}
+_AUTH_OK = b"\x01\x00"
+_AUTH_FAILED = b"\x01\x01"
+
+
+def _check_version(version: int) -> None:
+    if version != 5:
+        raise RemoteProtocolError(f"bad version 0x{version:02x} (expected 0x05)")
+
+
+def decode_name(name: bytes) -> str:
+    """Text of a domain name received on the wire: ASCII only, no NUL (shared with SOCKS4A)."""
+    try:
+        host = name.decode("ascii")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("non-ASCII byte in domain name") from None
+    if "\0" in host:
+        raise RemoteProtocolError("NUL byte in domain name")
+    return host
+
+
+def encode_address(address: Address, port: int) -> bytes:
+    """ATYP, DST.ADDR/BND.ADDR and port (RFC 1928 §4, §5)."""
+    packed = address.packed
+    if address.type == _ATYP_DOMAIN:
+        head = bytes((_ATYP_DOMAIN, len(packed)))
+    else:
+        head = bytes((address.type,))
+    return head + packed + port.to_bytes(2, "big")
+
+
+def _maybe_decode_address(buf, i: int, hint: "int | None"):
+    """Decode ATYP/ADDR/PORT starting at ``buf[i]``: ``(Address, port, end)`` or None.
+
+    ``hint`` is the ``reply_hint`` for an unknown address type (set for requests only).
+    """
+    n = len(buf)
+    if n <= i:
+        return None
+    atyp = buf[i]
+    if atyp == _ATYP_IPV4:
+        end = i + 7
+        if n < end:
+            return None
+        address = ipv4_from_packed(bytes(buf[i + 1 : i + 5]))
+    elif atyp == _ATYP_DOMAIN:
+        if n <= i + 1:
+            return None
+        length = buf[i + 1]
+        if not length:
+            raise RemoteProtocolError("empty domain name")
+        end = i + 4 + length
+        if n < end:
+            return None
+        name = bytes(buf[i + 2 : end - 2])
+        address = domain_from_wire(name, decode_name(name))
+    elif atyp == _ATYP_IPV6:
+        end = i + 19
+        if n < end:
+            return None
+        address = ipv6_from_packed(bytes(buf[i + 1 : i + 17]))
+    else:
+        raise RemoteProtocolError(f"unknown address type 0x{atyp:02x}", reply_hint=hint)
+    return address, (buf[end - 2] << 8) | buf[end - 1], end
+
+
+# --- RFC 1928 §3: method negotiation -----------------------------------------------------
+
+
+def encode_greeting(event: Greeting) -> bytes:
+    """VER X'05', NMETHODS, METHODS (RFC 1928 §3)."""
+    methods = event.methods
+    return bytes((5, len(methods), *methods))
+
+
+def maybe_decode_greeting(buf):
+    """Decode a version identifier/method selection message (RFC 1928 §3)."""
+    n = len(buf)
+    if not n:
+        return None
+    _check_version(buf[0])
+    if n < 2:
+        return None
+    count = buf[1]
+    if not count:
+        raise RemoteProtocolError("empty method list (NMETHODS is 0)")
+    end = 2 + count
+    if n < end:
+        return None
+    return Greeting(tuple(buf[2:end])), end
+
+
+def encode_method_selected(event: MethodSelected) -> bytes:
+    """VER X'05', METHOD (RFC 1928 §3)."""
+    return bytes((5, event.method))
+
+
+def maybe_decode_method_selected(buf):
+    """Decode a METHOD selection message (RFC 1928 §3)."""
+    n = len(buf)
+    if not n:
+        return None
+    _check_version(buf[0])
+    if n < 2:
+        return None
+    return MethodSelected(buf[1]), 2
+
+
+# --- RFC 1929 §2: username/password subnegotiation ----------------------------------------
+
+
+def encode_userpass_auth(event: UserPassAuth) -> bytes:
+    """VER X'01', ULEN, UNAME, PLEN, PASSWD (RFC 1929 §2)."""
+    username, password = event.username, event.password
+    return bytes((USERPASS_VERSION, len(username))) + username + bytes((len(password),)) + password
+
+
+def maybe_decode_userpass_auth(buf):
+    """Decode a username/password request (RFC 1929 §2)."""
+    n = len(buf)
+    if not n:
+        return None
+    if buf[0] != USERPASS_VERSION:
+        raise RemoteProtocolError(
+            f"bad RFC 1929 subnegotiation version 0x{buf[0]:02x} (expected 0x01)"
+        )
+    if n < 2:
+        return None
+    ulen = buf[1]
+    plen_at = 2 + ulen
+    if n <= plen_at:
+        return None
+    end = plen_at + 1 + buf[plen_at]
+    if n < end:
+        return None
+    return UserPassAuth(bytes(buf[2:plen_at]), bytes(buf[plen_at + 1 : end])), end
+
+
+def encode_auth_result(event: AuthResult) -> bytes:
+    """VER X'01', STATUS: X'00' success, X'01' failure (RFC 1929 §2)."""
+    return _AUTH_OK if event.success else _AUTH_FAILED
+
+
+def maybe_decode_auth_result(buf):
+    """Decode a username/password response (RFC 1929 §2); any non-zero STATUS is failure."""
+    n = len(buf)
+    if not n:
+        return None
+    if buf[0] != USERPASS_VERSION:
+        raise RemoteProtocolError(
+            f"bad RFC 1929 subnegotiation version 0x{buf[0]:02x} (expected 0x01)"
+        )
+    if n < 2:
+        return None
+    return AuthResult(buf[1] == 0), 2
+
+
+# --- RFC 1928 §4, §6: request and reply ---------------------------------------------------
+
+
+def encode_request(event: Request) -> bytes:
+    """VER X'05', CMD, RSV X'00', ATYP, DST.ADDR, DST.PORT (RFC 1928 §4)."""
+    return bytes((5, event.command, 0)) + encode_address(event.address, event.port)
+
+
+def maybe_decode_request(buf):
+    """Decode a request (RFC 1928 §4).
+
+    An unknown CMD or ATYP raises ``RemoteProtocolError`` with ``reply_hint`` X'07' or X'08'
+    (RFC 1928 §6), so a server can answer before closing.
+    """
+    n = len(buf)
+    if not n:
+        return None
+    _check_version(buf[0])
+    if n < 2:
+        return None
+    command = buf[1]
+    if not 1 <= command <= 3:
+        raise RemoteProtocolError(
+            f"unknown command 0x{command:02x}", reply_hint=Reply5.COMMAND_NOT_SUPPORTED
+        )
+    if n < 3:
+        return None
+    if buf[2]:
+        raise RemoteProtocolError(f"non-zero reserved byte 0x{buf[2]:02x}")
+    decoded = _maybe_decode_address(buf, 3, Reply5.ADDRESS_TYPE_NOT_SUPPORTED)
+    if decoded is None:
+        return None
+    address, port, end = decoded
+    return Request(_COMMAND[command], address, port), end
+
+
+def encode_reply(event: Reply) -> bytes:
+    """VER X'05', REP, RSV X'00', ATYP, BND.ADDR, BND.PORT (RFC 1928 §6)."""
+    return bytes((5, event.code, 0)) + encode_address(event.address, event.port)
+
+
+def maybe_decode_reply(buf):
+    """Decode a reply (RFC 1928 §6). Every REP value is accepted and kept as an int."""
+    n = len(buf)
+    if not n:
+        return None
+    _check_version(buf[0])
+    if n < 3:
+        return None
+    if buf[2]:
+        raise RemoteProtocolError(f"non-zero reserved byte 0x{buf[2]:02x}")
+    decoded = _maybe_decode_address(buf, 3, None)
+    if decoded is None:
+        return None
+    address, port, end = decoded
+    return Reply(buf[1], address, port), end
+
+
+# --- RFC 1928 §7: UDP request header -------------------------------------------------------
+
+
+def encode_udp_datagram(event: UdpDatagram) -> bytes:
+    """RSV X'0000', FRAG, ATYP, DST.ADDR, DST.PORT, DATA (RFC 1928 §7)."""
+    return bytes((0, 0, event.frag)) + encode_address(event.address, event.port) + event.data
+
+
+def decode_udp_datagram(datagram: bytes) -> UdpDatagram:
+    """Parse one whole UDP datagram with its SOCKS5 header (RFC 1928 §7).
+
+    Raises:
+        RemoteProtocolError: non-zero RSV, unknown ATYP, bad name, or a header cut short.
+    """
+    if len(datagram) < 3:
+        raise RemoteProtocolError(f"truncated UDP datagram header ({len(datagram)} bytes)")
+    if datagram[0] or datagram[1]:
+        raise RemoteProtocolError(
+            f"non-zero reserved bytes 0x{datagram[0]:02x}{datagram[1]:02x} in UDP header"
+        )
+    decoded = _maybe_decode_address(datagram, 3, None)
+    if decoded is None:
+        raise RemoteProtocolError("truncated address in UDP datagram header")
+    address, port, end = decoded
+    return UdpDatagram(address, port, bytes(datagram[end:]), datagram[2])

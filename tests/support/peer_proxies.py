@@ -1,1 +1,227 @@
-"""Placeholder: the server helper fills this in (fixtures for running SOCKS servers)."""
+"""SOCKS servers nobody here wrote, as pytest factory fixtures: ``microsocks`` and ``danted``.
+
+::
+
+    def test_x(microsocks, danted):
+        m = microsocks(users={"alice": "s3cret"})       # SOCKS5 only; at most one user
+        d = danted(users={"bob": "pw"}, allow_bind=True, allow_udp=True)   # SOCKS4/4a/5
+        m.url("socks5h", "alice", "s3cret")
+
+Both listen on a free 127.0.0.1 port; the fixture waits (bounded) until the port accepts a
+connection, and stops the process at the end of the test. Dante checks user names against
+system accounts, so ``danted(users=...)`` creates throwaway system users (``useradd`` +
+``chpasswd``; root only, otherwise the test is skipped loudly) and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import subprocess
+import time
+
+import pytest
+
+from .peers import require_peer
+from .socks_server import proxy_url
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: {out[-2000:]}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{proc.args[0]} did not listen on {host}:{port} in {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    if proc.stdout:
+        proc.stdout.close()
+
+
+class PeerProxy:
+    """A running third-party SOCKS server: ``.host``, ``.port``, ``.url()`` (no records)."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, host: str, port: int, users=None):
+        self.name = name
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.users = dict(users or {})
+        self.records: list = []  # peers keep no records we can read
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def url(self, scheme: str = "socks5h", user=None, password=None) -> str:
+        return proxy_url(scheme, self.host, self.port, user, password)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+@pytest.fixture
+def microsocks():
+    """Factory: ``microsocks(users=None)`` -> :class:`PeerProxy` (SOCKS5, one user at most)."""
+    program = require_peer("microsocks")
+    started: list[PeerProxy] = []
+
+    def start(users=None):
+        if users and len(users) > 1:
+            raise ValueError("microsocks supports a single user")
+        port = free_port()
+        args = [program, "-i", "127.0.0.1", "-p", str(port)]
+        for name, password in (users or {}).items():
+            args += ["-u", name, "-P", password]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        handle = PeerProxy("microsocks", proc, "127.0.0.1", port, users)
+        started.append(handle)
+        wait_listening(proc, "127.0.0.1", port)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+DANTED_CONF = """\
+logoutput: {log}
+debug: 0
+internal: 127.0.0.1 port = {port}
+external: 127.0.0.1
+clientmethod: none
+socksmethod: {method}
+user.privileged: root
+user.unprivileged: nobody
+timeout.negotiate: 10
+timeout.io: 60
+
+client pass {{
+    from: 127.0.0.0/8 to: 0.0.0.0/0
+    log: error
+}}
+
+socks pass {{
+    from: 127.0.0.0/8 to: 127.0.0.0/8
+    command: {commands}
+    log: error
+}}
+{reply_rule}
+"""
+
+REPLY_RULE = """
+socks pass {{
+    from: 127.0.0.0/8 to: 127.0.0.0/8
+    command: {replies}
+    log: error
+}}
+"""
+
+
+def _create_system_user(name: str, password: str) -> None:
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        check=True, capture_output=True, timeout=30,
+    )
+    subprocess.run(
+        ["chpasswd"], input=f"{name}:{password}\n".encode(), check=True, capture_output=True,
+        timeout=30,
+    )
+
+
+def _delete_system_user(name: str) -> None:
+    subprocess.run(["userdel", name], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def danted(tmp_path):
+    """Factory: ``danted(users=None, allow_bind=True, allow_udp=True)`` -> :class:`PeerProxy`.
+
+    SOCKS4, 4a and 5 on a free 127.0.0.1 port; with ``users`` the SOCKS5 method is
+    username/password against throwaway system accounts of those names (root only; a name
+    that is already a system account skips the test), deleted after the test.
+    """
+    program = require_peer("danted")
+    started: list[PeerProxy] = []
+    created: list[str] = []
+
+    def start(users=None, allow_bind=True, allow_udp=True):
+        accounts = {}
+        if users:
+            if os.geteuid() != 0:
+                pytest.skip("MISSING PRIVILEGE: danted(users=...) needs root to create users")
+            for name, password in users.items():
+                if name not in created:
+                    try:
+                        pwd.getpwnam(name)
+                    except KeyError:
+                        pass
+                    else:
+                        pytest.skip(f"danted(users=...): system account {name!r} already "
+                                    "exists; pick a throwaway name")
+                    _create_system_user(name, password)
+                    created.append(name)
+                else:
+                    subprocess.run(["chpasswd"], input=f"{name}:{password}\n".encode(),
+                                   check=True, capture_output=True, timeout=30)
+                accounts[name] = password
+        port = free_port()
+        commands = ["connect"]
+        replies = []
+        if allow_bind:
+            commands.append("bind")
+            replies.append("bindreply")
+        if allow_udp:
+            commands.append("udpassociate")
+            replies.append("udpreply")
+        reply_rule = REPLY_RULE.format(replies=" ".join(replies)) if replies else ""
+        conf = tmp_path / f"danted-{port}.conf"
+        log = tmp_path / f"danted-{port}.log"
+        conf.write_text(
+            DANTED_CONF.format(
+                port=port,
+                log=log,
+                method="username" if users else "none",
+                commands=" ".join(commands),
+                reply_rule=reply_rule,
+            )
+        )
+        env = dict(os.environ, TMPDIR=str(tmp_path))
+        proc = subprocess.Popen(
+            [program, "-f", str(conf), "-N", "1", "-p", str(tmp_path / f"danted-{port}.pid")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        )
+        handle = PeerProxy("danted", proc, "127.0.0.1", port, accounts or None)
+        handle.log_path = log
+        started.append(handle)
+        wait_listening(proc, "127.0.0.1", port)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+    for account in created:
+        _delete_system_user(account)

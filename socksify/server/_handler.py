@@ -1,0 +1,540 @@
+"""One client session: drive ``Connection(SERVER)`` through the handshake, then carry out
+the request (CONNECT, BIND or UDP ASSOCIATE).
+
+Rules of this module:
+
+- Only ``socksify.protocol`` knows byte layouts: this module turns bytes into events with
+  ``receive_data``/``next_event`` and events into bytes with ``send``.
+- The client socket is read through :class:`ClientProtocol` (a small buffering protocol)
+  during the handshake; for CONNECT and BIND the transport is then handed to the relay
+  (``_relay.py``) and the session coroutine ends, so an established connection keeps no
+  task alive. The session record is finished by the relay's ``on_done`` callback.
+- Every way a session ends produces exactly one record (and one log line) through
+  ``Session.finish``.
+- Method choice (RFC 1928 §3): with users configured only USERNAME/PASSWORD (2) is
+  acceptable; without, only NO AUTHENTICATION (0). GSSAPI (1) is never selected (RFC 1961
+  is not implemented). No acceptable method -> X'FF' and close.
+- SOCKS4 cannot authenticate, so when users are configured a SOCKS4/4a request is refused
+  (91) unless the first matching rule is an allow rule that names ``protocols =
+  ["socks4"]`` explicitly. The SOCKS4 USERID is the user name rules see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import (
+    NEED_DATA,
+    Address,
+    AuthMethod,
+    AuthResult,
+    Command,
+    Connection,
+    Greeting,
+    LocalProtocolError,
+    MethodSelected,
+    RemoteProtocolError,
+    Reply,
+    Reply4,
+    Reply5,
+    Request,
+    Role,
+    UserPassAuth,
+)
+from . import _bind
+from ._outbound import OutboundError, connect_outbound, reply_for_oserror
+from ._relay import Relay, start_relay
+from ._rules import Query, evaluate
+from ._udp import UdpAssociation
+
+if TYPE_CHECKING:
+    from ._server import Server
+
+__all__ = ["ClientProtocol"]
+
+logger = logging.getLogger("socksify.server")
+
+#: Bytes buffered from a client before reading pauses (handshake phase only).
+_READ_LIMIT = 64 * 1024
+_COMMAND_NAMES = {Command.CONNECT: "connect", Command.BIND: "bind", Command.UDP_ASSOCIATE: "udp"}
+
+
+def _plain_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    address = ipaddress.ip_address(host.split("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class ClientProtocol(asyncio.Protocol):
+    """Buffers what the client sends during the handshake; starts a :class:`Session`."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.closed: asyncio.Future | None = None
+        self._waiter: asyncio.Future | None = None
+        self._paused = False
+        self.session: Session | None = None
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        loop = asyncio.get_running_loop()
+        self.closed = loop.create_future()
+        peer = transport.get_extra_info("peername")
+        if not self.server._admit():
+            logger.warning(
+                "refused %s:%s: max_clients (%d) reached",
+                _format_host(peer[0]), peer[1], self.server.config.max_clients,
+            )
+            transport.abort()
+            return
+        self.session = Session(self.server, self, peer, transport.get_extra_info("sockname"))
+        self.session.start()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _READ_LIMIT and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # half-open: we may still have a reply to write
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- used by the session ------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """Everything buffered so far, waiting for some if there is none; b"" at EOF."""
+        while not self.buffer and not self.eof:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.take_buffer()
+
+    def take_buffer(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+
+class Session:
+    """Everything about one client, from accept to the final record."""
+
+    def __init__(self, server: Server, proto: ClientProtocol, peer, sockname):
+        self.server = server
+        self.config = server.config
+        self.proto = proto
+        self.client_host, self.client_port = peer[0], peer[1]
+        self.client_ip = _plain_ip(peer[0])
+        self.local_ip = str(_plain_ip(sockname[0])) if ":" not in sockname[0] else sockname[0]
+        self.conn = Connection(Role.SERVER)
+        self.started = time.monotonic()
+        self.task: asyncio.Task | None = None
+        self.relay: Relay | None = None
+        self.relaying = False  #: the relay owns the session's end from here on
+        self.udp: UdpAssociation | None = None
+        self.user: str | None = None
+        self.command = "-"
+        self.destination = "-"
+        self.port = 0
+        self.outcome = "open"
+        self.reply_code: int | None = None
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self._finished = False
+
+    @property
+    def version(self) -> int | None:
+        return self.conn.version
+
+    def start(self) -> None:
+        self.server._session_started(self)
+        self.task = asyncio.ensure_future(self._run())
+        self.server._tasks.add(self.task)
+        self.task.add_done_callback(self.server._tasks.discard)
+
+    # -- the handshake ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            try:
+                request = await asyncio.wait_for(
+                    self._negotiate(), self.config.handshake_timeout or None
+                )
+            except asyncio.TimeoutError:
+                self._protocol_failure("handshake-timeout", "no complete request in time")
+                return
+            except RemoteProtocolError as exc:
+                self._protocol_failure("protocol-error", str(exc), exc.reply_hint)
+                return
+            if request is None:
+                return
+            await self._dispatch(request)
+        except asyncio.CancelledError:
+            self.outcome = "shutdown"
+            self._close()
+            raise
+        except Exception as exc:  # a bug: log it with the client, keep serving the others
+            logger.exception("internal error serving %s", self._client_text())
+            self.outcome = f"internal-error:{type(exc).__name__}"
+            self._close()
+        finally:
+            if not self.relaying:
+                self.finish()
+
+    async def _negotiate(self) -> Request | None:
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                data = await self.proto.read()
+                if not data and not self.conn_started():
+                    # Connected and closed without a byte: not worth a protocol error.
+                    self.outcome = "client-closed"
+                    self._close()
+                    return None
+                conn.receive_data(data)
+            elif isinstance(event, Greeting):
+                method = self._choose_method(event.methods)
+                self.proto.write(conn.send(MethodSelected(method)))
+                if method == AuthMethod.NO_ACCEPTABLE:
+                    self.outcome = "no-acceptable-method"
+                    self._close()
+                    return None
+            elif isinstance(event, UserPassAuth):
+                if not await self._authenticate(event):
+                    self.proto.write(conn.send(AuthResult(False)))
+                    self.outcome = "auth-failed"
+                    self._close()
+                    return None
+                self.proto.write(conn.send(AuthResult(True)))
+            elif isinstance(event, Request):
+                return event
+            else:  # pragma: no cover - the core only returns the events above to a server
+                raise RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+    def conn_started(self) -> bool:
+        return self.conn.version is not None
+
+    def _choose_method(self, offered: tuple[int, ...]) -> int:
+        # RFC 1928 §3: the server selects one of the offered methods or X'FF'.
+        wanted = AuthMethod.USERNAME_PASSWORD if self.server.auth else AuthMethod.NO_AUTH
+        return wanted if wanted in offered else AuthMethod.NO_ACCEPTABLE
+
+    async def _authenticate(self, event: UserPassAuth) -> bool:
+        # RFC 1929 §2. scrypt takes tens of ms: run it off the event loop.
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(
+            None, self.server.auth.verify, event.username, event.password
+        )
+        name = event.username.decode("utf-8", "replace")
+        if ok:
+            self.user = name
+        else:
+            logger.warning("failed login for user %r from %s", name, self._client_text())
+        return ok
+
+    def _protocol_failure(self, outcome: str, detail: str, hint: int | None = None) -> None:
+        self.outcome = outcome
+        logger.warning("%s from %s: %s", outcome, self._client_text(), detail)
+        if hint is not None:
+            self._send_error_reply(hint)
+        self._close()
+
+    def _send_error_reply(self, code: int) -> None:
+        try:
+            if self.conn.version == 4:
+                code = Reply4.REJECTED
+            self.proto.write(self.conn.send(Reply(code, _unspecified(), 0)))
+            self.reply_code = code
+        except LocalProtocolError:
+            pass  # the state machine does not allow a reply here: just close
+
+    # -- the request --------------------------------------------------------------------
+
+    async def _dispatch(self, request: Request) -> None:
+        self.command = _COMMAND_NAMES.get(request.command, str(int(request.command)))
+        self.destination = str(request.address)
+        self.port = request.port
+        if self.conn.version == 4:
+            self.user = request.user_id.decode("utf-8", "replace")
+        if not self._request_allowed(request):
+            self.outcome = "not-allowed"
+            logger.info("denied %s by %s", self._client_text(), self._denied_by or "default")
+            self._reply_failure(Reply5.NOT_ALLOWED)
+            return
+        if request.command == Command.CONNECT:
+            await self._connect(request)
+        elif request.command == Command.BIND:
+            await self._bind(request)
+        elif request.command == Command.UDP_ASSOCIATE and self.conn.version == 5:
+            await self._udp_associate(request)
+        else:
+            self.outcome = "command-not-supported"
+            self._reply_failure(Reply5.COMMAND_NOT_SUPPORTED)
+
+    # Access control -------------------------------------------------------------------
+
+    _denied_by: str | None = None
+
+    def _protocol_name(self) -> str:
+        return "socks4" if self.conn.version == 4 else "socks5"
+
+    def _check(self, host: str | None, address: str | None, port: int | None) -> bool:
+        query = Query(
+            client=self.client_ip,
+            command=self.command,
+            port=port,
+            host=host,
+            address=_plain_ip(address) if address else None,
+            user=self.user,
+            protocol=self._protocol_name(),
+        )
+        allowed, rule = evaluate(self.config.rules, query, self.server.now())
+        if allowed and self.conn.version == 4 and self.server.auth:
+            # SOCKS4 cannot authenticate: only an explicit socks4 rule lets it through.
+            allowed = rule is not None and "socks4" in rule.protocols
+        if not allowed:
+            self._denied_by = rule.source if rule else "default (no rule matched)"
+        return allowed
+
+    def _request_allowed(self, request: Request) -> bool:
+        """Checks that need no resolution. Per-address checks follow in each command."""
+        if request.command == Command.UDP_ASSOCIATE:
+            return self._check(None, None, None)
+        if request.address.is_ip:
+            if request.command == Command.BIND and _plain_ip(str(request.address)).is_unspecified:
+                return self._check(None, None, None)
+            return self._check(None, str(request.address), request.port)
+        return True  # a name is checked once per resolved address
+
+    def _host_of(self, request: Request) -> str | None:
+        return None if request.address.is_ip else str(request.address)
+
+    # Replies --------------------------------------------------------------------------
+
+    def _reply(self, code: int, host: str = "0.0.0.0", port: int = 0) -> None:
+        """Send a Reply; SOCKS4 gets 90/91 and an IPv4 address (0.0.0.0 if there is none)."""
+        if self.conn.version == 4:
+            code = Reply4.GRANTED if code == Reply5.SUCCEEDED else Reply4.REJECTED
+            address = Address.from_host(host)
+            if address.type != Address.from_host("0.0.0.0").type:
+                address = _unspecified()
+        else:
+            address = Address.from_host(str(_plain_ip(host)))
+        self.reply_code = code
+        self.proto.write(self.conn.send(Reply(code, address, port)))
+
+    def _reply_failure(self, code: int) -> None:
+        self._reply(code)
+        self._close()
+
+    # CONNECT --------------------------------------------------------------------------
+
+    async def _connect(self, request: Request) -> None:
+        host = self._host_of(request)
+        try:
+            sock = await connect_outbound(
+                self.server.resolver,
+                str(request.address),
+                request.port,
+                lambda address: self._check(host, address, request.port),
+                self.config.connect_timeout,
+            )
+        except OutboundError as exc:
+            self.outcome = exc.outcome
+            logger.debug("connect for %s failed: %s", self._client_text(), exc)
+            self._reply_failure(exc.code)
+            return
+        bound = sock.getsockname()
+        self._reply(Reply5.SUCCEEDED, bound[0], bound[1])
+        await self._start_relay(sock)
+
+    async def _start_relay(self, sock, to_client: bytes = b"") -> None:
+        if self.proto.transport.is_closing():
+            sock.close()
+            self.outcome = "client-closed"
+            return
+        early = self.conn.trailing_data + self.proto.take_buffer()
+        self.outcome = "ok"
+        self.relaying = True
+        self.relay = await start_relay(
+            self.proto.transport,
+            sock,
+            to_remote=early,
+            to_client=to_client,
+            idle_timeout=self.config.idle_timeout,
+            on_done=self._relay_done,
+        )
+
+    def _relay_done(self, relay: Relay) -> None:
+        self.relay = relay
+        self.bytes_up, self.bytes_down = relay.bytes_up, relay.bytes_down
+        if isinstance(relay.error, TimeoutError):
+            self.outcome = "idle-timeout"
+        self.finish()
+
+    # BIND -----------------------------------------------------------------------------
+
+    async def _bind(self, request: Request) -> None:
+        expected: set[str] | None = None
+        if request.address.is_ip:
+            if not _plain_ip(str(request.address)).is_unspecified:
+                expected = {str(request.address)}
+        else:
+            try:
+                addresses = await self.server.resolver.resolve(str(request.address))
+            except OutboundError as exc:
+                self.outcome = exc.outcome
+                self._reply_failure(exc.code)
+                return
+            host = str(request.address)
+            expected = {a for a in addresses if self._check(host, a, request.port)}
+            if not expected:
+                self.outcome = "not-allowed"
+                self._reply_failure(Reply5.NOT_ALLOWED)
+                return
+        try:
+            listener = _bind.open_listener(self.local_ip)
+        except OSError as exc:
+            error = reply_for_oserror(exc)
+            self.outcome = error.outcome
+            self._reply_failure(error.code)
+            return
+        try:
+            host, port = listener.getsockname()[:2]
+            self._reply(Reply5.SUCCEEDED, host, port)  # first reply: where to connect
+            accept = asyncio.ensure_future(
+                _bind.accept_expected(listener, expected, self.config.bind_timeout)
+            )
+            await asyncio.wait({accept, self.proto.closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not accept.done():
+                accept.cancel()
+                await asyncio.gather(accept, return_exceptions=True)
+                self.outcome = "client-closed"
+                self._close()
+                return
+            try:
+                sock, peer = accept.result()
+            except TimeoutError:
+                self.outcome = "bind-timeout"
+                self._reply_failure(Reply5.TTL_EXPIRED)
+                return
+        finally:
+            listener.close()
+        self._reply(Reply5.SUCCEEDED, peer[0], peer[1])  # second reply: who connected
+        self.destination = f"{request.address}<-{_format_host(peer[0])}:{peer[1]}"
+        await self._start_relay(sock)
+
+    # UDP ASSOCIATE --------------------------------------------------------------------
+
+    async def _udp_associate(self, request: Request) -> None:
+        def allowed(host: str | None, address: str, port: int) -> bool:
+            return self._check(host, address, port)
+
+        association = UdpAssociation(
+            str(self.client_ip), request.port, self.server.resolver, allowed
+        )
+        try:
+            host, port = await association.open(self.local_ip)
+        except OSError as exc:
+            association.close()
+            error = reply_for_oserror(exc)
+            self.outcome = error.outcome
+            self._reply_failure(error.code)
+            return
+        self.udp = association
+        self._reply(Reply5.SUCCEEDED, host, port)
+        self.outcome = "ok"
+        try:
+            # RFC 1928 §6: the association ends when the TCP connection ends. Anything the
+            # client sends on it meanwhile is read and ignored.
+            while await self.proto.read():
+                pass
+        finally:
+            association.close()
+            self.bytes_up, self.bytes_down = association.bytes_up, association.bytes_down
+            self._close()
+
+    # Ending ---------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        transport = self.proto.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self) -> None:
+        """Server shutdown: drop the session now."""
+        if self.relay is not None:
+            self.relay.abort()
+        if self.udp is not None:
+            self.udp.close()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        transport = self.proto.transport
+        if transport is not None:
+            transport.abort()
+
+    def _client_text(self) -> str:
+        return f"{_format_host(self.client_host)}:{self.client_port}"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "client": self._client_text(),
+            "version": self.conn.version,
+            "user": self.user,
+            "command": self.command,
+            "destination": self.destination,
+            "port": self.port,
+            "outcome": self.outcome,
+            "reply": self.reply_code,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "duration": round(time.monotonic() - self.started, 6),
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        }
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.server._session_done(self, self.record())
+
+
+def _unspecified() -> Address:
+    return Address.from_host("0.0.0.0")

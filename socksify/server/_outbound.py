@@ -1,0 +1,154 @@
+"""Name resolution and outbound TCP connects, with access rules applied per address.
+
+Rules of this module:
+
+- Names are resolved without blocking the event loop (``loop.getaddrinfo``), after a look in
+  the static ``[hosts]`` map (names only this server knows).
+- Every resolved address is checked against the rules (with the name, see ``_rules.py``);
+  denied addresses are skipped; the allowed ones are tried in order until one connects.
+- Failures become :class:`OutboundError` carrying the SOCKS5 reply code (RFC 1928 §6) and a
+  short outcome name for the session log. Connect timeout is reported as 6 "TTL expired",
+  which clients map to ETIMEDOUT, the errno a direct connect would give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+from collections.abc import Callable
+
+from ..protocol import Reply5
+
+__all__ = ["OutboundError", "Resolver", "connect_outbound", "reply_for_oserror"]
+
+
+class OutboundError(Exception):
+    """A request could not be carried out; ``code`` is the SOCKS5 reply to send."""
+
+    def __init__(self, code: int, outcome: str, detail: str = ""):
+        super().__init__(detail or outcome)
+        self.code = code
+        self.outcome = outcome
+
+
+_ERRNO_REPLY = {
+    errno.ECONNREFUSED: (Reply5.CONNECTION_REFUSED, "connection-refused"),
+    errno.ENETUNREACH: (Reply5.NETWORK_UNREACHABLE, "network-unreachable"),
+    errno.EHOSTUNREACH: (Reply5.HOST_UNREACHABLE, "host-unreachable"),
+    errno.EHOSTDOWN: (Reply5.HOST_UNREACHABLE, "host-unreachable"),
+    errno.ETIMEDOUT: (Reply5.TTL_EXPIRED, "timeout"),
+    errno.EACCES: (Reply5.NOT_ALLOWED, "not-allowed"),
+    errno.EPERM: (Reply5.NOT_ALLOWED, "not-allowed"),
+}
+
+
+def reply_for_oserror(exc: OSError) -> OutboundError:
+    """Map a connect error to the SOCKS5 reply code (anything unknown: 1, general failure)."""
+    if isinstance(exc, socket.gaierror):
+        return OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", str(exc))
+    code, outcome = _ERRNO_REPLY.get(exc.errno, (Reply5.GENERAL_FAILURE, "failed"))
+    return OutboundError(code, outcome, exc.strerror or str(exc))
+
+
+class Resolver:
+    """Resolves host names: the static map first, then the system resolver, asynchronously."""
+
+    def __init__(self, hosts: dict[str, list[str]] | None = None):
+        self.hosts = {name.lower().rstrip("."): addrs for name, addrs in (hosts or {}).items()}
+
+    async def resolve(self, host: str, kind: int = socket.SOCK_STREAM) -> list[str]:
+        """IP address strings for ``host`` (an IP literal resolves to itself).
+
+        Raises:
+            OutboundError: name not found (reply 4).
+        """
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        static = self.hosts.get(host.lower().rstrip("."))
+        if static:
+            return list(static)
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, None, type=kind)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", str(exc)) from None
+        seen: list[str] = []
+        for _family, _type, _proto, _name, sockaddr in infos:
+            if sockaddr[0] not in seen:
+                seen.append(sockaddr[0].split("%")[0])
+        if not seen:
+            raise OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", host)
+        return seen
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+async def _connect_one(address: str, port: int, timeout: float) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(_family(address), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if timeout > 0:
+            await asyncio.wait_for(loop.sock_connect(sock, (address, port)), timeout)
+        else:
+            await loop.sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def connect_outbound(
+    resolver: Resolver,
+    host: str,
+    port: int,
+    allowed: Callable[[str], bool],
+    timeout: float,
+) -> socket.socket:
+    """Resolve ``host`` and connect to the first allowed address that answers.
+
+    ``allowed(address)`` applies the access rules to one resolved address. ``timeout``
+    bounds the whole attempt (resolution included; 0 = none).
+
+    Raises:
+        OutboundError: with the reply code for the last failure (2 when every address was
+        denied by the rules, 6 on timeout).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout if timeout > 0 else None
+
+    def remaining() -> float:
+        if deadline is None:
+            return 0
+        left = deadline - loop.time()
+        if left <= 0:
+            raise OutboundError(Reply5.TTL_EXPIRED, "timeout", "connect timed out")
+        return left
+
+    try:
+        if deadline is None:
+            addresses = await resolver.resolve(host)
+        else:
+            addresses = await asyncio.wait_for(resolver.resolve(host), remaining())
+    except asyncio.TimeoutError:
+        raise OutboundError(Reply5.TTL_EXPIRED, "timeout", "name resolution timed out") from None
+    candidates = [a for a in addresses if allowed(a)]
+    if not candidates:
+        raise OutboundError(Reply5.NOT_ALLOWED, "not-allowed", f"{host} is denied by the rules")
+    last: OutboundError | None = None
+    for address in candidates:
+        try:
+            return await _connect_one(address, port, remaining())
+        except asyncio.TimeoutError:
+            last = OutboundError(Reply5.TTL_EXPIRED, "timeout", f"connect to {address} timed out")
+        except OSError as exc:
+            last = reply_for_oserror(exc)
+    assert last is not None  # candidates is not empty
+    raise last

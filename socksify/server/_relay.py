@@ -1,0 +1,192 @@
+"""Bidirectional relay between two connected TCP transports (the hot path).
+
+Rules of this module:
+
+- Built on asyncio Protocols and transports, not streams: a chunk read from one side is
+  handed straight to the other side's ``transport.write`` (no extra task, queue or copy),
+  and no coroutine stays alive per relayed connection, so an idle pair costs only the two
+  transports, two small endpoint objects and one timer.
+- Back-pressure: when one side's write buffer passes its high-water mark, asyncio calls
+  ``pause_writing`` on that side's protocol and the *other* side stops reading until
+  ``resume_writing``. Memory per connection is bounded by the two write buffers.
+- Half-close is kept (RFC 1928 §6 asks the server to relay "as if directly connected"): EOF
+  from one side becomes ``write_eof()`` (``shutdown(SHUT_WR)`` once the buffer is flushed)
+  toward the other; the pair is closed when both directions are done, or at once when
+  either side fails.
+- Idle timeout: a timer looks every quarter of the timeout at a byte counter (nothing is
+  timed per chunk); four looks without traffic close the pair.
+- :func:`start_relay` is the only entry point, so a Linux ``os.splice`` fast path can later
+  be chosen there without changing the callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+__all__ = ["Relay", "start_relay"]
+
+#: Write-buffer high-water mark per transport; low-water is a quarter of it.
+HIGH_WATER = 256 * 1024
+_IDLE_TICKS = 4
+
+
+class _Endpoint(asyncio.Protocol):
+    """One side of a relay: what it reads goes to ``peer``'s transport."""
+
+    __slots__ = ("relay", "transport", "peer", "received", "eof", "lost")
+
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Endpoint | None = None
+        self.received = 0
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport):  # only for transports created for us
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        peer_transport = self.peer.transport
+        if not peer_transport.is_closing():
+            peer_transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer_transport = self.peer.transport
+        if self.peer.eof or peer_transport.is_closing():
+            self.relay.close()
+            return False
+        peer_transport.write_eof()
+        return True  # keep our transport open: the other direction may still flow
+
+    def pause_writing(self) -> None:
+        # Our write buffer is full: stop reading from the side that fills it.
+        if not self.peer.transport.is_closing():
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.peer.transport.is_closing():
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.relay._lost(exc)
+
+
+class Relay:
+    """A running relay between the client transport and the remote transport.
+
+    ``bytes_up`` counts client -> remote, ``bytes_down`` remote -> client. ``on_done`` is
+    called once, after both transports are closed, with the relay.
+    """
+
+    __slots__ = ("client", "remote", "on_done", "idle_timeout", "_timer", "_last", "_ticks",
+                 "_done", "error")
+
+    def __init__(self, idle_timeout: float, on_done: Callable[[Relay], None] | None):
+        self.client = _Endpoint(self)
+        self.remote = _Endpoint(self)
+        self.client.peer, self.remote.peer = self.remote, self.client
+        self.on_done = on_done
+        self.idle_timeout = idle_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._last = -1
+        self._ticks = 0
+        self._done = False
+        self.error: Exception | None = None
+
+    @property
+    def bytes_up(self) -> int:
+        return self.client.received
+
+    @property
+    def bytes_down(self) -> int:
+        return self.remote.received
+
+    def close(self) -> None:
+        """Close both sides (buffered data is still flushed by the transports)."""
+        for end in (self.client, self.remote):
+            if end.transport is not None and not end.transport.is_closing():
+                end.transport.close()
+
+    def abort(self) -> None:
+        """Close both sides now, dropping buffered data (server shutdown)."""
+        for end in (self.client, self.remote):
+            if end.transport is not None:
+                end.transport.abort()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc
+        self.close()
+        if self.client.lost and self.remote.lost and not self._done:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.on_done is not None:
+                self.on_done(self)
+
+    def _tick(self) -> None:
+        total = self.client.received + self.remote.received
+        if total != self._last:
+            self._last, self._ticks = total, 0
+        else:
+            self._ticks += 1
+            if self._ticks >= _IDLE_TICKS:
+                self.error = TimeoutError("idle timeout")
+                self.close()
+                return
+        self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.idle_timeout / _IDLE_TICKS, self._tick)
+
+
+async def start_relay(
+    client_transport: asyncio.Transport,
+    remote_sock: socket.socket,
+    *,
+    to_remote: bytes = b"",
+    to_client: bytes = b"",
+    idle_timeout: float = 0,
+    on_done: Callable[[Relay], None] | None = None,
+) -> Relay:
+    """Start relaying between ``client_transport`` and the connected ``remote_sock``.
+
+    ``client_transport`` is switched to the relay's protocol (``set_protocol``); the caller
+    must not use it afterwards. ``to_remote`` is early data the client already sent (it is
+    written first); ``to_client`` is data to send the client before anything from the
+    remote side. Returns at once: the relay runs on callbacks until both sides are closed.
+    """
+    loop = asyncio.get_running_loop()
+    relay = Relay(idle_timeout, on_done)
+    relay.client.transport = client_transport
+    # Nothing may be read from the client until the remote transport exists.
+    client_transport.pause_reading()
+    client_transport.set_protocol(relay.client)
+    client_transport.set_write_buffer_limits(high=HIGH_WATER)
+    if to_client:
+        client_transport.write(to_client)
+    try:
+        await loop.connect_accepted_socket(lambda: relay.remote, sock=remote_sock)
+    except BaseException:
+        remote_sock.close()
+        relay.remote.lost = True
+        relay.close()
+        raise
+    relay.remote.transport.set_write_buffer_limits(high=HIGH_WATER)
+    if to_remote:
+        relay.client.received += len(to_remote)
+        relay.remote.transport.write(to_remote)
+    if client_transport.is_closing() or relay.client.lost:
+        relay.close()
+    else:
+        client_transport.resume_reading()
+    if idle_timeout > 0:
+        relay._schedule()
+    return relay

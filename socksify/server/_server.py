@@ -1,0 +1,202 @@
+"""The listening server: sockets, the session set, shutdown, and a thread runner.
+
+Rules of this module:
+
+- :class:`Server` owns every session it accepted; ``close()`` stops accepting and drops
+  the open sessions, so nothing outlives it.
+- ``on_session`` (the observation hook) is called once per finished session with its
+  record dict, on the event loop thread; the same record is logged as one INFO line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._auth import Authenticator
+from ._config import ServerConfig
+from ._handler import ClientProtocol, Session
+from ._outbound import Resolver
+
+__all__ = ["Server", "ThreadedServer", "run_in_thread"]
+
+logger = logging.getLogger("socksify.server")
+
+SessionHook = Callable[[dict[str, Any]], None]
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """The session log line (without the ``socksify-server:`` prefix the handler adds)."""
+    destination = record["destination"]
+    if ":" in destination and not destination.startswith("["):
+        destination = f"[{destination}]"
+    return (
+        f"{record['client']} user={record['user'] or '-'} {record['command']} "
+        f"{destination}:{record['port']} {record['outcome']} "
+        f"up={record['bytes_up']} down={record['bytes_down']} time={record['duration']:.3f}s"
+    )
+
+
+class Server:
+    """The SOCKS4/4a/5 server.
+
+    Use as ``async with Server(config) as server:`` (listening on entry, closed on exit);
+    ``server.addresses`` lists the real ``(host, port)`` of each listener.
+
+    Args:
+        config: the :class:`ServerConfig` (validated with ``check()`` on start).
+        on_session: called with each finished session's record dict.
+        clock: returns the current local time for time-window rules (tests inject one).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        on_session: SessionHook | None = None,
+        clock: Callable[[], datetime.datetime] | None = None,
+    ):
+        self.config = config or ServerConfig()
+        self.on_session = on_session
+        self.now = clock or datetime.datetime.now
+        self.auth = Authenticator(self.config.users)
+        self.resolver = Resolver(self.config.hosts)
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._admitted = 0
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for server in self._servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                out.append((host, port))
+        return out
+
+    async def start(self) -> None:
+        """Open every listener (raises OSError if one cannot be bound)."""
+        self.config.check()
+        loop = asyncio.get_running_loop()
+        try:
+            for host, port in self.config.listen:
+                server = await loop.create_server(
+                    lambda: ClientProtocol(self), host, port, reuse_address=True, backlog=1024
+                )
+                self._servers.append(server)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        await asyncio.gather(*(s.serve_forever() for s in self._servers))
+
+    async def close(self) -> None:
+        """Stop accepting, drop open sessions, and wait until the listeners are closed."""
+        for server in self._servers:
+            server.close()
+        for session in list(self._sessions):
+            session.abort()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        # Let transports run their connection_lost callbacks (relay records).
+        await asyncio.sleep(0)
+        self._servers.clear()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    # -- used by sessions ---------------------------------------------------------------
+
+    def _admit(self) -> bool:
+        if self._admitted >= self.config.max_clients:
+            return False
+        self._admitted += 1
+        return True
+
+    def _session_started(self, session: Session) -> None:
+        self._sessions.add(session)
+
+    def _session_done(self, session: Session, record: dict[str, Any]) -> None:
+        if session in self._sessions:
+            self._sessions.discard(session)
+        self._admitted -= 1
+        logger.info("%s", format_record(record))
+        if self.on_session is not None:
+            try:
+                self.on_session(record)
+            except Exception:
+                logger.exception("on_session hook failed")
+
+
+class ThreadedServer:
+    """A :class:`Server` running on its own event loop in a daemon thread."""
+
+    def __init__(self, config: ServerConfig, on_session: SessionHook | None = None, clock=None):
+        self.config = config
+        self._on_session = on_session
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="socksify-server", daemon=True)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return self._server.addresses if self._server else []
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._server = Server(self.config, on_session=self._on_session, clock=self._clock)
+        async with self._server:
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self, timeout: float = 10) -> ThreadedServer:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("socksify-server thread did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    config: ServerConfig | None = None, *, on_session: SessionHook | None = None, clock=None
+) -> Iterator[ThreadedServer]:
+    """``with run_in_thread(cfg) as srv:`` runs a server in a background thread."""
+    server = ThreadedServer(config or ServerConfig(), on_session, clock)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,7 +4,7 @@
 
     def test_x(microsocks, danted):
         m = microsocks(users={"alice": "s3cret"})       # SOCKS5 only; at most one user
-        d = danted(users={"bob": "pw"}, allow_bind=True, allow_udp=True)   # SOCKS4/4a/5
+        d = danted(users={"bob": "pw"}, allow_bind=True, allow_udp=True)   # SOCKS4 and 5
         m.url("socks5h", "alice", "s3cret")
 
 Both listen on a free 127.0.0.1 port; the fixture waits (bounded) until the port accepts a
@@ -160,9 +160,10 @@ def _delete_system_user(name: str) -> None:
 def danted(tmp_path):
     """Factory: ``danted(users=None, allow_bind=True, allow_udp=True)`` -> :class:`PeerProxy`.
 
-    SOCKS4, 4a and 5 on a free 127.0.0.1 port; with ``users`` the SOCKS5 method is
-    username/password against throwaway system accounts of those names (root only; a name
-    that is already a system account skips the test), deleted after the test.
+    SOCKS4 and SOCKS5 (Dante 1.4 rejects SOCKS4a) on a free 127.0.0.1 port; with
+    ``users`` the SOCKS5 method is username/password against throwaway system accounts of
+    those names (root only; a name that is already a system account skips the test),
+    deleted after the test.
     """
     program = require_peer("danted")
     started: list[PeerProxy] = []

@@ -65,7 +65,8 @@ def maybe_decode_request(buf):
     command = _COMMAND.get(buf[1])
     if command is None:
         raise RemoteProtocolError(
-            f"unknown SOCKS4 command 0x{buf[1]:02x}", reply_hint=Reply4.REJECTED
+            f"unknown command 0x{buf[1]:02x} (SOCKS4 has CONNECT and BIND)",
+            reply_hint=Reply4.REJECTED,
         )
     if n < 9:
         return None
@@ -115,7 +116,7 @@ def maybe_decode_reply(buf):
     if not n:
         return None
     if buf[0] not in (0, 4):
-        raise RemoteProtocolError(f"bad SOCKS4 reply version 0x{buf[0]:02x} (expected 0x00)")
+        raise RemoteProtocolError(f"bad reply version 0x{buf[0]:02x} (SOCKS4 expects 0x00)")
     if n < 2:
         return None
     code = buf[1]

@@ -67,7 +67,8 @@ class _Parser:
         if self.peek() == "#":
             end = self.text.find("\n", self.pos)
             end = len(self.text) if end < 0 else end
-            for char in self.text[self.pos + 1 : end]:
+            body = self.text[self.pos + 1 : end]
+            for char in body[:-1] if body.endswith("\r") else body:
                 if (ord(char) < 0x20 and char != "\t") or char == "\x7f":
                     raise self.error("control character in comment")
             self.pos = end

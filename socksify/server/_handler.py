@@ -200,7 +200,13 @@ class Session:
                 self._protocol_failure("handshake-timeout", "no complete request in time")
                 return
             except RemoteProtocolError as exc:
-                self._protocol_failure("protocol-error", str(exc), exc.reply_hint)
+                if self.proto.eof:  # the client went away mid-handshake: not an attack
+                    self.outcome = "client-closed"
+                    logger.info("client %s closed during the handshake: %s",
+                                self._client_text(), exc)
+                    self._close()
+                else:
+                    self._protocol_failure("protocol-error", str(exc), exc.reply_hint)
                 return
             if request is None:
                 return

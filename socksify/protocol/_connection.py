@@ -9,6 +9,10 @@ A peer may pipeline: a SOCKS5 client often writes greeting, auth and request in 
 bytes wait in the buffer until it is the peer's turn to speak again, so ``next_event`` returns
 the greeting, then ``NEED_DATA`` until ``send(MethodSelected)``, then the next message.
 Bytes past the final message (early data) come back untouched from ``trailing_data``.
+
+A client may pipeline too, where the server's answer is forced (``_state.py`` Rule 6): it can
+send greeting, username/password and request back to back, and later receive the method
+selection, the auth result and the reply in one read.
 """
 
 import enum
@@ -98,6 +102,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_ahead",
         "_buf",
         "_decoders",
         "_encoders",
@@ -106,6 +111,7 @@ class Connection:
         "_may_reject",
         "_method",
         "_offered",
+        "_projected",
         "_receives",
         "_request",
         "_sends",
@@ -121,6 +127,8 @@ class Connection:
         self._sends = TRANSITIONS[role]
         self._receives = TRANSITIONS[Role.SERVER if role is Role.CLIENT else Role.CLIENT]
         self._buf = bytearray()
+        self._ahead: list = []
+        self._projected = None
         self._eof = False
         self._max_buffer = max_buffer
         self._may_reject = False
@@ -242,7 +250,9 @@ class Connection:
                 return self._need_data()
             event, consumed = decoded
             del self._buf[:consumed]
-            self._advance(event, self._receives, RemoteProtocolError)
+            self._state = self._next_state(state, event, self._receives, RemoteProtocolError)
+            if self._ahead:
+                self._catch_up()
         except RemoteProtocolError as exc:
             self._fail(exc, state)
             raise
@@ -297,14 +307,55 @@ class Connection:
             return self._send_rejection(event)
         try:
             encode = self._encoders.get(cls)
-            if encode is None or cls not in self._sends.get(self._state, _NOTHING):
+            if encode is None:
+                self._illegal(event)
+            state = self._state
+            if self._ahead or state not in self._sends:
+                return self._send_ahead(event, encode)
+            if cls not in self._sends[state]:
                 self._illegal(event)
             data = encode(event)
-            self._advance(event, self._sends, LocalProtocolError)
+            self._state = self._next_state(state, event, self._sends, LocalProtocolError)
         except LocalProtocolError:
             self._state = State.ERROR
             raise
         return data
+
+    def _send_ahead(self, event, encode) -> bytes:
+        """Pipelining: a client may send before the server's answer when that answer is forced.
+
+        After a ``Greeting`` offering exactly one method, the server can only select it (or
+        X'FF', which ends the handshake); after a ``UserPassAuth`` the only answer that does not
+        end the handshake is success. So the client may send the next message at once (saving a
+        round trip); it is applied to the state when the server's answer arrives.
+        """
+        after = self._forced_answer(self._projected if self._ahead else self._state)
+        if after is None or event.__class__ not in self._sends.get(after, _NOTHING):
+            self._illegal(event)
+        data = encode(event)
+        self._projected = self._next_state(after, event, self._sends, LocalProtocolError)
+        self._ahead.append(event)
+        return data
+
+    def _forced_answer(self, state: State) -> "State | None":
+        """The state the server's only non-final answer in ``state`` leads to, if forced."""
+        if self.role is not Role.CLIENT:
+            return None
+        if state is State.AWAIT_METHOD and len(set(self._offered)) == 1:
+            return self._receives[state][MethodSelected].get(self._offered[0])
+        if state is State.AWAIT_AUTH_RESULT:
+            return self._receives[state][AuthResult][True]
+        return None
+
+    def _catch_up(self) -> None:
+        """Apply events sent ahead once the server's answer made them due."""
+        ahead = self._ahead
+        while ahead and self._state in self._sends:
+            self._state = self._next_state(
+                self._state, ahead.pop(0), self._sends, LocalProtocolError
+            )
+        if self._state in FINAL_STATES:
+            ahead.clear()  # refused: what we sent ahead is moot
 
     def _send_rejection(self, event: Reply) -> bytes:
         """The one failure ``Reply`` a server may send after a request it could not read."""
@@ -321,13 +372,14 @@ class Connection:
             f" (SOCKS{self._version or '?'})"
         )
 
-    def _advance(self, event, table: dict, error: type) -> None:
-        """Move the state as ``table`` (the sender's TRANSITIONS) says for ``event``.
+    def _next_state(self, state: State, event, table: dict, error: type) -> State:
+        """The state after ``event`` in ``state``, as ``table`` (the sender's TRANSITIONS) says.
 
+        Also records what later transitions depend on (offered methods, the request).
         ``error`` is the exception type for a violation: ``LocalProtocolError`` when we send,
         ``RemoteProtocolError`` when the peer did.
         """
-        entry = table.get(self._state, _NOTHING).get(event.__class__)
+        entry = table.get(state, _NOTHING).get(event.__class__)
         if entry is None:
             self._illegal(event)
         cls = event.__class__
@@ -354,4 +406,4 @@ class Connection:
             self._request = event
         elif cls is Reply:
             entry = entry[(self._request.command, event.code == _GRANTED[self._version])]
-        self._state = entry
+        return entry

@@ -26,7 +26,12 @@ Rule 4: the version picks the first state: ``AWAIT_GREETING`` for SOCKS5, ``AWAI
 for SOCKS4 (which has no method negotiation). A server that does not know the version yet
 starts in ``AWAIT_GREETING`` and moves to ``AWAIT_REQUEST`` when the first byte says 4.
 
-Rule 5: any ``LocalProtocolError`` or ``RemoteProtocolError`` moves the connection to
+Rule 5 (pipelining): a client may send ahead of the server's answer when that answer is
+forced: after a ``Greeting`` offering exactly one method, the message that method leads to;
+after a ``UserPassAuth``, the ``Request``. The table is walked as if the answer had come, and the
+state moves when it does (``Connection._send_ahead``). A refusal ends in ``CLOSED`` as usual.
+
+Rule 6: any ``LocalProtocolError`` or ``RemoteProtocolError`` moves the connection to
 ``ERROR``, which is final.
 """
 

@@ -1,0 +1,77 @@
+"""A tiny blocking SOCKS client over our own sans-IO core, for driving the server in tests."""
+
+import socket
+
+from socksify.protocol import (
+    NEED_DATA,
+    Address,
+    AuthMethod,
+    AuthResult,
+    Command,
+    Connection,
+    Greeting,
+    MethodSelected,
+    Reply,
+    Request,
+    Role,
+    UserPassAuth,
+)
+
+
+class CoreClient:
+    """``CoreClient(server_address, version)``: handshake, request, read replies, then raw I/O."""
+
+    def __init__(self, server, version=5, user=None, password=None, timeout=10):
+        self.sock = socket.create_connection(server, timeout=timeout)
+        self.conn = Connection(Role.CLIENT, version)
+        self.version = version
+        self.user, self.password = user, password
+
+    def _event(self):
+        while True:
+            event = self.conn.next_event()
+            if event is not NEED_DATA:
+                return event
+            self.conn.receive_data(self.sock.recv(65536))
+
+    def request(self, command, host, port, user_id=b""):
+        """Send the request (after SOCKS5 negotiation); return the first Reply."""
+        if self.version == 5:
+            methods = (AuthMethod.USERNAME_PASSWORD,) if self.user else (AuthMethod.NO_AUTH,)
+            self.sock.sendall(self.conn.send(Greeting(methods)))
+            selected = self._event()
+            assert isinstance(selected, MethodSelected)
+            if selected.method == AuthMethod.USERNAME_PASSWORD:
+                auth = UserPassAuth(self.user.encode(), self.password.encode())
+                self.sock.sendall(self.conn.send(auth))
+                result = self._event()
+                assert isinstance(result, AuthResult) and result.success
+        request = Request(Command(command), Address.from_host(host), port, user_id)
+        self.sock.sendall(self.conn.send(request))
+        return self.reply()
+
+    def reply(self) -> Reply:
+        event = self._event()
+        assert isinstance(event, Reply), event
+        return event
+
+    def succeeded(self, reply) -> bool:
+        return self.conn.reply_succeeded(reply)
+
+    def recv_exactly(self, count: int) -> bytes:
+        data = self.conn.trailing_data if self.conn.state.name in ("TUNNEL",) else b""
+        while len(data) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

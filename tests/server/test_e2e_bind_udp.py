@@ -1,0 +1,202 @@
+"""BIND and UDP ASSOCIATE end to end: our core as the client, and PySocks for UDP."""
+
+import socket
+import time
+
+import pytest
+from _server_core_client import CoreClient
+from support.peers import require_module
+
+from socksify.protocol import (
+    Address,
+    Reply4,
+    Reply5,
+    UdpDatagram,
+    decode_udp_datagram,
+    encode_udp_datagram,
+)
+
+pytestmark = pytest.mark.e2e
+
+BIND, UDP = 2, 3
+
+
+# -- BIND ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_bind_two_replies_then_relay_with_half_close(socks_server, version):
+    srv = socks_server()
+    with CoreClient(srv.address, version) as client:
+        first = client.request(BIND, "127.0.0.1", 21, user_id=b"ftp" if version == 4 else b"")
+        assert client.succeeded(first)
+        assert str(first.address) == "127.0.0.1" and first.port > 0
+        with socket.create_connection((str(first.address), first.port), timeout=5) as peer:
+            second = client.reply()
+            assert client.succeeded(second)
+            assert (str(second.address), second.port) == peer.getsockname()
+            client.sock.sendall(b"to peer")
+            assert peer.recv(100) == b"to peer"
+            peer.sendall(b"to client")
+            assert client.recv_exactly(9) == b"to client"
+            # Half-close from the client: the peer sees EOF, and can still answer.
+            client.sock.shutdown(socket.SHUT_WR)
+            assert peer.recv(100) == b""
+            peer.sendall(b"after eof")
+            assert client.recv_exactly(9) == b"after eof"
+    record = srv.wait_records(1)[0]
+    assert record["command"] == "bind" and record["outcome"] == "ok"
+    assert record["bytes_up"] == 7 and record["bytes_down"] == 18
+
+
+def test_bind_accepts_only_the_expected_peer(socks_server):
+    srv = socks_server()
+    with CoreClient(srv.address, 5) as client:
+        first = client.request(BIND, "127.0.0.2", 0)
+        target = (str(first.address), first.port)
+        with socket.socket() as intruder:
+            intruder.bind(("127.0.0.1", 0))
+            intruder.settimeout(5)
+            intruder.connect(target)
+            assert intruder.recv(10) == b""  # closed by the server
+        with socket.socket() as peer:
+            peer.bind(("127.0.0.2", 0))
+            peer.settimeout(5)
+            peer.connect(target)
+            second = client.reply()
+            assert client.succeeded(second) and str(second.address) == "127.0.0.2"
+
+
+@pytest.mark.parametrize(("version", "code"), [(4, Reply4.REJECTED), (5, Reply5.TTL_EXPIRED)])
+def test_bind_timeout(socks_server, version, code):
+    srv = socks_server(config="[timeouts]\nbind = 0.3\n")
+    with CoreClient(srv.address, version) as client:
+        first = client.request(BIND, "127.0.0.1", 0)
+        assert client.succeeded(first)
+        second = client.reply()
+        assert second.code == code
+    assert srv.wait_records(1)[0]["outcome"] == "bind-timeout"
+
+
+def test_bind_denied_by_rule(socks_server):
+    srv = socks_server(config='[[rules]]\naction = "deny"\ncommands = ["bind"]\n'
+                              '[[rules]]\naction = "allow"\n')
+    with CoreClient(srv.address, 5) as client:
+        reply = client.request(BIND, "127.0.0.1", 0)
+        assert reply.code == Reply5.NOT_ALLOWED
+
+
+# -- UDP ASSOCIATE ---------------------------------------------------------------------
+
+def udp_associate(srv, client_port=0):
+    client = CoreClient(srv.address, 5)
+    reply = client.request(UDP, "0.0.0.0", client_port)
+    assert client.succeeded(reply)
+    return client, (str(reply.address), reply.port)
+
+
+def exchange(udp, relay, datagram, timeout=5):
+    udp.settimeout(timeout)
+    udp.sendto(encode_udp_datagram(datagram), relay)
+    data, source = udp.recvfrom(65536)
+    assert source == relay
+    return decode_udp_datagram(data)
+
+
+def test_udp_associate_relays_both_ways(socks_server, udp_echo_server):
+    srv = socks_server()
+    client, relay = udp_associate(srv)
+    with client, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        answer = exchange(udp, relay, UdpDatagram(Address.from_host(udp_echo_server[0]),
+                                                  udp_echo_server[1], b"ping"))
+        assert answer.data == b"ping" and answer.frag == 0
+        assert (str(answer.address), answer.port) == udp_echo_server
+    record = srv.wait_records(1)[0]
+    assert record["command"] == "udp" and record["bytes_up"] == 4 == record["bytes_down"]
+
+
+def test_udp_domain_destination_resolved_by_server(socks_server, udp_echo_server):
+    srv = socks_server(hosts={"udp-echo.test": udp_echo_server[0]})
+    client, relay = udp_associate(srv)
+    with client, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        answer = exchange(udp, relay, UdpDatagram(Address.from_host("udp-echo.test"),
+                                                  udp_echo_server[1], b"by name"))
+        assert answer.data == b"by name"
+
+
+def test_udp_drops_fragments_strangers_and_other_ports(socks_server, udp_echo_server):
+    srv = socks_server()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other_port, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        udp.bind(("127.0.0.1", 0))
+        other_port.bind(("127.0.0.1", 0))
+        stranger.bind(("127.0.0.2", 0))
+        client, relay = udp_associate(srv, client_port=udp.getsockname()[1])
+        with client:
+            dest = Address.from_host(udp_echo_server[0])
+            for sock in (other_port, stranger):
+                sock.sendto(encode_udp_datagram(UdpDatagram(dest, udp_echo_server[1], b"no")),
+                            relay)
+            udp.sendto(encode_udp_datagram(UdpDatagram(dest, udp_echo_server[1], b"frag", 1)),
+                       relay)
+            # The good datagram after the bad ones is the only one answered.
+            answer = exchange(udp, relay, UdpDatagram(dest, udp_echo_server[1], b"good"))
+            assert answer.data == b"good"
+            for sock in (other_port, stranger, udp):
+                sock.settimeout(0.3)
+                with pytest.raises(socket.timeout):
+                    sock.recvfrom(100)
+    record = srv.wait_records(1)[0]
+    assert record["bytes_up"] == 4
+
+
+def test_udp_association_ends_with_the_tcp_connection(socks_server, udp_echo_server):
+    srv = socks_server()
+    client, relay = udp_associate(srv)
+    client.close()
+    srv.wait_records(1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.connect(relay)
+        udp.settimeout(2)
+        dest = Address.from_host(udp_echo_server[0])
+        deadline = time.monotonic() + 5
+        with pytest.raises((ConnectionRefusedError, socket.timeout)):
+            while time.monotonic() < deadline:
+                udp.send(encode_udp_datagram(UdpDatagram(dest, udp_echo_server[1], b"late")))
+                udp.recv(100)
+
+
+def test_udp_destination_denied_by_rule_is_dropped(socks_server, udp_echo_server):
+    config = f"""
+    [[rules]]
+    action = "deny"
+    ports = [{udp_echo_server[1]}]
+    [[rules]]
+    action = "allow"
+    """
+    srv = socks_server(config=config)
+    client, relay = udp_associate(srv)
+    with client, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        with pytest.raises(socket.timeout):
+            exchange(udp, relay, UdpDatagram(Address.from_host(udp_echo_server[0]),
+                                             udp_echo_server[1], b"x"), timeout=0.5)
+
+
+def test_pysocks_udp(socks_server, udp_echo_server):
+    socks = require_module("socks")
+    srv = socks_server()
+    sock = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.set_proxy(socks.SOCKS5, srv.host, srv.port)
+    sock.settimeout(5)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(b"pysocks udp", udp_echo_server)
+        data, source = sock.recvfrom(100)
+        assert data == b"pysocks udp" and source == udp_echo_server
+    finally:
+        sock.close()
+    record = srv.wait_records(1)[0]
+    assert record["command"] == "udp" and record["outcome"] == "ok"

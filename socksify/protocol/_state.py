@@ -46,6 +46,10 @@ __all__ = ["FINAL_STATES", "TRANSITIONS", "Role", "State"]
 class Role(enum.Enum):
     """Which end of the TCP connection to the proxy this ``Connection`` is."""
 
+    # Members are singletons: hash by identity in C, not by name in Python (enum.Enum's
+    # default), because the transition tables are looked up on every event.
+    __hash__ = object.__hash__
+
     #: the program asking the proxy for a connection
     CLIENT = "client"
     #: the proxy
@@ -54,6 +58,10 @@ class Role(enum.Enum):
 
 class State(enum.Enum):
     """Handshake states, named after what is expected next."""
+
+    # Members are singletons: hash by identity in C, not by name in Python (enum.Enum's
+    # default), because the transition tables are looked up on every event.
+    __hash__ = object.__hash__
 
     #: SOCKS5: the client's greeting (method list)
     AWAIT_GREETING = "AWAIT_GREETING"

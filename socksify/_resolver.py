@@ -1,0 +1,261 @@
+"""Remote DNS for the Python shim: placeholder addresses that stand for names (RFC 3089).
+
+With socks4a or socks5h the proxy resolves destination names, so the resolver functions must
+not. Like RFC 3089's "DNS name resolving delegation" (§3), they answer a *placeholder*
+address, remember which name it stands for, and ``connect()``/``sendto()``/``listen()``
+(BIND) map it back and send the NAME to the proxy.
+
+Rules of this module:
+
+- Placeholders come from ``Settings.dns_range`` (SOCKSIFY_DNS_RANGE, default
+  ``240.0.0.0/8,100::/64``: the reserved class E block, never routed and not multicast, and
+  RFC 6666's discard-only IPv6 prefix). AF_UNSPEC and AF_INET lookups get IPv4 placeholders;
+  only AF_INET6 lookups get IPv6 ones.
+- One name keeps one placeholder per family for the life of the process; when a range is
+  used up, the oldest mappings are reused (16 million names for a /8).
+- The map is guarded by one lock and lives in ordinary process memory, so a forked child
+  inherits a copy (the lock is re-created in the child with ``os.register_at_fork``); an
+  ``exec``'d program does not (the native shim keeps its own map).
+- Names resolved locally even with remote DNS: none that would leak. IP literals (and
+  anything ``inet_aton``/``inet_pton`` accepts) pass through, and so do ``localhost`` and
+  ``*.localhost`` (RFC 6761 §6.3: never sent to DNS), names in the bypass list (they go
+  direct, so they must resolve), and the proxies' own host names.
+- Reverse lookups of a placeholder give the name back; of any other address (except
+  loopback) they fail with ``herror`` instead of leaking a PTR query.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import weakref
+
+__all__ = ["PlaceholderMap", "RemoteResolver", "is_ip_literal"]
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for anything the C library parses as an address without DNS."""
+    try:
+        socket.inet_aton(host)
+        return True
+    except (OSError, ValueError):
+        pass
+    try:
+        socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+class _Range:
+    """Sequential allocation from one network, wrapping around when it is used up."""
+
+    def __init__(self, network):
+        self.network = network
+        self.first = int(network.network_address) + 1
+        self.size = network.num_addresses - 2  # skip the network and last addresses
+        self.next = 0
+        self.names: dict[str, str] = {}  # lower-cased name -> address
+        self.by_address: dict[str, str] = {}  # address -> name as first asked
+
+    def allocate(self, name: str) -> str:
+        key = name.lower()
+        address = self.names.get(key)
+        if address is None:
+            address = str(ipaddress.ip_address(self.first + self.next % self.size))
+            self.next += 1
+            old = self.by_address.get(address)
+            if old is not None:  # wrapped around: the oldest mapping gives way
+                del self.names[old.lower()]
+            self.names[key] = address
+            self.by_address[address] = name
+        return address
+
+
+_maps: weakref.WeakSet = weakref.WeakSet()
+
+
+def _relock_after_fork() -> None:
+    for placeholder_map in list(_maps):
+        placeholder_map._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_relock_after_fork)
+
+
+class PlaceholderMap:
+    """Thread-safe name <-> placeholder address map over the configured ranges."""
+
+    def __init__(self, networks):
+        self._ranges = {network.version: _Range(network) for network in networks}
+        self._lock = threading.Lock()
+        _maps.add(self)
+
+    def has_family(self, version: int) -> bool:
+        return version in self._ranges
+
+    def address_for(self, name: str, version: int = 4) -> str:
+        """The placeholder (IPv4 if ``version`` is 4, else IPv6) standing for ``name``."""
+        with self._lock:
+            return self._ranges[version].allocate(name.rstrip(".") or name)
+
+    def name_for(self, address: str) -> str | None:
+        """The name a placeholder stands for; None for any other address."""
+        if not isinstance(address, str):
+            return None
+        if address.startswith("::ffff:"):  # IPv4-mapped form on an AF_INET6 socket
+            address = address[7:]
+        for placeholder_range in self._ranges.values():
+            name = placeholder_range.by_address.get(address)
+            if name is not None:
+                return name
+        if ":" in address:  # not in compressed form?
+            try:
+                text = str(ipaddress.ip_address(address.partition("%")[0]))
+            except ValueError:
+                return None
+            if text != address:
+                return self.name_for(text)
+        return None
+
+    def in_range(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            return False
+        return any(ip in r.network for r in self._ranges.values())
+
+
+def _service_port(port, socktype: int) -> int:
+    if port is None:
+        return 0
+    if isinstance(port, bytes):
+        port = port.decode("ascii")
+    if isinstance(port, int):
+        return port
+    if port.isdigit():
+        return int(port)
+    protocol = "udp" if socktype == socket.SOCK_DGRAM else "tcp"
+    try:
+        return socket.getservbyname(port, protocol)
+    except OSError:
+        raise socket.gaierror(
+            socket.EAI_SERVICE, "Servname not supported for ai_socktype"
+        ) from None
+
+
+_TYPES = (
+    (socket.SOCK_STREAM, socket.IPPROTO_TCP),
+    (socket.SOCK_DGRAM, socket.IPPROTO_UDP),
+    (socket.SOCK_RAW, 0),
+)
+
+
+class RemoteResolver:
+    """Drop-in resolver functions answering placeholders (installed by ``socksify.patch``).
+
+    ``originals`` maps function names to the unpatched ``socket`` functions.
+    """
+
+    def __init__(self, placeholders: PlaceholderMap, local_names, no_proxy, originals):
+        self.placeholders = placeholders
+        self.local_names = frozenset(name.lower() for name in local_names)
+        self.no_proxy = no_proxy
+        self.originals = originals
+
+    def resolves_locally(self, host) -> bool:
+        if not isinstance(host, str):
+            if isinstance(host, (bytes, bytearray)):
+                host = bytes(host).decode("idna")
+            else:
+                return True
+        name = host.lower().rstrip(".")
+        return (
+            not name
+            or is_ip_literal(host)
+            or name == "localhost"
+            or name.endswith(".localhost")
+            or name in self.local_names
+            or self.no_proxy.matches(name)
+        )
+
+    def _as_text(self, host) -> str:
+        return host.decode("idna") if isinstance(host, (bytes, bytearray)) else host
+
+    # --- forward lookups --------------------------------------------------------------
+
+    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        if host is None or flags & socket.AI_NUMERICHOST or self.resolves_locally(host):
+            return self.originals["getaddrinfo"](host, port, family, type, proto, flags)
+        name = self._as_text(host)
+        if family in (socket.AF_UNSPEC, socket.AF_INET):
+            version, af = 4, socket.AF_INET
+        elif family == socket.AF_INET6 and self.placeholders.has_family(6):
+            version, af = 6, socket.AF_INET6
+        else:
+            raise socket.gaierror(
+                socket.EAI_ADDRFAMILY, "Address family for hostname not supported"
+            )
+        address = self.placeholders.address_for(name, version)
+        canonname = name if flags & socket.AI_CANONNAME else ""
+        results = []
+        for socktype, protocol in _TYPES:
+            if (type and type != socktype) or (proto and proto != protocol and socktype != 3):
+                continue
+            number = _service_port(port, socktype)
+            sockaddr = (address, number) if version == 4 else (address, number, 0, 0)
+            results.append(
+                (af, socket.SocketKind(socktype), proto or protocol, canonname, sockaddr)
+            )
+            canonname = ""
+        if not results:
+            raise socket.gaierror(socket.EAI_SOCKTYPE, "ai_socktype not supported")
+        return results
+
+    def gethostbyname(self, hostname):
+        if self.resolves_locally(hostname):
+            return self.originals["gethostbyname"](hostname)
+        return self.placeholders.address_for(self._as_text(hostname), 4)
+
+    def gethostbyname_ex(self, hostname):
+        if self.resolves_locally(hostname):
+            return self.originals["gethostbyname_ex"](hostname)
+        name = self._as_text(hostname)
+        return (name, [], [self.placeholders.address_for(name, 4)])
+
+    # --- reverse lookups --------------------------------------------------------------
+
+    def _loopback(self, address: str) -> bool:
+        try:
+            return ipaddress.ip_address(address.partition("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def gethostbyaddr(self, ip_address):
+        name = self.placeholders.name_for(ip_address)
+        if name is not None:
+            return (name, [], [ip_address])
+        if not is_ip_literal(ip_address):  # a name: "resolve" it to its placeholder first
+            if self.resolves_locally(ip_address):
+                return self.originals["gethostbyaddr"](ip_address)
+            return (ip_address, [], [self.placeholders.address_for(ip_address, 4)])
+        if self._loopback(ip_address) or self.no_proxy.matches(ip_address):
+            return self.originals["gethostbyaddr"](ip_address)
+        raise socket.herror(1, "Unknown host (socksify: reverse DNS would leak past the proxy)")
+
+    def getnameinfo(self, sockaddr, flags):
+        host, port = sockaddr[0], sockaddr[1]
+        name = self.placeholders.name_for(host)
+        if name is None:
+            if not (self._loopback(host) or self.no_proxy.matches(host)):
+                if flags & socket.NI_NAMEREQD:
+                    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+                flags |= socket.NI_NUMERICHOST  # a PTR query would leak past the proxy
+            return self.originals["getnameinfo"](sockaddr, flags)
+        if flags & socket.NI_NUMERICHOST:
+            name = host
+        numeric = self.originals["getnameinfo"](("127.0.0.1", port), flags | 1)
+        return (name, numeric[1])

@@ -1,0 +1,153 @@
+"""UDP through SOCKS5 UDP ASSOCIATE (RFC 1928 §7) for patched datagram sockets.
+
+Rules of this module:
+
+- One association per datagram socket, opened on its first proxied send (or ``connect``):
+  a control TCP connection to the proxy carries the UDP ASSOCIATE request, and lives exactly
+  as long as the association (RFC 1928 §7: "A UDP association terminates when the TCP
+  connection that the UDP ASSOCIATE request arrived on terminates"). ``close()`` of the
+  datagram socket closes it.
+- Only a single SOCKS5 hop can relay UDP. SOCKS4 and chains fail closed with EPERM
+  (``UdpNotRelayableError``): nothing is ever sent directly instead.
+- The datagram socket is not connected to the relay, so datagrams to bypass-list
+  destinations still go direct; on receive, datagrams from the relay are unwrapped and
+  datagrams from anyone else are dropped unless their source is on the bypass list.
+- Fragments (FRAG != 0) are dropped: "An implementation that does not support fragmentation
+  MUST drop any datagram whose FRAG field is other than X'00'" (RFC 1928 §7).
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import logging
+import socket
+import time
+
+from . import client, errors
+from .errors import UdpNotRelayableError
+from .protocol import (
+    Address,
+    Command,
+    SOCKSError,
+    UdpDatagram,
+    decode_udp_datagram,
+    encode_udp_datagram,
+)
+
+__all__ = ["UdpAssociation", "open_association", "unwrap", "wrap"]
+
+logger = logging.getLogger(__name__)
+
+_base = _socket.socket
+_UNSPECIFIED = ("0.0.0.0", "::")
+
+
+class UdpAssociation:
+    """An open association: the control connection and the relay's address."""
+
+    __slots__ = ("control", "relay", "relay_host", "tunnel")
+
+    def __init__(self, control: socket.socket, relay: tuple, tunnel: client.Tunnel):
+        self.control = control
+        self.relay = relay  # sockaddr in the datagram socket's family
+        self.relay_host = relay[0]
+        self.tunnel = tunnel
+
+    def from_relay(self, source: tuple) -> bool:
+        return source[1] == self.relay[1] and source[0] == self.relay_host
+
+    def close(self) -> None:
+        self.control.close()
+
+
+def in_family(family: int, host: str, port: int) -> tuple:
+    """A sockaddr for ``host`` usable on a socket of ``family`` (IPv4-mapped on AF_INET6)."""
+    if family == socket.AF_INET6:
+        if ":" not in host:
+            host = "::ffff:" + host
+        return (host, port, 0, 0)
+    if ":" in host:
+        raise OSError(errno.EAFNOSUPPORT, f"IPv6 address {host} on an IPv4 socket")
+    return (host, port)
+
+
+def check_relayable(chain) -> None:
+    if len(chain) != 1 or chain[0].version != 5:
+        why = "a chain of proxies" if len(chain) != 1 else f"SOCKS4 proxy {chain[0]}"
+        raise UdpNotRelayableError(
+            errors.ERRNO_UDP_NOT_RELAYABLE,
+            f"UDP cannot be relayed through {why} (only one SOCKS5 proxy can); "
+            "socksify does not send it directly",
+        )
+
+
+def open_association(sock: socket.socket, chain, proxy_sockaddrs) -> UdpAssociation:
+    """UDP ASSOCIATE for datagram socket ``sock`` (bound first if it is not).
+
+    ``proxy_sockaddrs`` are ``getaddrinfo`` results for the proxy. The socket's timeout (or
+    the default timeout) bounds the control connection and handshake.
+
+    Raises:
+        UdpNotRelayableError: SOCKS4 or a chain (EPERM).
+        ProxyUnreachableError, ProxyAuthError, ProxyRefusedError, ProxyProtocolError.
+    """
+    check_relayable(chain)
+    proxy = chain[0]
+    local = _base.getsockname(sock)
+    if local[1] == 0:
+        _base.bind(sock, ("::", 0) if sock.family == socket.AF_INET6 else ("0.0.0.0", 0))
+        local = _base.getsockname(sock)
+    timeout = sock.gettimeout() or socket.getdefaulttimeout()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    err = None
+    control = None
+    for family, socktype, proto, _canon, sockaddr in proxy_sockaddrs:
+        control = socket.socket(family, socktype, proto)
+        control.settimeout(timeout)
+        try:
+            _base.connect(control, sockaddr)
+            break
+        except OSError as exc:
+            err = exc
+            control.close()
+            control = None
+    if control is None:
+        raise client.proxy_unreachable(
+            proxy, err or OSError(errno.EHOSTUNREACH, "no address")
+        ) from err
+    try:
+        # RFC 1928 §4: DST.ADDR/DST.PORT of UDP ASSOCIATE are where the client will send
+        # from; the address is left unspecified (we may reach the relay from any interface).
+        unspecified = "::" if control.family == socket.AF_INET6 else "0.0.0.0"
+        tunnel = client.handshake(
+            control, proxy, unspecified, local[1], Command.UDP_ASSOCIATE, deadline=deadline
+        )
+        host, port = tunnel.bound
+        if host in _UNSPECIFIED:  # "use the address you reached me at"
+            host = _base.getpeername(control)[0]
+            if host.startswith("::ffff:") and sock.family == socket.AF_INET:
+                host = host[7:]
+        relay = in_family(sock.family, host, port)
+    except BaseException:
+        control.close()
+        raise
+    logger.debug("UDP ASSOCIATE via %s: relay %s:%s", proxy, host, port)
+    return UdpAssociation(control, relay, tunnel)
+
+
+def wrap(data, host: str, port: int) -> bytes:
+    """RFC 1928 §7 UDP request header + ``data`` for destination ``host``:``port``."""
+    return encode_udp_datagram(UdpDatagram(Address.from_host(host), port, bytes(data)))
+
+
+def unwrap(packet: bytes):
+    """``(data, host, port)`` from a relayed datagram, or None to drop it."""
+    try:
+        datagram = decode_udp_datagram(packet)
+    except SOCKSError as exc:  # a malformed datagram is dropped, like any stray packet
+        logger.debug("dropping malformed datagram from the relay: %s", exc)
+        return None
+    if datagram.frag != 0:
+        return None
+    return datagram.data, datagram.address.host, datagram.port

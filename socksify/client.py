@@ -1,0 +1,443 @@
+"""The SOCKS client: the only module that does handshake I/O.
+
+Rules of this module:
+
+- The protocol lives in ``socksify.protocol``; here a short generator (``_negotiate``) says
+  what to send and which reply to wait for, and two small runners do the I/O: one over a
+  blocking socket (``handshake``), one on an asyncio loop (``async_handshake``). Both read
+  the same way (``_take``): ``recv(MSG_PEEK)``, feed the core, then remove from the kernel
+  only the bytes the core consumed. Bytes the proxy sent past its final reply (a server
+  that speaks first, like FTP or SMTP, can arrive in the same segment) stay in the socket
+  for the program, and a chain's next hop reads its own reply from where the last one ended.
+- I/O on the proxy connection uses the ``_socket.socket`` methods directly, so the patched
+  ``socket.socket`` methods (``socksify.patch``) never see our own traffic.
+- Destination names: socks4/socks5 resolve them here with the ORIGINAL ``getaddrinfo``
+  (captured at import, before any patch); socks4a/socks5h send the name. For a chain, the hop
+  that carries a request decides: hop N's scheme decides how hop N+1's host is sent, the last
+  hop's scheme how the destination is sent.
+- Errors are built by ``socksify.errors`` only; the stdlib ``TimeoutError`` passes through.
+"""
+
+from __future__ import annotations
+
+import _socket
+import asyncio
+import dataclasses
+import errno
+import logging
+import socket
+import time
+from collections.abc import Generator, Sequence
+
+from . import errors
+from .errors import ProxyAuthError, ProxyError, ProxyProtocolError, ProxyUnreachableError
+from .protocol import (
+    NEED_DATA,
+    Address,
+    AuthMethod,
+    Command,
+    Connection,
+    Greeting,
+    MethodSelected,
+    Reply,
+    Request,
+    Role,
+    SOCKSError,
+    State,
+    UserPassAuth,
+)
+from .proxy import ProxyConfig, load_settings, parse_chain
+
+__all__ = [
+    "Tunnel",
+    "async_handshake",
+    "await_second_reply",
+    "create_connection",
+    "handshake",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the resolver as it was before any patch: local DNS for socks4/socks5 and the proxy itself
+_getaddrinfo = socket.getaddrinfo
+_connect = _socket.socket.connect
+_send = _socket.socket.send
+_recv = _socket.socket.recv
+_MSG_PEEK = socket.MSG_PEEK
+_READ_SIZE = 1024  # larger than any handshake message but a SOCKS5 domain reply (262)
+_AFTER_HANDSHAKE = (State.TUNNEL, State.UDP_ASSOCIATED)
+
+
+@dataclasses.dataclass
+class Tunnel:
+    """A finished handshake: the last hop's ``Connection`` and its (first) reply."""
+
+    proxy: ProxyConfig
+    conn: Connection
+    reply: Reply
+
+    @property
+    def bound(self) -> tuple[str, int]:
+        """BND.ADDR and BND.PORT of the reply: the address the destination sees."""
+        return (self.reply.address.host, self.reply.port)
+
+
+class _Read:
+    """I/O request from ``_negotiate``: the next event ``conn`` decodes from the proxy."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+
+def _as_chain(proxy: ProxyConfig | Sequence[ProxyConfig]) -> tuple[ProxyConfig, ...]:
+    return (proxy,) if isinstance(proxy, ProxyConfig) else tuple(proxy)
+
+
+def _wire_address(host: str, carrier: ProxyConfig) -> Address:
+    """The DST.ADDR for ``host`` in a request to ``carrier`` (resolving locally if it must)."""
+    address = Address.from_host(host)
+    if address.is_ip or carrier.remote_dns:
+        return address
+    # socks4 / socks5: the client resolves (SPEC.md "Proxy URLs"). SOCKS4 carries IPv4 only.
+    family = socket.AF_INET if carrier.version == 4 else socket.AF_UNSPEC
+    infos = _getaddrinfo(host, None, family, socket.SOCK_STREAM)
+    return Address.from_host(infos[0][4][0])
+
+
+def _negotiate(
+    hop: ProxyConfig, host: str, port: int, command: Command
+) -> Generator[bytes | _Read, object, Tunnel]:
+    """One hop's handshake: yields bytes to send or ``_Read``; returns the ``Tunnel``.
+
+    RFC 1928 §3 (method selection), RFC 1929 §2 (username/password), RFC 1928 §4/§6
+    (request/reply); SOCKS4.protocol and SOCKS4A.protocol for version 4.
+    """
+    conn = Connection(Role.CLIENT, hop.version)
+    what = f"{command.name} {host}:{port}"
+    if hop.version == 5:
+        methods = (AuthMethod.NO_AUTH,)
+        if hop.username is not None:
+            methods = (AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD)
+        yield conn.send(Greeting(methods))
+        selected = yield _Read(conn)
+        assert isinstance(selected, MethodSelected)
+        if selected.method == AuthMethod.USERNAME_PASSWORD:
+            user = (hop.username or "").encode()
+            password = (hop.password or "").encode()
+            yield conn.send(UserPassAuth(user, password))
+            result = yield _Read(conn)
+            if not result.success:
+                raise ProxyAuthError(
+                    errors.ERRNO_AUTH_FAILED,
+                    f"proxy {hop} rejected the user name or password (RFC 1929)",
+                )
+        elif selected.method == AuthMethod.NO_ACCEPTABLE:
+            raise ProxyAuthError(
+                errors.ERRNO_NO_ACCEPTABLE_METHOD,
+                f"proxy {hop} accepts none of our authentication methods"
+                + ("" if hop.username is not None else " (does it need a user name?)"),
+            )
+        elif selected.method != AuthMethod.NO_AUTH:
+            raise ProxyProtocolError(
+                errors.ERRNO_PROTOCOL_VIOLATION,
+                f"proxy {hop} selected method 0x{selected.method:02x}, which we did not offer",
+            )
+        request = Request(command, _wire_address(host, hop), port)
+    else:
+        address = _wire_address(host, hop)
+        if address.type.name == "IPV6":
+            raise ProxyError(
+                errno.EAFNOSUPPORT, f"SOCKS4 proxy {hop} cannot carry IPv6 destination {host}"
+            )
+        request = Request(command, address, port, user_id=(hop.username or "").encode())
+    yield conn.send(request)
+    reply = yield _Read(conn)
+    if not conn.reply_succeeded(reply):
+        raise errors.refused(hop.version, reply.code, hop, what)
+    logger.debug("%s: %s granted, bound %s:%s", hop, what, reply.address.host, reply.port)
+    return Tunnel(hop, conn, reply)
+
+
+def _chain_steps(chain, host: str, port: int, command: Command):
+    """Hop 1 CONNECTs to hop 2, ..., the last hop runs ``command`` for the destination."""
+    for index, hop in enumerate(chain):
+        if index + 1 < len(chain):
+            following = chain[index + 1]
+            yield from _negotiate(hop, following.host, following.port, Command.CONNECT)
+        else:
+            return (yield from _negotiate(hop, host, port, command))
+
+
+def _take(conn: Connection, data: bytes) -> tuple[object, int]:
+    """Feed peeked ``data`` to ``conn``: (event or NEED_DATA, bytes to remove from the socket).
+
+    Bytes past the end of the handshake (``trailing_data``) are left in the kernel.
+    """
+    conn.receive_data(data)
+    event = conn.next_event()
+    if conn.state in _AFTER_HANDSHAKE:
+        return event, len(data) - len(conn.trailing_data)
+    return event, len(data)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(errno.ETIMEDOUT, "timed out talking to the SOCKS proxy")
+    return left
+
+
+def _read_event(sock: socket.socket, conn: Connection, deadline: float | None):
+    while True:
+        event = conn.next_event()
+        if event is not NEED_DATA:
+            return event
+        if deadline is not None:
+            sock.settimeout(_remaining(deadline))
+        data = _recv(sock, _READ_SIZE, _MSG_PEEK)
+        event, consumed = _take(conn, data)
+        if consumed:
+            _recv(sock, consumed)
+        if event is not NEED_DATA:
+            return event
+
+
+def _sendall(sock: socket.socket, data: bytes, deadline: float | None) -> None:
+    view = memoryview(data)
+    while view:
+        if deadline is not None:
+            sock.settimeout(_remaining(deadline))
+        view = view[_send(sock, view) :]
+
+
+def _run(sock: socket.socket, steps, deadline: float | None):
+    """Drive ``steps`` over blocking ``sock``; protocol errors become ProxyProtocolError."""
+    try:
+        request = next(steps)
+        while True:
+            if isinstance(request, _Read):
+                request = steps.send(_read_event(sock, request.conn, deadline))
+            else:
+                _sendall(sock, request, deadline)
+                request = steps.send(None)
+    except StopIteration as done:
+        return done.value
+    except SOCKSError as exc:
+        raise ProxyProtocolError(
+            errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
+        ) from exc
+
+
+def handshake(
+    sock: socket.socket,
+    proxy: ProxyConfig | Sequence[ProxyConfig],
+    dest_host: str,
+    dest_port: int,
+    command: Command = Command.CONNECT,
+    *,
+    deadline: float | None = None,
+) -> Tunnel:
+    """Run the SOCKS handshake(s) over ``sock``, already connected to the first hop.
+
+    Args:
+        sock: a connected TCP socket to ``proxy`` (or the chain's first hop).
+        proxy: a :class:`ProxyConfig` or a chain; hop N reaches hop N+1 with CONNECT.
+        dest_host: IP literal or name (sent as is with socks4a/socks5h, else resolved here).
+        dest_port: destination port (0 is legal for BIND and UDP ASSOCIATE).
+        command: CONNECT, BIND (returns after the FIRST reply; see
+            :func:`await_second_reply`) or UDP_ASSOCIATE.
+        deadline: ``time.monotonic()`` value by which the handshake must be done, or None to
+            keep the socket's own blocking mode and timeout.
+
+    Returns:
+        The :class:`Tunnel`: the last hop's reply (BND.ADDR/PORT) and connection.
+
+    Raises:
+        ProxyAuthError, ProxyRefusedError, ProxyProtocolError: see ``socksify.errors``.
+        TimeoutError: the deadline or the socket timeout passed.
+        socket.gaierror: socks4/socks5 could not resolve ``dest_host`` locally.
+        OSError: the connection to the proxy broke.
+    """
+    saved = sock.gettimeout() if deadline is not None else None
+    try:
+        return _run(sock, _chain_steps(_as_chain(proxy), dest_host, dest_port, command), deadline)
+    finally:
+        if deadline is not None:
+            sock.settimeout(saved)
+
+
+def await_second_reply(sock: socket.socket, tunnel: Tunnel, deadline: float | None = None):
+    """BIND (RFC 1928 §4 "BIND"): wait for the reply sent when the inbound connection arrives.
+
+    Returns the second ``Reply`` (its address is the peer that connected). With a
+    non-blocking ``sock`` it raises ``BlockingIOError`` until that reply is complete.
+
+    Raises:
+        ProxyRefusedError: the proxy reported failure (e.g. the peer never came).
+    """
+    saved = sock.gettimeout() if deadline is not None else None
+    try:
+        reply = _run(sock, _second_reply_steps(tunnel), deadline)
+    finally:
+        if deadline is not None:
+            sock.settimeout(saved)
+    return reply
+
+
+def _second_reply_steps(tunnel: Tunnel):
+    reply = yield _Read(tunnel.conn)
+    if not tunnel.conn.reply_succeeded(reply):
+        raise errors.refused(tunnel.proxy.version, reply.code, tunnel.proxy, "BIND connection")
+    return reply
+
+
+# --- asyncio ------------------------------------------------------------------------------
+
+
+async def _wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    waiter = loop.create_future()
+
+    def ready():
+        if not waiter.done():
+            waiter.set_result(None)
+
+    fd = sock.fileno()
+    loop.add_reader(fd, ready)
+    try:
+        await waiter
+    finally:
+        loop.remove_reader(fd)
+
+
+async def async_handshake(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    proxy: ProxyConfig | Sequence[ProxyConfig],
+    dest_host: str,
+    dest_port: int,
+    command: Command = Command.CONNECT,
+) -> Tunnel:
+    """:func:`handshake` on a non-blocking ``sock`` without blocking the event loop.
+
+    Same steps and errors; writes with ``loop.sock_sendall``, reads by waiting for the socket
+    to become readable. Deadlines are the caller's (``asyncio.wait_for`` / ``timeout``).
+    """
+    steps = _chain_steps(_as_chain(proxy), dest_host, dest_port, command)
+    try:
+        request = next(steps)
+        while True:
+            if isinstance(request, _Read):
+                conn = request.conn
+                event = conn.next_event()
+                while event is NEED_DATA:
+                    try:
+                        data = _recv(sock, _READ_SIZE, _MSG_PEEK)
+                    except (BlockingIOError, InterruptedError):
+                        await _wait_readable(loop, sock)
+                        continue
+                    event, consumed = _take(conn, data)
+                    if consumed:
+                        _recv(sock, consumed)
+                request = steps.send(event)
+            else:
+                await loop.sock_sendall(sock, request)
+                request = steps.send(None)
+    except StopIteration as done:
+        return done.value
+    except SOCKSError as exc:
+        raise ProxyProtocolError(
+            errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
+        ) from exc
+
+
+# --- connecting to the proxy ----------------------------------------------------------------
+
+
+def proxy_unreachable(proxy: ProxyConfig, exc: OSError) -> ProxyUnreachableError:
+    """The first hop cannot be reached: same errno as the failed connect (SPEC.md table)."""
+    if isinstance(exc, socket.gaierror):
+        code = errno.EHOSTUNREACH
+        reason = f"cannot resolve proxy host {proxy.host!r}: {exc.strerror}"
+    else:
+        timed_out = isinstance(exc, TimeoutError)
+        code = exc.errno or (errno.ETIMEDOUT if timed_out else errno.ECONNREFUSED)
+        reason = exc.strerror or str(exc) or "connection failed"
+    error = ProxyUnreachableError(code, f"cannot reach SOCKS proxy {proxy}: {reason}")
+    error.__cause__ = exc
+    return error
+
+
+def proxy_addresses(proxy: ProxyConfig, family: int = 0) -> list:
+    """``getaddrinfo`` results for the proxy itself (always resolved locally)."""
+    return _getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_STREAM)
+
+
+_DEFAULT = object()
+
+
+def create_connection(
+    address: tuple[str, int],
+    proxy: str | ProxyConfig | Sequence[ProxyConfig] | None = None,
+    timeout: float | None | object = _DEFAULT,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """Connect to ``address`` through ``proxy`` (URL, chain, or None: read the environment).
+
+    Like ``socket.create_connection``; the socket returned is a plain ``socket.socket``
+    connected to the first hop, with the tunnel to ``address`` established over it.
+    ``timeout`` (default: ``socket.getdefaulttimeout()``) bounds the whole connect and
+    handshake and stays set on the socket. Never falls back to a direct connection.
+
+    Raises:
+        ProxyUnreachableError: no address of the first hop accepted the connection (the
+            errno of the last failed connect, e.g. ConnectionRefusedError).
+        ProxyAuthError, ProxyRefusedError, ProxyProtocolError, TimeoutError: see handshake().
+    """
+    if proxy is None:
+        chain = load_settings().chain
+    elif isinstance(proxy, str):
+        chain = parse_chain(proxy)
+    else:
+        chain = _as_chain(proxy)
+    if timeout is _DEFAULT:
+        timeout = socket.getdefaulttimeout()
+    host, port = address[0], address[1]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    first = chain[0]
+    try:
+        infos = proxy_addresses(first)
+    except OSError as exc:
+        raise proxy_unreachable(first, exc) from exc
+    # The loop over the proxy's addresses follows urllib3's util/connection.py
+    # create_connection: try each, close on failure, re-raise the last error, and clear the
+    # reference so the traceback does not keep the socket alive.
+    err = None
+    for family, socktype, proto, _canonname, sockaddr in infos:
+        sock = None
+        try:
+            sock = socket.socket(family, socktype, proto)
+            sock.settimeout(timeout)
+            if source_address:
+                _socket.socket.bind(sock, source_address)
+            _connect(sock, sockaddr)
+        except OSError as exc:
+            err = exc
+            if sock is not None:
+                sock.close()
+            continue
+        try:
+            handshake(sock, chain, host, port, deadline=deadline)
+        except BaseException:
+            sock.close()
+            raise
+        if timeout is not None:
+            sock.settimeout(timeout)
+        return sock
+    try:
+        raise proxy_unreachable(first, err or OSError(errno.EHOSTUNREACH, "no address")) from err
+    finally:
+        err = None

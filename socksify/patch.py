@@ -1,0 +1,930 @@
+"""Routing a whole Python program through SOCKS by patching the ``socket`` module.
+
+Rules of this module (after gevent's ``monkey`` and trio's socket factory):
+
+- ``install(settings)`` replaces methods ON the ``socket.socket`` class (so sockets created
+  before the patch, ``from socket import socket``, ``ssl.SSLSocket`` and asyncio's sockets
+  are all covered) and the resolver functions of the ``socket`` module. Every original goes
+  into ONE registry, ``_saved``, filled with ``setdefault`` so the first original wins and a
+  second ``install()`` only swaps the settings. ``uninstall()`` puts back exactly what was
+  there, deleting the attributes that were inherited before (``socket.socket.connect`` is
+  ``_socket.socket``'s).
+- What is proxied is decided by one pure function, :func:`should_proxy`; everything else goes
+  to the original method untouched. The connection to the proxy itself and AF_UNIX sockets
+  are never touched; loopback IS proxied unless the bypass list names it (SPEC.md).
+- The handshake is ``socksify.client``'s; this module only decides *when*, and keeps what a
+  proxied socket must report afterwards (``getpeername``: the destination asked for;
+  ``getsockname``: BND.ADDR/BND.PORT of the reply) in a table keyed by file descriptor.
+- Non-blocking sockets: asyncio's ``BaseSelectorEventLoop.sock_connect`` is patched to run the
+  handshake on the loop. Other non-blocking sockets (trio, hand-written selectors) get a
+  blocking handshake in ``connect()``, bounded by the default timeout (or 30 s), after which
+  ``connect()`` returns as if the connection completed at once (which POSIX allows).
+- BIND (SPEC.md): a TCP socket bound to port 0, or never bound, that then ``listen()``s is
+  turned into SOCKS BIND when a proxied connection preceded it (the expected peer is the
+  destination of the most recent one). A socket bound to an explicit port stays local.
+- No side effects at import: nothing happens until ``install()``.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import errno
+import importlib.abc
+import logging
+import os
+import socket as _stdlib_socket
+import sys
+import threading
+import time
+import weakref
+
+from . import _udp, client
+from ._resolver import PlaceholderMap, RemoteResolver, is_ip_literal
+from .proxy import Settings, load_settings
+
+__all__ = ["install", "is_installed", "patch", "patched", "should_proxy", "uninstall", "unpatch"]
+
+logger = logging.getLogger("socksify")
+
+_MISSING = object()
+#: (owner, attribute name) -> the original value, or _MISSING if it was inherited
+_saved: dict = {}
+_lock = threading.RLock()
+_active: _Active | None = None
+
+_base = _socket.socket
+_SocketClass = _stdlib_socket.socket
+_AF_INET = _stdlib_socket.AF_INET
+_AF_INET6 = _stdlib_socket.AF_INET6
+_INET = (_AF_INET, _AF_INET6)
+_STREAM = _stdlib_socket.SOCK_STREAM
+_DGRAM = _stdlib_socket.SOCK_DGRAM
+#: bound on a blocking handshake run inside connect() of a non-blocking socket
+NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
+
+
+def should_proxy(family, type, address, settings: Settings, proxy_endpoints=frozenset()) -> bool:
+    """Decide whether a connection or datagram to ``address`` goes through the proxy.
+
+    Args:
+        family, type: of the socket (AF_UNIX and raw sockets are never proxied).
+        address: ``(host, port, ...)``; host is an IP or, for remote DNS, the name a
+            placeholder stands for.
+        settings: for the bypass list.
+        proxy_endpoints: ``(ip, port)`` pairs of the first hop: the connection to the proxy
+            itself is never proxied.
+
+    Loopback destinations are proxied like any other unless the bypass list names them.
+    """
+    if family not in _INET or type not in (_STREAM, _DGRAM):
+        return False
+    host, port = address[0], address[1]
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if (host, port) in proxy_endpoints:
+        return False
+    if host.startswith("::ffff:") and (host[7:], port) in proxy_endpoints:
+        return False
+    return not settings.no_proxy.matches(host)
+
+
+# --- the per-socket table -------------------------------------------------------------
+
+
+class _SockState:
+    """What a proxied socket reports; keyed by fd in ``_states``."""
+
+    __slots__ = (
+        "__weakref__",
+        "owner",
+        "detached",
+        "peer",
+        "bound",
+        "tunnel",
+        "udp",
+        "udp_peer",
+        "pending_bind",
+        "kind",
+    )
+
+    def __init__(self, sock, kind: str):
+        self.owner = weakref.ref(sock, _forget_owner)
+        self.detached = False
+        self.kind = kind  # "tcp", "bind", "bind-used", "udp", "pending-bind"
+        self.peer = None  # sockaddr tuple for getpeername()
+        self.bound = None  # sockaddr tuple for getsockname()
+        self.tunnel = None
+        self.udp = None  # _udp.UdpAssociation
+        self.udp_peer = None  # (host to send, port) of a connected datagram socket
+        self.pending_bind = None
+
+
+_states: dict[int, _SockState] = {}
+_owner_fds: dict = {}  # weakref -> fd, to clean up when a socket is garbage-collected
+
+
+def _forget_owner(ref) -> None:
+    fd = _owner_fds.pop(ref, None)
+    state = _states.get(fd)
+    if state is not None and state.owner is ref and not state.detached:
+        del _states[fd]
+        _release(state)
+
+
+def _release(state: _SockState) -> None:
+    if state.udp is not None:
+        state.udp.close()
+        state.udp = None
+
+
+def _state_of(sock) -> _SockState | None:
+    try:
+        fd = _base.fileno(sock)
+    except OSError:
+        return None
+    state = _states.get(fd)
+    if state is None:
+        return None
+    owner = state.owner()
+    if owner is sock:
+        return state
+    if state.detached:  # ssl.wrap_socket() & co: a new object took over the fd
+        state.owner = weakref.ref(sock, _forget_owner)
+        _owner_fds[state.owner] = fd
+        state.detached = False
+        return state
+    if owner is None:  # the old owner was collected and the fd number reused
+        del _states[fd]
+        _release(state)
+        return None
+    return state  # another live object over the same fd (socket(fileno=...)): same socket
+
+
+def _new_state(sock, kind: str) -> _SockState:
+    fd = _base.fileno(sock)
+    old = _states.pop(fd, None)
+    if old is not None:
+        _release(old)
+    state = _SockState(sock, kind)
+    _states[fd] = state
+    _owner_fds[state.owner] = fd
+    return state
+
+
+def _drop_state(sock) -> _SockState | None:
+    try:
+        fd = _base.fileno(sock)
+    except OSError:
+        return None
+    if fd < 0:
+        return None
+    state = _states.pop(fd, None)
+    if state is not None:
+        _owner_fds.pop(state.owner, None)
+        _release(state)
+    return state
+
+
+# --- the active configuration -----------------------------------------------------------
+
+
+class _Active:
+    """Installed settings plus what is derived from them once."""
+
+    def __init__(self, settings: Settings, originals: dict):
+        self.settings = settings
+        self.chain = settings.chain
+        self.first = settings.chain[0]
+        self.remote_dns = settings.remote_dns
+        self.placeholders = PlaceholderMap(settings.dns_range)
+        self.resolver = RemoteResolver(
+            self.placeholders,
+            [hop.host for hop in settings.chain],
+            settings.no_proxy,
+            originals,
+        )
+        self._proxy_infos = None
+        self.endpoints = frozenset((hop.host, hop.port) for hop in settings.chain[:1])
+        self.last_destination: tuple[str, int] | None = None
+
+    def proxy_infos(self) -> list:
+        """getaddrinfo results for the first hop (resolved locally once, then cached)."""
+        infos = self._proxy_infos
+        if infos is None:
+            try:
+                infos = client.proxy_addresses(self.first)
+            except OSError as exc:
+                raise client.proxy_unreachable(self.first, exc) from exc
+            self._proxy_infos = infos
+            self.endpoints = self.endpoints | {(info[4][0], info[4][1]) for info in infos}
+        return infos
+
+    def proxy_sockaddr(self, family: int) -> tuple:
+        """The first hop's address in a form a socket of ``family`` can connect to."""
+        infos = self.proxy_infos()
+        for info in infos:
+            if info[0] == family:
+                return info[4]
+        if family == _AF_INET6:  # an IPv4-only proxy from an IPv6 socket: IPv4-mapped
+            host, port = infos[0][4][0], infos[0][4][1]
+            return ("::ffff:" + host, port, 0, 0)
+        raise client.proxy_unreachable(
+            self.first,
+            OSError(
+                errno.EAFNOSUPPORT, "the proxy has only IPv6 addresses; this is an IPv4 socket"
+            ),
+        )
+
+    def target(self, family: int, socktype: int, host, port: int):
+        """Where ``(host, port)`` really goes: None (direct, unchanged), or
+        ``(host_to_send, sockaddr_to_report)``, or ``("direct", sockaddr)`` for a placeholder
+        whose name must go direct."""
+        if isinstance(host, bytes):
+            host = host.decode("idna")
+        name = self.placeholders.name_for(host) if self.remote_dns else None
+        if name is not None:
+            send, report = name, host
+        elif is_ip_literal(host):
+            send = report = host
+        elif self.remote_dns and not self.resolver.resolves_locally(host):
+            send = host
+            report = self.placeholders.address_for(
+                host, 6 if family == _AF_INET6 and self.placeholders.has_family(6) else 4
+            )
+        else:  # socks4/socks5: the client resolves, as connect() itself would
+            infos = self.resolver.originals["getaddrinfo"](host, port, family, socktype)
+            send = report = infos[0][4][0]
+        if not should_proxy(family, socktype, (send, port), self.settings, self.endpoints):
+            if send == host:
+                return None
+            infos = self.resolver.originals["getaddrinfo"](send, port, family, socktype)
+            return ("direct", infos[0][4])
+        return send, _udp.in_family(family, report, port)
+
+    def bind_applies(self) -> bool:
+        destination = self.last_destination
+        return destination is not None and not self.settings.no_proxy.matches(destination[0])
+
+
+# --- TCP: connect --------------------------------------------------------------------------
+
+
+def _connect_proxy(sock, active: _Active) -> None:
+    """Connect ``sock`` itself to the first hop (errors: ProxyUnreachableError)."""
+    sockaddr = active.proxy_sockaddr(sock.family)
+    try:
+        _base.connect(sock, sockaddr)
+    except OSError as exc:
+        raise client.proxy_unreachable(active.first, exc) from exc
+
+
+@contextlib.contextmanager
+def _blocking_handshake(sock):
+    """Deadline for a handshake in connect()/listen(): the socket's timeout; non-blocking
+    sockets get a bounded blocking handshake (see the module rules)."""
+    timeout = sock.gettimeout()
+    if timeout == 0.0:
+        sock.settimeout(_stdlib_socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT)
+    try:
+        current = sock.gettimeout()
+        yield None if current is None else time.monotonic() + current
+    finally:
+        if timeout == 0.0:
+            sock.settimeout(0.0)
+
+
+def _fail_closed(sock) -> None:
+    with contextlib.suppress(OSError):
+        _base.shutdown(sock, _stdlib_socket.SHUT_RDWR)
+
+
+def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -> None:
+    state = _state_of(sock)
+    if state is not None and state.kind == "pending-bind":
+        with contextlib.suppress(OSError):  # a source address; the proxy decides the rest
+            _base.bind(sock, state.pending_bind)
+    with _blocking_handshake(sock) as deadline:
+        try:
+            _connect_proxy(sock, active)
+            tunnel = client.handshake(sock, active.chain, host, port, deadline=deadline)
+        except OSError as exc:
+            _fail_closed(sock)
+            logger.info("connect to %s:%s via %s failed: %s", host, port, active.first, exc)
+            raise
+    state = _new_state(sock, "tcp")
+    state.peer = peer
+    state.bound = _udp.in_family(sock.family, *tunnel.bound)
+    state.tunnel = tunnel
+    active.last_destination = (host, port)
+    logger.debug("connected to %s:%s via %s", host, port, active.first)
+
+
+def _connect(self, address):
+    active = _active
+    if active is None or self.family not in _INET:
+        return _base.connect(self, address)
+    socktype = self.type
+    if socktype == _DGRAM:
+        return _udp_connect(self, active, address)
+    if socktype != _STREAM:
+        return _base.connect(self, address)
+    target = active.target(self.family, socktype, address[0], address[1])
+    if target is None or target[0] == "direct":
+        state = _state_of(self)
+        if state is not None and state.kind == "pending-bind":
+            _base.bind(self, state.pending_bind)
+            _drop_state(self)
+        return _base.connect(self, address if target is None else target[1])
+    _proxied_connect(self, active, target[0], address[1], target[1])
+
+
+def _connect_ex(self, address):
+    try:
+        _connect(self, address)
+    except TimeoutError as exc:
+        return exc.errno or errno.ETIMEDOUT
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        return exc.errno
+    return 0
+
+
+# --- TCP: BIND ---------------------------------------------------------------------------
+
+
+def _bind(self, address):
+    active = _active
+    if (
+        active is not None
+        and self.family in _INET
+        and self.type == _STREAM
+        and address[1] == 0
+        and active.bind_applies()
+    ):
+        # Port 0: maybe a SOCKS BIND at listen(); the real bind waits till we know.
+        _new_state(self, "pending-bind").pending_bind = address
+        return None
+    return _base.bind(self, address)
+
+
+def _listen(self, *args):
+    active = _active
+    if active is None or self.family not in _INET or self.type != _STREAM:
+        return _base.listen(self, *args)
+    state = _state_of(self)
+    pending = state is not None and state.kind == "pending-bind"
+    unbound = not pending and state is None and _base.getsockname(self)[1] == 0
+    if (pending or unbound) and active.bind_applies():
+        return _proxied_bind(self, active)
+    if pending:
+        _base.bind(self, state.pending_bind)
+        _drop_state(self)
+    return _base.listen(self, *args)
+
+
+def _proxied_bind(sock, active: _Active) -> None:
+    """SOCKS BIND (RFC 1928 §4, SOCKS4.protocol "BIND"): the first reply at listen()."""
+    host, port = active.last_destination
+    with _blocking_handshake(sock) as deadline:
+        try:
+            _connect_proxy(sock, active)
+            tunnel = client.handshake(
+                sock, active.chain, host, port, client.Command.BIND, deadline=deadline
+            )
+        except OSError as exc:
+            _fail_closed(sock)
+            logger.info("BIND via %s failed: %s", active.first, exc)
+            raise
+    bound_host, bound_port = tunnel.bound
+    if bound_host in ("0.0.0.0", "::"):  # "the proxy's address": the one we reached
+        bound_host = _base.getpeername(sock)[0]
+    state = _new_state(sock, "bind")
+    state.tunnel = tunnel
+    state.bound = _udp.in_family(sock.family, bound_host, bound_port)
+    logger.debug(
+        "BIND via %s: listening at %s:%s for %s:%s",
+        active.first,
+        bound_host,
+        bound_port,
+        host,
+        port,
+    )
+
+
+def _accept(self):
+    state = _state_of(self) if _active is not None else None
+    if state is None or state.kind not in ("bind", "bind-used"):
+        return _original("accept")(self)
+    if state.kind == "bind-used":
+        raise OSError(errno.EINVAL, "a SOCKS BIND listener accepts one connection only")
+    second = client.await_second_reply(self, state.tunnel)
+    # Hand the proxy connection (now the data connection) to a new socket object and leave
+    # a fresh, unconnected socket under the listener's fd: closing either is then final.
+    fd = _base.fileno(self)
+    conn_fd = os.dup(fd)
+    fresh = _base(self.family, _STREAM)
+    try:
+        os.dup2(fresh.fileno(), fd, inheritable=False)
+    finally:
+        fresh.close()
+    conn = _SocketClass(self.family, _STREAM, 0, fileno=conn_fd)
+    conn.settimeout(_stdlib_socket.getdefaulttimeout())
+    peer = _udp.in_family(self.family, second.address.host, second.port)
+    conn_state = _new_state(conn, "tcp")
+    conn_state.peer = peer
+    conn_state.bound = state.bound
+    state.kind = "bind-used"
+    return conn, peer
+
+
+# --- addresses -----------------------------------------------------------------------------
+
+
+def _getsockname(self):
+    state = _state_of(self) if _states else None
+    if state is None or state.bound is None:
+        if state is not None and state.kind == "pending-bind":
+            return _udp.in_family(
+                self.family,
+                state.pending_bind[0] or ("::" if self.family == _AF_INET6 else "0.0.0.0"),
+                0,
+            )
+        return _base.getsockname(self)
+    return state.bound
+
+
+def _getpeername(self):
+    state = _state_of(self) if _states else None
+    if state is None or state.peer is None:
+        return _base.getpeername(self)
+    return state.peer
+
+
+def _close(self):
+    if _states:
+        _drop_state(self)
+    return _original("close")(self)
+
+
+def _detach(self):
+    state = _state_of(self) if _states else None
+    if state is not None:
+        state.detached = True
+    return _original("detach")(self)
+
+
+def _dup(self):
+    new = _original("dup")(self)
+    state = _state_of(self) if _states else None
+    if state is not None and state.udp is None:
+        copy = _new_state(new, state.kind)
+        copy.peer, copy.bound, copy.tunnel = state.peer, state.bound, state.tunnel
+    return new
+
+
+# --- UDP -----------------------------------------------------------------------------------
+
+
+def _udp_target(sock, active: _Active, address):
+    return active.target(sock.family, _DGRAM, address[0], address[1])
+
+
+def _association(sock, active: _Active, state: _SockState | None) -> _SockState:
+    if state is not None and state.udp is not None:
+        return state
+    association = _udp.open_association(sock, active.chain, active.proxy_infos())
+    if state is None:
+        state = _new_state(sock, "udp")
+    state.udp = association
+    return state
+
+
+def _udp_connect(sock, active: _Active, address):
+    target = _udp_target(sock, active, address)
+    if target is None or target[0] == "direct":
+        state = _state_of(sock)
+        if state is not None:
+            state.udp_peer = state.peer = None
+        return _base.connect(sock, address if target is None else target[1])
+    state = _association(sock, active, _state_of(sock))
+    state.udp_peer = (target[0], address[1])
+    state.peer = target[1]
+    return None
+
+
+def _sendto(self, data, *args):
+    active = _active
+    if active is None or self.type != _DGRAM or self.family not in _INET:
+        return _base.sendto(self, data, *args)
+    address = args[-1]
+    flags = args[0] if len(args) == 2 else 0
+    target = _udp_target(self, active, address)
+    if target is None:
+        return _base.sendto(self, data, *args)
+    if target[0] == "direct":
+        return _base.sendto(self, data, flags, target[1])
+    state = _association(self, active, _state_of(self))
+    packet = _udp.wrap(data, target[0], address[1])
+    _base.sendto(self, packet, flags, state.udp.relay)
+    return len(memoryview(data))
+
+
+def _send(self, data, flags=0):
+    if self.type == _DGRAM and _states:
+        state = _state_of(self)
+        if state is not None and state.udp_peer is not None:
+            packet = _udp.wrap(data, *state.udp_peer)
+            _base.sendto(self, packet, flags, state.udp.relay)
+            return len(memoryview(data))
+    return _base.send(self, data, flags)
+
+
+def _sendmsg(self, buffers, ancdata=(), flags=0, address=None):
+    if self.type == _DGRAM and _active is not None and self.family in _INET:
+        data = b"".join(bytes(buffer) for buffer in buffers)
+        if address is not None:
+            target = _udp_target(self, _active, address)
+            if target is not None:
+                if ancdata:
+                    raise OSError(errno.EOPNOTSUPP, "ancillary data cannot be relayed by SOCKS")
+                return _sendto(self, data, flags, address)
+        else:
+            state = _state_of(self)
+            if state is not None and state.udp_peer is not None:
+                return _send(self, data, flags)
+    if address is None:
+        return _base.sendmsg(self, buffers, ancdata, flags)
+    return _base.sendmsg(self, buffers, ancdata, flags, address)
+
+
+def _relayed_recv(sock, state: _SockState, bufsize: int, flags: int):
+    """Next datagram for the program: unwrapped from the relay, or direct from a bypassed
+    source; anything else is dropped (RFC 1928 §7)."""
+    association = state.udp
+    settings = _active.settings if _active is not None else None
+    while True:
+        packet, source = _base.recvfrom(sock, 65535 + 262, flags)
+        if association.from_relay(source):
+            unwrapped = _udp.unwrap(packet)
+            if unwrapped is None:
+                continue
+            data, host, port = unwrapped
+            if state.udp_peer is not None and port != state.udp_peer[1]:
+                continue  # a connected datagram socket hears only its peer
+            if _active is not None and _active.remote_dns and not is_ip_literal(host):
+                host = _active.placeholders.address_for(host)
+            return data[:bufsize], _udp.in_family(sock.family, host, port)
+        if settings is not None and settings.no_proxy.matches(source[0]):
+            return packet[:bufsize], source
+
+
+def _udp_state(sock):
+    if sock.type != _DGRAM or not _states:
+        return None
+    state = _state_of(sock)
+    return state if state is not None and state.udp is not None else None
+
+
+def _recvfrom(self, bufsize, flags=0):
+    state = _udp_state(self)
+    if state is None:
+        return _base.recvfrom(self, bufsize, flags)
+    return _relayed_recv(self, state, bufsize, flags)
+
+
+def _recv(self, bufsize, flags=0):
+    state = _udp_state(self)
+    if state is None:
+        return _base.recv(self, bufsize, flags)
+    return _relayed_recv(self, state, bufsize, flags)[0]
+
+
+def _recv_into(self, buffer, nbytes=0, flags=0):
+    state = _udp_state(self)
+    if state is None:
+        return _base.recv_into(self, buffer, nbytes, flags)
+    data, _ = _relayed_recv(self, state, nbytes or len(buffer), flags)
+    memoryview(buffer)[: len(data)] = data
+    return len(data)
+
+
+def _recvfrom_into(self, buffer, nbytes=0, flags=0):
+    state = _udp_state(self)
+    if state is None:
+        return _base.recvfrom_into(self, buffer, nbytes, flags)
+    data, address = _relayed_recv(self, state, nbytes or len(buffer), flags)
+    memoryview(buffer)[: len(data)] = data
+    return len(data), address
+
+
+def _recvmsg(self, bufsize, ancbufsize=0, flags=0):
+    state = _udp_state(self)
+    if state is None:
+        return _base.recvmsg(self, bufsize, ancbufsize, flags)
+    data, address = _relayed_recv(self, state, bufsize, flags)
+    return data, [], 0, address
+
+
+_SOCKET_METHODS = {
+    "connect": _connect,
+    "connect_ex": _connect_ex,
+    "bind": _bind,
+    "listen": _listen,
+    "accept": _accept,
+    "getsockname": _getsockname,
+    "getpeername": _getpeername,
+    "close": _close,
+    "detach": _detach,
+    "dup": _dup,
+    "sendto": _sendto,
+    "send": _send,
+    "sendmsg": _sendmsg,
+    "recv": _recv,
+    "recv_into": _recv_into,
+    "recvfrom": _recvfrom,
+    "recvfrom_into": _recvfrom_into,
+    "recvmsg": _recvmsg,
+}
+
+
+# --- module functions ------------------------------------------------------------------
+
+
+def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+    active = _active
+    if active is None or not active.remote_dns:
+        return _original_function("getaddrinfo")(host, port, family, type, proto, flags)
+    return active.resolver.getaddrinfo(host, port, family, type, proto, flags)
+
+
+def _resolver_hook(name: str):
+    def hook(*args):
+        active = _active
+        if active is None or not active.remote_dns:
+            return _original_function(name)(*args)
+        return getattr(active.resolver, name)(*args)
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = f"socksify: {name} answering placeholders for remote DNS (RFC 3089)."
+    return hook
+
+
+def _create_connection(
+    address, timeout=_stdlib_socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kwargs
+):
+    """socket.create_connection that sends names to a remote-DNS proxy without the
+    placeholder detour; everything else is the original."""
+    active = _active
+    host, port = address[0], address[1]
+    if (
+        active is None
+        or kwargs
+        or not active.remote_dns
+        or is_ip_literal(host)
+        or active.resolver.resolves_locally(host)
+    ):
+        return _original_function("create_connection")(address, timeout, source_address, **kwargs)
+    if timeout is _stdlib_socket._GLOBAL_DEFAULT_TIMEOUT:
+        timeout = _stdlib_socket.getdefaulttimeout()
+    family = active.proxy_infos()[0][0]
+    sock = _SocketClass(family, _STREAM)
+    try:
+        sock.settimeout(timeout)
+        if source_address:
+            _base.bind(sock, source_address)
+        _proxied_connect(
+            sock,
+            active,
+            host,
+            port,
+            _udp.in_family(family, active.placeholders.address_for(host), port),
+        )
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+_MODULE_FUNCTIONS = {
+    "getaddrinfo": _getaddrinfo,
+    "gethostbyname": _resolver_hook("gethostbyname"),
+    "gethostbyname_ex": _resolver_hook("gethostbyname_ex"),
+    "gethostbyaddr": _resolver_hook("gethostbyaddr"),
+    "getnameinfo": _resolver_hook("getnameinfo"),
+    "create_connection": _create_connection,
+}
+
+
+def _original(name: str):
+    """The original ``socket.socket`` method ``name`` (Python-level or inherited)."""
+    value = _saved.get((_SocketClass, name), _MISSING)
+    if value is _MISSING:
+        return getattr(_base, name)
+    return value
+
+
+def _original_function(name: str):
+    return _saved.get((_stdlib_socket, name)) or getattr(_stdlib_socket, name)
+
+
+# --- asyncio --------------------------------------------------------------------------------
+
+
+async def _sock_connect(self, sock, address):
+    """BaseSelectorEventLoop.sock_connect with the SOCKS handshake run on the loop."""
+    original = _saved[(_selector_loop_class(), "sock_connect")]
+    active = _active
+    if active is None or sock.family not in _INET or sock.type != _STREAM:
+        return await original(self, sock, address)
+    target = active.target(sock.family, _STREAM, address[0], address[1])
+    if target is None or target[0] == "direct":
+        return await original(self, sock, address if target is None else target[1])
+    host, port = target[0], address[1]
+    try:
+        await original(self, sock, active.proxy_sockaddr(sock.family))
+    except client.ProxyError:
+        raise
+    except OSError as exc:
+        raise client.proxy_unreachable(active.first, exc) from exc
+    try:
+        tunnel = await client.async_handshake(self, sock, active.chain, host, port)
+    except OSError:
+        _fail_closed(sock)
+        raise
+    state = _new_state(sock, "tcp")
+    state.peer = target[1]
+    state.bound = _udp.in_family(sock.family, *tunnel.bound)
+    state.tunnel = tunnel
+    active.last_destination = (host, port)
+
+
+def _selector_loop_class():
+    return sys.modules["asyncio.selector_events"].BaseSelectorEventLoop
+
+
+def _patch_asyncio() -> None:
+    cls = _selector_loop_class()
+    _replace(cls, "sock_connect", _sock_connect)
+
+
+class _AsyncioImportHook(importlib.abc.MetaPathFinder):
+    """Patches asyncio when it is first imported, so ``patch()`` need not import it."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "asyncio.selector_events":
+            return None
+        sys.meta_path.remove(self)
+        try:
+            import importlib.util
+
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_patch(module):
+            exec_module(module)
+            with _lock:
+                if _active is not None:
+                    _patch_asyncio()
+
+        spec.loader = _PatchingLoader(loader, exec_and_patch)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader, exec_module):
+        self._loader = loader
+        self._exec_module = exec_module
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._exec_module(module)
+
+
+_asyncio_hook = _AsyncioImportHook()
+
+
+# --- install / uninstall -------------------------------------------------------------------
+
+
+def _replace(owner, name: str, value) -> None:
+    _saved.setdefault((owner, name), owner.__dict__.get(name, _MISSING))
+    setattr(owner, name, value)
+
+
+_log_handler: logging.Handler | None = None
+
+
+def _configure_logging(level: str) -> None:
+    global _log_handler
+    if _log_handler is None:
+        _log_handler = logging.StreamHandler(sys.stderr)
+        _log_handler.setFormatter(logging.Formatter("socksify: %(message)s"))
+        logger.addHandler(_log_handler)
+        _saved.setdefault((logger, "propagate"), logger.propagate)
+        logger.propagate = False
+    logger.setLevel(level.upper())
+
+
+def install(settings: Settings) -> dict:
+    """Patch ``socket`` (and asyncio, now or when it is imported) to use ``settings``.
+
+    A second call only replaces the settings. Returns what was replaced: a dict
+    ``{"socket.socket.connect": original, ...}`` (inherited methods show as None).
+    """
+    global _active
+    with _lock:
+        for name, hook in _MODULE_FUNCTIONS.items():
+            _replace(_stdlib_socket, name, hook)
+        for name, hook in _SOCKET_METHODS.items():
+            _replace(_SocketClass, name, hook)
+        originals = {name: _original_function(name) for name in _MODULE_FUNCTIONS}
+        _active = _Active(settings, originals)
+        if "asyncio.selector_events" in sys.modules:
+            _patch_asyncio()
+        elif _asyncio_hook not in sys.meta_path:
+            sys.meta_path.insert(0, _asyncio_hook)
+        _configure_logging(settings.log_level)
+        logger.debug("patched: proxy %s", ",".join(str(hop) for hop in settings.chain))
+        return {
+            f"{getattr(owner, '__name__', owner)}.{name}": (None if value is _MISSING else value)
+            for (owner, name), value in _saved.items()
+            if owner is not logger
+        }
+
+
+def uninstall() -> None:
+    """Put back every original exactly; end UDP associations. Harmless when not installed."""
+    global _active, _log_handler
+    with _lock:
+        _active = None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(_asyncio_hook)
+        for (owner, name), value in reversed(list(_saved.items())):
+            if owner is logger:
+                continue
+            if value is _MISSING:
+                with contextlib.suppress(AttributeError):
+                    delattr(owner, name)
+            else:
+                setattr(owner, name, value)
+        if _log_handler is not None:
+            logger.removeHandler(_log_handler)
+            logger.propagate = _saved.get((logger, "propagate"), True)
+            logger.setLevel(logging.NOTSET)
+            _log_handler = None
+        _saved.clear()
+        for state in list(_states.values()):
+            _release(state)
+        _states.clear()
+        _owner_fds.clear()
+
+
+def is_installed() -> bool:
+    return _active is not None
+
+
+def current_settings() -> Settings | None:
+    active = _active
+    return None if active is None else active.settings
+
+
+def patch(proxy=None, *, no_proxy=None, log_level=None) -> Settings:
+    """Route this process's sockets through ``proxy`` (URL or chain; None: the environment).
+
+    Raises:
+        socksify.ConfigError: bad or missing configuration (nothing is patched then).
+    """
+    settings = load_settings(proxy=proxy, no_proxy=no_proxy, log_level=log_level)
+    install(settings)
+    return settings
+
+
+def unpatch() -> None:
+    """Undo :func:`patch`: every patched attribute is restored exactly."""
+    uninstall()
+
+
+@contextlib.contextmanager
+def patched(proxy=None, *, no_proxy=None, log_level=None):
+    """``with socksify.patched("socks5h://..."):`` patch for the block; yields the Settings.
+
+    On exit the previous state comes back: unpatched, or the settings patched before.
+    """
+    previous = current_settings()
+    settings = patch(proxy, no_proxy=no_proxy, log_level=log_level)
+    try:
+        yield settings
+    finally:
+        if previous is None:
+            uninstall()
+        else:
+            install(previous)

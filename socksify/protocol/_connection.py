@@ -123,6 +123,8 @@ class Connection:
     def __init__(self, role: Role, version: "int | None" = None, *, max_buffer: int = 65536):
         if role.__class__ is not Role:
             raise LocalProtocolError(f"role must be Role.CLIENT or Role.SERVER, not {role!r}")
+        if not isinstance(max_buffer, int) or max_buffer < 1:
+            raise LocalProtocolError(f"max_buffer must be a positive int, not {max_buffer!r}")
         self.role = role
         self._sends = TRANSITIONS[role]
         self._receives = TRANSITIONS[Role.SERVER if role is Role.CLIENT else Role.CLIENT]
@@ -155,6 +157,10 @@ class Connection:
             raise LocalProtocolError(f"version must be 4 or 5, not {version!r}")
         self._decoders = _DECODERS[(self.role, self._version)]
         self._encoders = _ENCODERS[self._version]
+
+    def __repr__(self) -> str:
+        version = f"SOCKS{int(self._version)}" if self._version else "SOCKS?"
+        return f"<Connection {self.role.name} {version} {self._state.name}>"
 
     # --- read-only views --------------------------------------------------------------
 

@@ -456,3 +456,10 @@ def test_max_buffer_socks4a_name_without_nul():
     server.receive_data(b"\x04\x01\x00\x50\x00\x00\x00\x01\x00" + b"n" * 256)
     with pytest.raises(RemoteProtocolError, match="longer than 255"):
         server.next_event()
+
+
+def test_repr_and_bad_max_buffer():
+    assert repr(Connection(S)) == "<Connection SERVER SOCKS? AWAIT_GREETING>"
+    assert repr(Connection(C, 4)) == "<Connection CLIENT SOCKS4 AWAIT_REQUEST>"
+    with pytest.raises(LocalProtocolError, match="max_buffer"):
+        Connection(S, max_buffer=0)

@@ -248,7 +248,11 @@ class Connection:
             if state in FINAL_STATES:
                 raise LocalProtocolError(f"no events to receive in state {state.name}")
             if self._version is None:
-                return self._detect_version()
+                try:
+                    return self._detect_version()
+                except RemoteProtocolError:
+                    self._state = State.ERROR
+                    raise
             return NEED_DATA
         try:
             decoded = decode(self._buf)
@@ -270,7 +274,6 @@ class Connection:
             return self._need_data()
         first = self._buf[0]
         if first != 5 and first != 4:
-            self._state = State.ERROR
             raise RemoteProtocolError(f"bad version 0x{first:02x} (expected 0x04 or 0x05)")
         self._set_version(first)
         return self.next_event()
@@ -292,7 +295,7 @@ class Connection:
 
     def _fail(self, exc: RemoteProtocolError, state: State) -> None:
         self._state = State.ERROR
-        if state is State.AWAIT_REQUEST and self.role is Role.SERVER:
+        if state is State.AWAIT_REQUEST and self.role is Role.SERVER and not self._eof:
             # The server may still tell the client why (RFC 1928 §6 X'07', X'08'), then close.
             if exc.reply_hint is None:
                 exc.reply_hint = _REJECTED[self._version]

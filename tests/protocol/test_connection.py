@@ -463,3 +463,20 @@ def test_repr_and_bad_max_buffer():
     assert repr(Connection(C, 4)) == "<Connection CLIENT SOCKS4 AWAIT_REQUEST>"
     with pytest.raises(LocalProtocolError, match="max_buffer"):
         Connection(S, max_buffer=0)
+
+
+def test_eof_before_any_byte():
+    server = Connection(S)
+    server.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="closed while waiting for the greeting"):
+        server.next_event()
+    assert server.state is State.ERROR
+
+
+def test_eof_while_awaiting_request_gives_no_reply_hint():
+    server = Connection(S, 4)
+    server.receive_data(b"\x04\x01")
+    server.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="middle of the request") as info:
+        server.next_event()
+    assert info.value.reply_hint is None

@@ -306,6 +306,9 @@ class Connection:
     def send(self, event) -> bytes:
         """Encode ``event`` and advance the state; write the returned bytes to the peer.
 
+        A client may send ahead of a forced answer (``_state.py`` Rule 5): the state then
+        stays where the conversation is and catches up as the server's answers arrive.
+
         Raises:
             LocalProtocolError: the event is not legal for our role in this state, or it does
                 not fit the version (SOCKS4 and IPv6, UDP, reply codes outside 90..93), or the

@@ -1,0 +1,25 @@
+/*
+ * hook_sendto.c -- sendto(): datagrams to proxied destinations go through the SOCKS5 UDP
+ * relay (udp.c). A sendto() without an address on a socket that is not a relayed UDP socket
+ * never leaves the fast path.
+ */
+#include "socksify.h"
+#include "udp.h"
+
+SFY_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+                          const struct sockaddr *to, socklen_t tolen)
+{
+    struct iovec iov;
+    ssize_t rc;
+    if (!to && !sfy_udp_maybe(fd))
+        return SFY_REAL(sendto)(fd, buf, len, flags, to, tolen);
+    if (!sfy_hook_enter())
+        return SFY_REAL(sendto)(fd, buf, len, flags, to, tolen);
+    iov.iov_base = (void *)buf;
+    iov.iov_len = len;
+    rc = sfy_udp_send(fd, &iov, 1, flags, to, tolen, NULL);
+    if (rc == SFY_UDP_NOT_MINE)
+        rc = SFY_REAL(sendto)(fd, buf, len, flags, to, tolen);
+    sfy_hook_leave();
+    return rc;
+}

@@ -104,6 +104,7 @@ class _SockState:
         "tunnel",
         "udp",
         "udp_peer",
+        "udp_names",
         "pending_bind",
         "kind",
     )
@@ -117,6 +118,9 @@ class _SockState:
         self.tunnel = None
         self.udp = None  # _udp.UdpAssociation
         self.udp_peer = None  # (host to send, port) of a connected datagram socket
+        #: port -> placeholder, for datagrams sent to a NAME (remote DNS): the relay answers
+        #: from the address it resolved; recvfrom reports the placeholder the program used
+        self.udp_names = {}
         self.pending_bind = None
 
 
@@ -526,6 +530,8 @@ def _sendto(self, data, *args):
     if target[0] == "direct":
         return _base.sendto(self, data, flags, target[1])
     state = _association(self, active, _state_of(self))
+    if target[0] != target[1][0]:  # a name (remote DNS), reported as its placeholder
+        state.udp_names[address[1]] = target[1][0]
     packet = _udp.wrap(data, target[0], address[1])
     _base.sendto(self, packet, flags, state.udp.relay)
     return len(memoryview(data))
@@ -573,6 +579,11 @@ def _relayed_recv(sock, state: _SockState, bufsize: int, flags: int):
             data, host, port = unwrapped
             if state.udp_peer is not None and port != state.udp_peer[1]:
                 continue  # a connected datagram socket hears only its peer
+            if state.udp_peer is not None:
+                return data[:bufsize], state.peer
+            placeholder = state.udp_names.get(port)
+            if placeholder is not None:
+                return data[:bufsize], _udp.in_family(sock.family, placeholder, port)
             if _active is not None and _active.remote_dns and not is_ip_literal(host):
                 host = _active.placeholders.address_for(host)
             return data[:bufsize], _udp.in_family(sock.family, host, port)

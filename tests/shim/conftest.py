@@ -69,3 +69,6 @@ class Runner:
 @pytest.fixture
 def runner(tmp_path):
     return Runner(tmp_path)
+
+
+from support.ftp import ftp_server  # noqa: E402,F401  (fixture, registered here for tests/shim)

@@ -1,4 +1,84 @@
-"""Build hook: setup.cfg holds the metadata; this file only adds the native parts."""
-from setuptools import setup
+"""Build hook: setup.cfg holds the metadata; this file only adds the native parts.
 
-setup()
+Two products (decisions in csrc/buildcfg.py, documented in README.rst "Native shim"):
+
+- ``socksify/libsocksify.so``, the LD_PRELOAD library, built by setuptools' own compiler as a
+  plain shared object from every ``csrc/*.c``. It is declared as an Extension so that
+  ``pip install .`` (wheel) and ``pip install -e .`` (in place) both put it into the package,
+  but it is not a Python module: it gets a fixed file name, links no Python library and
+  uses no Python symbol.
+- ``socksify._native``, the cffi binding over the shim's pure parts: csrc/build_ffi.py
+  defines the FFI; BuildExt writes its C source into the build directory and compiles it
+  like any extension (cffi's ``cffi_modules`` hook would replace this build_ext class).
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc"))
+import buildcfg  # noqa: E402
+
+NATIVE_EXT_NAME = "socksify._native"
+
+
+class BuildExt(build_ext):
+    """build_ext that generates the cffi source and gives the preload library its plain
+    name and no Python linkage."""
+
+    def run(self):
+        for ext in self.extensions:
+            generated = any(src.endswith("_native.c") for src in ext.sources)
+            if ext.name == NATIVE_EXT_NAME and not generated:
+                from build_ffi import ffibuilder
+
+                os.makedirs(self.build_temp, exist_ok=True)
+                c_file = os.path.join(self.build_temp, "socksify._native.c")
+                ffibuilder.emit_c_code(c_file)
+                ext.sources.insert(0, c_file)
+        super().run()
+
+    def get_ext_filename(self, fullname):
+        # called with the dotted name and, from get_ext_fullpath, with its last part only
+        package, _, last = buildcfg.PRELOAD_EXT_NAME.rpartition(".")
+        if fullname == buildcfg.PRELOAD_EXT_NAME:
+            return os.path.join(package, buildcfg.PRELOAD_FILENAME)
+        if fullname == last:
+            return buildcfg.PRELOAD_FILENAME
+        return super().get_ext_filename(fullname)
+
+    def get_export_symbols(self, ext):
+        if ext.name == buildcfg.PRELOAD_EXT_NAME:
+            return []  # not a module: no PyInit_ symbol expected
+        return super().get_export_symbols(ext)
+
+    def get_libraries(self, ext):
+        if ext.name == buildcfg.PRELOAD_EXT_NAME:
+            return list(ext.libraries)  # never libpython
+        return super().get_libraries(ext)
+
+
+preload = Extension(
+    buildcfg.PRELOAD_EXT_NAME,
+    sources=buildcfg.preload_sources(),
+    depends=buildcfg.headers(),
+    include_dirs=["csrc"],
+    define_macros=[("_GNU_SOURCE", "1")],
+    extra_compile_args=buildcfg.compile_args(os.environ),
+    extra_link_args=buildcfg.link_args(os.environ),
+    libraries=["dl", "pthread"],
+)
+
+native = Extension(
+    NATIVE_EXT_NAME,
+    sources=buildcfg.binding_sources(),  # + the generated cffi source (BuildExt.run)
+    depends=buildcfg.headers(),
+    include_dirs=["csrc"],
+    define_macros=[("_GNU_SOURCE", "1")],
+    extra_compile_args=buildcfg.compile_args(os.environ),
+    extra_link_args=buildcfg.link_args(os.environ),
+)
+
+setup(ext_modules=[preload, native], cmdclass={"build_ext": BuildExt})

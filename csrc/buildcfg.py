@@ -1,0 +1,83 @@
+"""Build decisions for the native shim, as small pure functions (tested in
+tests/native/test_build.py, after argon2-cffi-bindings' ``_get_target_platform``).
+
+Two products come from ``csrc/``:
+
+- ``socksify/libsocksify.so``: the LD_PRELOAD library. A plain shared object built from
+  every ``csrc/*.c``, no Python symbols at all, so it loads into any dynamically linked
+  program (also with ``LD_BIND_NOW=1``). Only the hooked libc names are exported.
+- ``socksify._native``: a cffi API-mode extension module over the library's PURE parts
+  (codec, config parser, DNS map, errno map) for the test suite, which runs the shared
+  vectors in ``tests/vectors/`` through it.
+
+Environment switches (read at build time):
+
+- ``SOCKSIFY_SANITIZE=1``: build both with AddressSanitizer and UndefinedBehaviorSanitizer
+  (run the tests with the ASan runtime preloaded; see README.rst "Native shim").
+- ``SOCKSIFY_WERROR=1``: warnings are errors (the test build and CI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+CSRC = os.path.dirname(os.path.abspath(__file__))
+PRELOAD_EXT_NAME = "socksify.libsocksify"
+PRELOAD_FILENAME = "libsocksify.so"
+#: the pure sources the cffi binding compiles (no hooks, no globals, no dlsym)
+BINDING_SOURCES = ("codec.c", "config.c", "dnsmap.c", "errmap.c")
+#: build-only Python files that must travel in the sdist with the C sources
+BUILD_SCRIPTS = ("buildcfg.py", "build_ffi.py")
+
+_WARNINGS = ["-Wall", "-Wextra"]
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def sanitize_enabled(env: Mapping[str, str]) -> bool:
+    """True when SOCKSIFY_SANITIZE asks for an ASan + UBSan build."""
+    return _flag(env, "SOCKSIFY_SANITIZE")
+
+
+def compile_args(env: Mapping[str, str]) -> list[str]:
+    """C compiler flags shared by the preload library and the cffi binding."""
+    args = ["-std=gnu11", "-fvisibility=hidden", "-fno-strict-aliasing", *_WARNINGS]
+    if _flag(env, "SOCKSIFY_WERROR"):
+        args.append("-Werror")
+    if sanitize_enabled(env):
+        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+    else:
+        args.append("-O2")
+    return args
+
+
+def link_args(env: Mapping[str, str]) -> list[str]:
+    """Linker flags. The preload library must resolve every symbol at load time from libc
+    alone (``-z defs`` would reject a stray Python symbol, but Python's own link line
+    for extensions forbids it, so the test suite checks ``nm -D`` instead)."""
+    args = ["-Wl,--as-needed"]
+    if sanitize_enabled(env):
+        args.append("-fsanitize=address,undefined")
+    return args
+
+
+def preload_sources(csrc: str = CSRC) -> list[str]:
+    """Every C file in csrc/, sorted (hook files of all helpers included), as relative paths."""
+    return sorted(
+        os.path.join("csrc", name) for name in os.listdir(csrc) if name.endswith(".c")
+    )
+
+
+def headers(csrc: str = CSRC) -> list[str]:
+    """Header and build-script files the build depends on (and the sdist must carry)."""
+    names = sorted(n for n in os.listdir(csrc) if n.endswith(".h")) + list(BUILD_SCRIPTS)
+    return [os.path.join("csrc", name) for name in names]
+
+
+def binding_sources(csrc: str = CSRC) -> list[str]:
+    """The pure sources compiled into socksify._native, relative to the working directory
+    (setuptools refuses absolute source paths; setup.py runs in the project root)."""
+    return [os.path.relpath(os.path.join(csrc, name)) for name in BINDING_SOURCES]

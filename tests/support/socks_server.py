@@ -69,7 +69,10 @@ class SocksServerHandle:
             if len(records) >= count:
                 return records
             time.sleep(0.01)
-        raise AssertionError(f"expected {count} session records, got {self.records}")
+        records = self.records
+        raise AssertionError(
+            f"expected {count} session records, got {len(records)}: {records[-3:]} (last 3)"
+        )
 
     def stop(self) -> None:
         self.server.stop()

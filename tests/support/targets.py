@@ -42,6 +42,7 @@ class _EchoHandler(socketserver.BaseRequestHandler):
 class _ThreadingTCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # listen backlog: the default 5 stalls many parallel clients
 
 
 class _ThreadingTCPServer6(_ThreadingTCPServer):

@@ -105,7 +105,16 @@ def _exec_native(argv: list[str], settings) -> None:
             "running native programs needs the native shim (socksify._preload), which is not "
             "installed; use socksify-run"
         ) from None
-    _preload.exec_with_preload(argv, settings)
+    # Same exit statuses as socksify-run: 126/127 for programs that cannot run under the
+    # shim or do not exist, 1 when the preload library is missing.
+    try:
+        _preload.exec_with_preload(argv, settings)
+    except _preload.NotCoverable as exc:
+        raise usage_error(str(exc), exc.status) from None
+    except FileNotFoundError as exc:
+        raise usage_error(str(exc), 1) from None
+    except OSError as exc:
+        raise usage_error(f"{argv[0]}: {exc.strerror}", 126) from None
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@
  *   address in its header (the real remote). FRAG != 0 and malformed headers are dropped
  *   ("an implementation that does not support fragmentation MUST drop any datagram whose
  *   FRAG field is other than X'00'"). A datagram that did not come from the relay is
- *   delivered untouched, as the kernel would deliver it. On a "connected" socket only
- *   datagrams from the connected destination are delivered (kernel semantics).
+ *   delivered only when its source is in the bypass list (NO_PROXY); otherwise dropped. On a
+ *   "connected" socket only datagrams from the connected destination are delivered (kernel
+ *   semantics), and they are reported as coming from the address given to connect().
+ * - Names (remote DNS): a datagram sent to a placeholder carries the name in its header. The
+ *   relay answers with the resolved IP, so an answer from the port of the name last sent to
+ *   is reported as coming from that name's placeholder (the address the program used).
  * - connect() records the default destination (and getpeername's answer) without
  *   connecting the kernel socket, which must stay free to talk to the relay.
  * - The payload room is the caller's buffer; the header needs up to 262 more bytes, so the
@@ -149,6 +153,16 @@ static int same_addr(const struct sfy_addr *x, const struct sfy_addr *y)
     if (x->atyp == SFY_ATYP_DOMAIN)
         return strcmp(x->name, y->name) == 0;
     return memcmp(x->ip, y->ip, x->atyp == SFY_ATYP_IPV4 ? 4 : 16) == 0;
+}
+
+/* 1 when a datagram's source is in the bypass list (it may reach the program directly) */
+static int from_bypassed(const struct sockaddr *sa, socklen_t len)
+{
+    struct sfy_addr a;
+    if (sfy_addr_from_sockaddr(&a, sa, len) != 0)
+        return 0;
+    return sfy_noproxy_match_ip(&sfy_cfg.no_proxy, a.atyp == SFY_ATYP_IPV4 ? AF_INET : AF_INET6,
+                                a.ip);
 }
 
 /* 1 when the control connection is still open and quiet (the proxy sends nothing on it;
@@ -325,6 +339,11 @@ ssize_t sfy_udp_send(int fd, const struct iovec *iov, size_t iovlen, int flags,
     }
     if (ensure_association(fd, &info) != 0)
         return -1;
+    if (to && !(info.state & UDP_CONNECTED) && dest.atyp == SFY_ATYP_DOMAIN &&
+        !same_addr(&dest, &info.dest)) {
+        info.dest = dest; /* remembered so the answer can be reported under the name */
+        sfy_fd_set(fd, &info);
+    }
     hlen = sfy_udp_encode_header(header, sizeof header, 0, &dest);
     if (hlen < 0) {
         errno = EINVAL;
@@ -433,9 +452,11 @@ ssize_t sfy_udp_recv(int fd, struct msghdr *msg, int flags)
         got = (size_t)n < cap ? (size_t)n : cap;
         if (!same_endpoint((struct sockaddr *)&from, m.msg_namelen,
                            (struct sockaddr *)&info.relay, info.relay_len)) {
-            if (info.state & UDP_CONNECTED)
-                goto drop; /* a "connected" socket hears only its peer, via the relay */
-            /* not from the relay: delivered untouched, as without the shim */
+            /* not from the relay: only a bypassed (NO_PROXY) source may talk to us
+             * directly, and never to a socket "connected" through the relay */
+            if ((info.state & UDP_CONNECTED) || !from_bypassed((struct sockaddr *)&from,
+                                                               m.msg_namelen))
+                goto drop;
             payload = (size_t)n;
             copied = scatter(msg->msg_iov, (size_t)msg->msg_iovlen, scratch, got);
             source = from;
@@ -457,6 +478,12 @@ ssize_t sfy_udp_recv(int fd, struct msghdr *msg, int flags)
         if (info.state & UDP_CONNECTED) {
             source = info.peer;
             source_len = info.peer_len;
+        } else if (info.dest.atyp == SFY_ATYP_DOMAIN && src.atyp != SFY_ATYP_DOMAIN &&
+                   src.port == info.dest.port) {
+            /* the answer to the name we last sent to: report that name's placeholder, so
+             * the program sees the address it sent to (the relay names the resolved IP) */
+            src = info.dest;
+            source_len = report_source(&src, info.relay.ss_family, &source);
         } else {
             source_len = report_source(&src, info.relay.ss_family, &source);
         }

@@ -1,0 +1,366 @@
+"""SOCKS BIND in the native shim (csrc/bind.c): listening sockets served by the proxy.
+
+The rule under test (SPEC, bind.h ``sfy_listen_rule``): a TCP socket bound to port 0 (or
+listening unbound) becomes a SOCKS BIND once the process has a proxied connection, whose
+destination is the expected peer; a socket bound to an explicit port, or any listener before
+the first proxied connection, stays local.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from support import ftp as _ftp
+from support.peers import require_peer
+from support.targets import pattern_bytes
+
+ftp_server = _ftp.ftp_server
+
+PROGS = Path(__file__).parent / "progs"
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+TIMEOUT = 60
+
+
+def shim_run(shim, proxy: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """Run argv under ``socksify-run --proxy proxy`` (bounded, clean environment)."""
+    return shim.run_cli(["--proxy", proxy, "--", *argv])
+
+
+@pytest.fixture(scope="module")
+def bind_client(tmp_path_factory):
+    cc = require_peer("cc")
+    out = tmp_path_factory.mktemp("progs") / "bind_client"
+    subprocess.run(
+        [cc, "-O2", "-Wall", "-o", str(out), str(PROGS / "bind_client.c")],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return str(out)
+
+
+class ControlServer:
+    """The "remote server" of bind_client: told an address on the control connection, it
+    connects there (directly: it is not under the shim) and sends ``payload``."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+        self.target = None  # the address bind_client announced
+        self.data_local = None  # our end of the data connection (what the proxy saw)
+        self.error = None
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(15)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.settimeout(15)
+                words = conn.makefile("rb").readline().split()
+                assert words[0] == b"CONNECT-TO", words
+                self.target = (words[1].decode(), int(words[2]))
+                with socket.create_connection(self.target, timeout=15) as data:
+                    self.data_local = data.getsockname()[:2]
+                    data.sendall(self.payload)
+                conn.recv(1)  # until bind_client closes the control connection
+        except Exception as exc:  # reported by the test through .error
+            self.error = exc
+        finally:
+            self.listener.close()
+
+    def join(self):
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "control server did not finish"
+
+
+def parse_lines(stderr: bytes) -> dict[str, tuple[str, int]]:
+    found = {}
+    for match in re.finditer(rb"^(listening|peer|accepted) (\S+) (\d+)$", stderr, re.M):
+        found[match.group(1).decode()] = (match.group(2).decode(), int(match.group(3)))
+    return found
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["blocking", "nonblocking", "epoll", "nobind"])
+def test_bind_client_through_reference_server(shim, socks_server, bind_client, mode):
+    srv = socks_server()
+    payload = pattern_bytes(200_000)
+    control = ControlServer(payload)
+    result = shim_run(shim, srv.url("socks5"), [bind_client, "127.0.0.1", str(control.port), mode])
+    control.join()
+    assert result.returncode == 0, result.stderr.decode()
+    assert control.error is None
+    assert result.stdout == payload
+    lines = parse_lines(result.stderr)
+    # getsockname() on the listening socket named the proxy's BIND listener...
+    assert lines["listening"] == control.target
+    # ...and getpeername() on the accepted socket the peer the proxy accepted
+    assert lines["peer"] == control.data_local
+    records = srv.wait_records(2)
+    binds = [r for r in records if r["command"] == "bind"]
+    assert len(binds) == 1 and binds[0]["outcome"] == "ok"
+    # the expected peer is the primary connection's destination (the server shows the peer
+    # that came as "EXPECTED<-ACTUAL")
+    assert binds[0]["destination"].split("<-")[0] == "127.0.0.1"
+    assert binds[0]["port"] == control.port
+    assert binds[0]["bytes_down"] == len(payload)
+
+
+@pytest.mark.e2e
+def test_bind_socks4(shim, socks_server, bind_client):
+    srv = socks_server()
+    control = ControlServer(b"over socks4 bind\n")
+    result = shim_run(shim, srv.url("socks4"), [bind_client, "127.0.0.1", str(control.port)])
+    control.join()
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"over socks4 bind\n"
+    records = srv.wait_records(2)
+    assert [r["version"] for r in records if r["command"] == "bind"] == [4]
+
+
+@pytest.mark.e2e
+def test_bind_through_danted(shim, danted, bind_client):
+    proxy = danted(allow_bind=True)
+    control = ControlServer(b"through dante\n" * 1000)
+    result = shim_run(shim, proxy.url("socks5"), [bind_client, "127.0.0.1", str(control.port)])
+    control.join()
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"through dante\n" * 1000
+
+
+DENY_BIND = """
+[[rules]]
+action = "deny"
+commands = ["bind"]
+
+[[rules]]
+action = "allow"
+"""
+
+
+@pytest.mark.e2e
+def test_bind_refused_fails_closed(shim, socks_server, bind_client):
+    """A proxy whose rules refuse BIND: bind() fails with SPEC's errno, nothing listens
+    locally, and the remote server is never told an address."""
+    srv = socks_server(config=DENY_BIND)
+    control = ControlServer(b"never sent")
+    result = shim_run(shim, srv.url("socks5"), [bind_client, "127.0.0.1", str(control.port)])
+    assert result.returncode == 3, result.stderr.decode()
+    assert b"FAIL bind errno=13" in result.stderr  # EACCES: not allowed by ruleset
+    control.join()
+    assert control.target is None
+
+
+# -- curl, wget and Python's ftplib in active mode ------------------------------------------
+
+
+def assert_active_through_proxy(ftp, records, socks_host: str):
+    transfer = ftp.transfers[-1]
+    assert transfer["mode"] == "active"
+    # the FTP server was sent to the proxy's BIND listener, not to the client
+    assert transfer["target"][0] == socks_host
+    binds = [r for r in records if r["command"] == "bind"]
+    assert binds and all(r["outcome"] == "ok" for r in binds)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("extra", [[], ["--disable-eprt"]], ids=["EPRT", "PORT"])
+def test_curl_active_ftp(shim, socks_server, ftp_server, extra):
+    curl = require_peer("curl")
+    srv = socks_server()
+    result = shim_run(
+        shim,
+        srv.url("socks5h"),
+        [
+            curl,
+            "-sS",
+            "--max-time",
+            "20",
+            "--ftp-port",
+            "-",
+            *extra,
+            ftp_server.url("/pattern.bin"),
+        ],
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == ftp_server.files["/pattern.bin"]
+    assert_active_through_proxy(ftp_server, srv.wait_records(2), srv.host)
+
+
+@pytest.mark.e2e
+def test_curl_active_ftp_through_danted(shim, danted, ftp_server):
+    curl = require_peer("curl")
+    proxy = danted(allow_bind=True)
+    result = shim_run(
+        shim,
+        proxy.url("socks5"),
+        [curl, "-sS", "--max-time", "20", "--ftp-port", "-", ftp_server.url("/hello.txt")],
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == ftp_server.files["/hello.txt"]
+    assert ftp_server.transfers[-1]["mode"] == "active"
+
+
+@pytest.mark.e2e
+def test_wget_active_ftp(shim, socks_server, ftp_server):
+    wget = require_peer("wget")
+    srv = socks_server()
+    result = shim_run(
+        shim,
+        srv.url("socks5h"),
+        [
+            wget,
+            "-q",
+            "-O",
+            "-",
+            "-T",
+            "20",
+            "--tries=1",
+            "--no-passive-ftp",
+            ftp_server.url("/pattern.bin"),
+        ],
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == ftp_server.files["/pattern.bin"]
+    assert_active_through_proxy(ftp_server, srv.wait_records(2), srv.host)
+
+
+@pytest.mark.e2e
+def test_python_ftplib_active_under_preload(shim, socks_server, ftp_server):
+    srv = socks_server()
+    script = (
+        "import ftplib, sys\n"
+        "f = ftplib.FTP()\n"
+        f"f.connect('127.0.0.1', {ftp_server.port}, timeout=20)\n"
+        "f.login()\n"
+        "f.set_pasv(False)\n"
+        "print(','.join(f.nlst()))\n"
+        "f.quit()\n"
+    )
+    result = shim_run(shim, srv.url("socks5"), [sys.executable, "-c", script])
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "hello.txt,pattern.bin"
+    assert_active_through_proxy(ftp_server, srv.wait_records(2), srv.host)
+
+
+# -- what stays local -------------------------------------------------------------------------
+
+LOCAL_SERVER = """
+import socket, sys
+primary = socket.create_connection(("127.0.0.1", {echo_port}), timeout=20)  # proxied
+primary.sendall(b"x"); assert primary.recv(1) == b"x"
+server = socket.socket()
+server.bind(("127.0.0.1", {port}))
+server.listen(1)
+print("ready", server.getsockname()[1], flush=True)
+server.settimeout(20)
+conn, peer = server.accept()
+conn.sendall(b"local server, peer %s\\n" % peer[0].encode())
+conn.close()
+"""
+
+
+def run_local_server(shim, srv, code: str):
+    """Start ``code`` under the shim; return (process, the port it printed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=shim.env(srv.url("socks5")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    line = proc.stdout.readline()  # bounded: the script connects with a 20 s timeout
+    words = line.split()
+    if not words or words[0] != b"ready":
+        proc.kill()
+        out, err = proc.communicate(timeout=TIMEOUT)
+        pytest.fail(f"local server did not start: {line!r} {err.decode()}")
+    return proc, int(words[1])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("explicit_port", [True, False], ids=["explicit-port", "before-primary"])
+def test_local_listener_is_not_hijacked(shim, socks_server, tcp_echo_server, explicit_port):
+    """A server of the program's own (explicit port) stays local even after a proxied
+    connection; a port-0 listener before any proxied connection stays local too."""
+    srv = socks_server()
+    if explicit_port:
+        code = LOCAL_SERVER.format(echo_port=tcp_echo_server[1], port=free_port())
+    else:
+        code = (
+            "import socket\n"
+            "server = socket.create_server(('127.0.0.1', 0))\n"
+            "print('ready', server.getsockname()[1], flush=True)\n"
+            "server.settimeout(20)\n"
+            "conn, peer = server.accept()\n"
+            "conn.sendall(b'local server, peer %s\\n' % peer[0].encode())\n"
+        )
+    proc, port = run_local_server(shim, srv, code)
+    try:
+        # the test process is not under the shim: a direct connection must reach it
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.settimeout(10)
+            assert client.recv(100) == b"local server, peer 127.0.0.1\n"
+        assert proc.wait(timeout=TIMEOUT) == 0, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+    assert not [r for r in srv.records if r["command"] == "bind"]
+
+
+# -- the rule as a pure function -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def listen_rule(tmp_path_factory):
+    cffi = pytest.importorskip("cffi")
+    ffi = cffi.FFI()
+    ffi.cdef("int sfy_listen_rule_c(int, int, unsigned, int, int);")
+    ffi.set_source(
+        "_sfy_listen_rule",
+        '#include "bind.h"\n'
+        "int sfy_listen_rule_c(int f, int t, unsigned p, int h, int x)\n"
+        "{ return (int)sfy_listen_rule(f, t, p, h, x); }\n",
+        include_dirs=[str(CSRC)],
+    )
+    out = tmp_path_factory.mktemp("cffi")
+    library = ffi.compile(tmpdir=str(out))
+    sys.path.insert(0, os.path.dirname(library))
+    try:
+        module = __import__("_sfy_listen_rule")
+    finally:
+        sys.path.pop(0)
+    return module.lib.sfy_listen_rule_c
+
+
+BIND, LOCAL = 1, 0
+
+
+@pytest.mark.parametrize(
+    "family, socktype, port, have_peer, peer_proxied, expected",
+    [
+        (socket.AF_INET, socket.SOCK_STREAM, 0, 1, 1, BIND),
+        (socket.AF_INET6, socket.SOCK_STREAM, 0, 1, 1, BIND),
+        (socket.AF_INET, socket.SOCK_STREAM, 8021, 1, 1, LOCAL),  # explicit port
+        (socket.AF_INET, socket.SOCK_STREAM, 0, 0, 0, LOCAL),  # no primary connection
+        (socket.AF_INET, socket.SOCK_STREAM, 0, 1, 0, LOCAL),  # peer bypasses the proxy
+        (socket.AF_INET, socket.SOCK_DGRAM, 0, 1, 1, LOCAL),  # UDP: not BIND
+        (socket.AF_UNIX, socket.SOCK_STREAM, 0, 1, 1, LOCAL),
+    ],
+)
+def test_listen_rule(listen_rule, family, socktype, port, have_peer, peer_proxied, expected):
+    assert listen_rule(family, socktype, port, have_peer, peer_proxied) == expected

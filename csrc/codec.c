@@ -10,13 +10,22 @@
 
 #include <string.h>
 
-/* Length of a domain name that fits the wire's one-byte length, or -1. */
+/* 1 when name[0..n) is ASCII without NUL (the wire form: ASCII, or IDNA for other names). */
+static int ascii_name(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] == 0 || (unsigned char)name[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
+/* Length of a domain name that fits the wire's one-byte length, or a negative code. */
 static int name_length(const struct sfy_addr *a)
 {
     size_t n = strnlen(a->name, sizeof a->name);
     if (n == 0)
         return SFY_ENAME;
-    if (n > 255)
+    if (n > 255 || !ascii_name(a->name, n))
         return SFY_EINVAL;
     return (int)n;
 }
@@ -89,6 +98,8 @@ static int get_addr(const uint8_t *buf, size_t len, struct sfy_addr *a)
         need = 2 + (size_t)buf[1] + 2;
         if (len < need)
             return SFY_NEED_MORE;
+        if (!ascii_name((const char *)buf + 2, buf[1]))
+            return SFY_ENAME;
         memcpy(a->name, buf + 2, buf[1]);
         a->name[buf[1]] = '\0';
         break;
@@ -234,6 +245,8 @@ int sfy_s4_parse_reply(const uint8_t *buf, size_t len, struct sfy_reply *out)
      * and should be 0". Some servers send 4; accept both. */
     if (len >= 1 && buf[0] != 0 && buf[0] != 4)
         return SFY_EVERSION;
+    if (len >= 2 && (buf[1] < 90 || buf[1] > 93))
+        return SFY_ECODE; /* "90: request granted" ... "93: ... different user-ids" */
     if (len < 8)
         return SFY_NEED_MORE;
     memset(&out->addr, 0, sizeof out->addr);

@@ -23,7 +23,8 @@
 #define SFY_ERSV (-3)     /* non-zero reserved byte */
 #define SFY_EINVAL (-4)   /* a field the message cannot carry (too long, NUL, IPv6 in SOCKS4) */
 #define SFY_ESPACE (-5)   /* output buffer too small */
-#define SFY_ENAME (-6)    /* empty domain name in a message */
+#define SFY_ENAME (-6)    /* empty domain name, or one with a NUL or non-ASCII byte */
+#define SFY_ECODE (-7)    /* a SOCKS4 reply code outside 90..93 */
 
 /* RFC 1928 §4 ATYP values; also used for the kind of a struct sfy_addr. */
 #define SFY_ATYP_IPV4 1

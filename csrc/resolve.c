@@ -51,8 +51,8 @@ static int is_localhost(const char *name)
     return n > 10 && strncasecmp(name + n - 10, ".localhost", 10) == 0;
 }
 
-/* A name the proxy could be asked for: 1..255 bytes of printable, non-space ASCII or
- * UTF-8 (IDNA is the program's business). */
+/* A name the proxy could be asked for: 1..255 bytes of printable, non-space ASCII (the
+ * wire form; IDNA encoding of other names is the program's business, as with DNS). */
 static int plausible_name(const char *name)
 {
     size_t n = strnlen(name, 256);
@@ -60,7 +60,7 @@ static int plausible_name(const char *name)
         return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (c <= ' ' || c == 0x7F)
+        if (c <= ' ' || c >= 0x7F)
             return 0;
     }
     return 1;

@@ -78,6 +78,9 @@ def _format_host(host: str) -> str:
 class ClientProtocol(asyncio.Protocol):
     """Buffers what the client sends during the handshake; starts a :class:`Session`."""
 
+    __slots__ = ("server", "transport", "buffer", "eof", "closed", "_waiter", "_paused",
+                 "session")
+
     def __init__(self, server: Server):
         self.server = server
         self.transport: asyncio.Transport | None = None
@@ -153,7 +156,16 @@ class ClientProtocol(asyncio.Protocol):
 
 
 class Session:
-    """Everything about one client, from accept to the final record."""
+    """Everything about one client, from accept to the final record.
+
+    Once a relay runs, the session drops its handshake state (``_detach``) and keeps only
+    what the record needs: an idle relayed connection should cost little memory.
+    """
+
+    __slots__ = ("server", "config", "proto", "client_host", "client_port", "client_ip",
+                 "local_ip", "conn", "started", "task", "relay", "relaying", "udp", "user",
+                 "command", "destination", "port", "outcome", "reply_code", "bytes_up",
+                 "bytes_down", "_finished", "_version", "_denied_by")
 
     def __init__(self, server: Server, proto: ClientProtocol, peer, sockname):
         self.server = server
@@ -177,10 +189,12 @@ class Session:
         self.bytes_up = 0
         self.bytes_down = 0
         self._finished = False
+        self._version: int | None = None
+        self._denied_by: str | None = None
 
     @property
     def version(self) -> int | None:
-        return self.conn.version
+        return self.conn.version if self.conn is not None else self._version
 
     def start(self) -> None:
         self.server._session_started(self)
@@ -316,8 +330,6 @@ class Session:
 
     # Access control -------------------------------------------------------------------
 
-    _denied_by: str | None = None
-
     def _protocol_name(self) -> str:
         return "socks4" if self.conn.version == 4 else "socks5"
 
@@ -399,14 +411,24 @@ class Session:
         early = self.conn.trailing_data + self.proto.take_buffer()
         self.outcome = "ok"
         self.relaying = True
+        transport = self.proto.transport
+        self._detach()
         self.relay = await start_relay(
-            self.proto.transport,
+            transport,
             sock,
             to_remote=early,
             to_client=to_client,
-            idle_timeout=self.config.idle_timeout,
+            sweeper=self.server.sweeper,
             on_done=self._relay_done,
         )
+
+    def _detach(self) -> None:
+        """Drop the handshake state; the relay owns the transports from here on."""
+        self._version = self.conn.version
+        self.conn = None
+        self.proto.session = None
+        self.proto = None
+        self.task = None
 
     def _relay_done(self, relay: Relay) -> None:
         self.relay = relay
@@ -500,7 +522,7 @@ class Session:
     # Ending ---------------------------------------------------------------------------
 
     def _close(self) -> None:
-        transport = self.proto.transport
+        transport = self.proto.transport if self.proto is not None else None
         if transport is not None and not transport.is_closing():
             transport.close()
 
@@ -512,7 +534,7 @@ class Session:
             self.udp.close()
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        transport = self.proto.transport
+        transport = self.proto.transport if self.proto is not None else None
         if transport is not None:
             transport.abort()
 
@@ -522,7 +544,7 @@ class Session:
     def record(self) -> dict[str, Any]:
         return {
             "client": self._client_text(),
-            "version": self.conn.version,
+            "version": self.version,
             "user": self.user,
             "command": self.command,
             "destination": self.destination,

@@ -13,8 +13,9 @@ Rules of this module:
   from one side becomes ``write_eof()`` (``shutdown(SHUT_WR)`` once the buffer is flushed)
   toward the other; the pair is closed when both directions are done, or at once when
   either side fails.
-- Idle timeout: a timer looks every quarter of the timeout at a byte counter (nothing is
-  timed per chunk); four looks without traffic close the pair.
+- Idle timeout: one :class:`IdleSweeper` timer per server looks every quarter of the timeout
+  at each relay's byte counters (nothing is timed per chunk, no timer per relay); four looks
+  without traffic close the pair.
 - :func:`start_relay` is the only entry point, so a Linux ``os.splice`` fast path can later
   be chosen there without changing the callers.
 """
@@ -23,17 +24,35 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Callable
 
-__all__ = ["Relay", "start_relay"]
+__all__ = ["IdleSweeper", "Relay", "start_relay"]
 
 #: Write-buffer high-water mark per transport; low-water is a quarter of it.
 HIGH_WATER = 256 * 1024
 _IDLE_TICKS = 4
 
 
-class _Endpoint(asyncio.Protocol):
-    """One side of a relay: what it reads goes to ``peer``'s transport."""
+_READ_SIZE = 256 * 1024
+_buffers = threading.local()  # one read buffer per event-loop thread
+
+
+def _read_buffer() -> bytearray:
+    try:
+        return _buffers.buffer
+    except AttributeError:
+        _buffers.buffer = bytearray(_READ_SIZE)
+        return _buffers.buffer
+
+
+class _Endpoint(asyncio.BufferedProtocol):
+    """One side of a relay: what it reads goes to ``peer``'s transport.
+
+    Reads land in one buffer shared by every relay of the thread (``recv_into``, no
+    allocation per chunk). When the peer transport cannot send a chunk at once it keeps
+    (a view of) it, so the shared buffer is handed over and a fresh one is made.
+    """
 
     __slots__ = ("relay", "transport", "peer", "received", "eof", "lost")
 
@@ -48,11 +67,18 @@ class _Endpoint(asyncio.Protocol):
     def connection_made(self, transport):  # only for transports created for us
         self.transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        self.received += len(data)
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received += nbytes
         peer_transport = self.peer.transport
-        if not peer_transport.is_closing():
-            peer_transport.write(data)
+        if peer_transport.is_closing():
+            return
+        buffer = _buffers.buffer
+        peer_transport.write(memoryview(buffer)[:nbytes])
+        if peer_transport.get_write_buffer_size():
+            _buffers.buffer = bytearray(_READ_SIZE)  # the transport may hold a view of it
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -84,16 +110,14 @@ class Relay:
     called once, after both transports are closed, with the relay.
     """
 
-    __slots__ = ("client", "remote", "on_done", "idle_timeout", "_timer", "_last", "_ticks",
-                 "_done", "error")
+    __slots__ = ("client", "remote", "on_done", "sweeper", "_last", "_ticks", "_done", "error")
 
-    def __init__(self, idle_timeout: float, on_done: Callable[[Relay], None] | None):
+    def __init__(self, sweeper: IdleSweeper | None, on_done: Callable[[Relay], None] | None):
         self.client = _Endpoint(self)
         self.remote = _Endpoint(self)
         self.client.peer, self.remote.peer = self.remote, self.client
         self.on_done = on_done
-        self.idle_timeout = idle_timeout
-        self._timer: asyncio.TimerHandle | None = None
+        self.sweeper = sweeper
         self._last = -1
         self._ticks = 0
         self._done = False
@@ -125,26 +149,52 @@ class Relay:
         self.close()
         if self.client.lost and self.remote.lost and not self._done:
             self._done = True
-            if self._timer is not None:
-                self._timer.cancel()
+            if self.sweeper is not None:
+                self.sweeper.relays.discard(self)
             if self.on_done is not None:
                 self.on_done(self)
 
-    def _tick(self) -> None:
+    def _idle_tick(self) -> None:
         total = self.client.received + self.remote.received
         if total != self._last:
             self._last, self._ticks = total, 0
-        else:
-            self._ticks += 1
-            if self._ticks >= _IDLE_TICKS:
-                self.error = TimeoutError("idle timeout")
-                self.close()
-                return
-        self._schedule()
+            return
+        self._ticks += 1
+        if self._ticks >= _IDLE_TICKS:
+            self.error = TimeoutError("idle timeout")
+            self.close()
+
+
+class IdleSweeper:
+    """Closes relays that saw no data for ``timeout`` seconds, with one timer for all."""
+
+    __slots__ = ("timeout", "relays", "_timer")
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.relays: set[Relay] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, relay: Relay) -> None:
+        self.relays.add(relay)
+        if self._timer is None:
+            self._schedule()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.idle_timeout / _IDLE_TICKS, self._tick)
+        self._timer = loop.call_later(self.timeout / _IDLE_TICKS, self._tick)
+
+    def _tick(self) -> None:
+        for relay in list(self.relays):
+            relay._idle_tick()
+        self._timer = None
+        if self.relays:
+            self._schedule()
 
 
 async def start_relay(
@@ -153,7 +203,7 @@ async def start_relay(
     *,
     to_remote: bytes = b"",
     to_client: bytes = b"",
-    idle_timeout: float = 0,
+    sweeper: IdleSweeper | None = None,
     on_done: Callable[[Relay], None] | None = None,
 ) -> Relay:
     """Start relaying between ``client_transport`` and the connected ``remote_sock``.
@@ -164,7 +214,7 @@ async def start_relay(
     remote side. Returns at once: the relay runs on callbacks until both sides are closed.
     """
     loop = asyncio.get_running_loop()
-    relay = Relay(idle_timeout, on_done)
+    relay = Relay(sweeper, on_done)
     relay.client.transport = client_transport
     # Nothing may be read from the client until the remote transport exists.
     client_transport.pause_reading()
@@ -187,6 +237,6 @@ async def start_relay(
         relay.close()
     else:
         client_transport.resume_reading()
-    if idle_timeout > 0:
-        relay._schedule()
+    if sweeper is not None and not relay._done:
+        sweeper.add(relay)
     return relay

@@ -22,6 +22,7 @@ from ._auth import Authenticator
 from ._config import ServerConfig
 from ._handler import ClientProtocol, Session
 from ._outbound import Resolver
+from ._relay import IdleSweeper
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
 
@@ -66,6 +67,8 @@ class Server:
         self.now = clock or datetime.datetime.now
         self.auth = Authenticator(self.config.users)
         self.resolver = Resolver(self.config.hosts)
+        idle = self.config.idle_timeout
+        self.sweeper = IdleSweeper(idle) if idle > 0 else None
         self._servers: list[asyncio.AbstractServer] = []
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -110,6 +113,8 @@ class Server:
             await server.wait_closed()
         # Let transports run their connection_lost callbacks (relay records).
         await asyncio.sleep(0)
+        if self.sweeper is not None:
+            self.sweeper.close()
         self._servers.clear()
 
     async def __aenter__(self) -> Server:

@@ -1,0 +1,263 @@
+"""UDP through SOCKS5 UDP ASSOCIATE in the native shim (csrc/udp.c).
+
+udp_client.c exercises sendto/recvfrom, connected send/recv/write/read, sendmsg/recvmsg,
+sendmmsg/recvmmsg, truncation and dup() against a UDP echo server; dig (libuv, raw
+syscall(SYS_sendmmsg)) asks the test DNS server. Where UDP cannot be relayed (SOCKS4, a
+chain) the program gets EPERM and nothing reaches the target.
+"""
+
+import contextlib
+import errno
+import socket
+import socketserver
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import dns as _dns
+from support.peers import require_peer
+from support.targets import serving
+
+dns_server = _dns.dns_server
+
+PROGS = Path(__file__).parent / "progs"
+TIMEOUT = 60
+ALL_MODES = ["sendto", "connected", "msg", "mmsg", "trunc", "dup"]
+
+
+@pytest.fixture(scope="module")
+def udp_client(tmp_path_factory):
+    cc = require_peer("cc")
+    out = tmp_path_factory.mktemp("progs") / "udp_client"
+    subprocess.run(
+        [cc, "-O2", "-Wall", "-o", str(out), str(PROGS / "udp_client.c")],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return str(out)
+
+
+class CountingEcho:
+    """A UDP echo server that also counts what reached it (and from where)."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sources: list[tuple] = []
+        target = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                data, sock = self.request
+                target.sources.append(self.client_address[:2])
+                sock.sendto(data, self.client_address)
+
+        class Server(socketserver.ThreadingUDPServer):
+            address_family = family
+
+        self.server = Server((host, 0), Handler)
+        self.address = self.server.server_address[:2]
+
+
+@pytest.fixture
+def counting_echo():
+    echo = CountingEcho()
+    with serving(echo.server):
+        yield echo
+
+
+@pytest.fixture
+def counting_echo6():
+    if not socket.has_ipv6:
+        pytest.skip("MISSING: this machine has no IPv6 loopback")
+    echo = CountingEcho("::1")
+    with serving(echo.server):
+        yield echo
+
+
+def run_client(shim, udp_client, proxy, address, modes=(), **extra):
+    host, port = address
+    return shim.run([udp_client, host, str(port), *modes], proxy, **extra)
+
+
+def ok_lines(result) -> list[str]:
+    return [line.split()[1] for line in result.stdout.decode().splitlines() if line]
+
+
+def udp_records(srv) -> list[dict]:
+    return [r for r in srv.records if r["command"] == "udp"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_udp_client_through_reference_server(shim, socks_server, udp_client, counting_echo, scheme):
+    srv = socks_server()
+    result = run_client(shim, udp_client, srv.url(scheme), counting_echo.address)
+    assert result.returncode == 0, result.stderr.decode()
+    assert ok_lines(result) == ALL_MODES
+    records = srv.wait_records(len(ALL_MODES))
+    assert all(r["outcome"] == "ok" and r["bytes_up"] > 0 for r in records)
+    # one association per mode: the dup() copy shared its original's (not two for "dup")
+    assert len(udp_records(srv)) == len(ALL_MODES)
+
+
+@pytest.mark.e2e
+def test_udp_ipv6_target(shim, socks_server, udp_client, counting_echo6):
+    """An AF_INET6 socket talks to an IPv4 relay through a v4-mapped address."""
+    srv = socks_server()
+    result = run_client(
+        shim, udp_client, srv.url("socks5"), counting_echo6.address, ["sendto", "connected", "msg"]
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert ok_lines(result) == ["sendto", "connected", "msg"]
+    srv.wait_records(3)
+    assert len(udp_records(srv)) == 3
+
+
+@pytest.mark.e2e
+def test_udp_client_through_danted(shim, danted, udp_client, counting_echo):
+    proxy = danted(allow_udp=True)
+    result = run_client(shim, udp_client, proxy.url("socks5"), counting_echo.address)
+    assert result.returncode == 0, result.stderr.decode()
+    assert ok_lines(result) == ALL_MODES
+
+
+@pytest.mark.e2e
+def test_udp_name_through_remote_dns(shim, socks_server, udp_client, counting_echo):
+    """A name only the proxy knows: the datagram carries the name (ATYP 3), and the answer is
+    reported as coming from the placeholder address the program sent to."""
+    srv = socks_server(hosts={"udp-echo.test": "127.0.0.1"})
+    address = ("udp-echo.test", counting_echo.address[1])
+    result = run_client(
+        shim, udp_client, srv.url("socks5h"), address, ["sendto", "connected", "msg"]
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert ok_lines(result) == ["sendto", "connected", "msg"]
+    assert len(counting_echo.sources) >= 3
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["sendto", "connected"])
+def test_udp_socks4_fails_closed(shim, socks_server, udp_client, counting_echo, mode):
+    srv = socks_server()
+    result = run_client(shim, udp_client, srv.url("socks4"), counting_echo.address, [mode])
+    assert result.returncode == 3, result.stderr.decode()
+    assert f"errno={errno.EPERM} ".encode() in result.stderr
+    assert counting_echo.sources == []
+    assert srv.records == []
+
+
+@pytest.mark.e2e
+def test_udp_chain_fails_closed(shim, socks_server, udp_client, counting_echo):
+    first, second = socks_server(), socks_server()
+    chain = f"{first.url('socks5')},{second.url('socks5')}"
+    result = run_client(shim, udp_client, chain, counting_echo.address, ["sendto"])
+    assert result.returncode == 3, result.stderr.decode()
+    assert f"FAIL sendto sendto errno={errno.EPERM} ".encode() in result.stderr
+    assert counting_echo.sources == []
+
+
+@pytest.mark.e2e
+def test_udp_bypass_goes_direct(shim, socks_server, udp_client, counting_echo):
+    srv = socks_server()
+    result = run_client(
+        shim,
+        udp_client,
+        srv.url("socks5"),
+        counting_echo.address,
+        ["sendto", "connected"],
+        SOCKSIFY_NO_PROXY="127.0.0.1",
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert srv.records == []
+
+
+@pytest.mark.e2e
+def test_udp_proxy_unreachable(shim, udp_client, counting_echo):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    result = run_client(
+        shim, udp_client, f"socks5://127.0.0.1:{dead}", counting_echo.address, ["sendto"]
+    )
+    assert result.returncode == 3
+    assert f"errno={errno.ECONNREFUSED} ".encode() in result.stderr
+    assert counting_echo.sources == []
+
+
+# -- dig ---------------------------------------------------------------------------------------
+
+
+def dig(shim, proxy, server, name="example.test", **extra):
+    program = require_peer("dig")
+    argv = [
+        program,
+        "+short",
+        "+time=5",
+        "+tries=1",
+        f"@{server.host}",
+        "-p",
+        str(server.port),
+        name,
+    ]
+    return shim.run(argv, proxy, **extra)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_dig_through_reference_server(shim, socks_server, dns_server, scheme):
+    srv = socks_server()
+    result = dig(shim, srv.url(scheme), dns_server)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["10.1.2.3"]
+    assert [q[:2] for q in dns_server.queries] == [("example.test", 1)]
+    srv.wait_records(1)
+    assert len(udp_records(srv)) == 1
+
+
+@pytest.mark.e2e
+def test_dig_through_danted(shim, danted, dns_server):
+    proxy = danted(allow_udp=True)
+    result = dig(shim, proxy.url("socks5"), dns_server)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["10.1.2.3"]
+
+
+@pytest.mark.e2e
+def test_dig_socks4_fails_closed(shim, socks_server, dns_server):
+    srv = socks_server()
+    result = dig(shim, srv.url("socks4"), dns_server)
+    assert result.returncode != 0
+    assert dns_server.queries == []
+
+
+@pytest.mark.e2e
+def test_udp_association_ends_with_socket(shim, socks_server, counting_echo):
+    """Closing the UDP socket closes the control connection: the server's session ends."""
+    srv = socks_server()
+    code = (
+        "import socket, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.settimeout(10)\n"
+        f"s.sendto(b'ping', ('127.0.0.1', {counting_echo.address[1]}))\n"
+        "assert s.recvfrom(100) == (b'ping', ('127.0.0.1', %d))\n"
+        % counting_echo.address[1]
+        + "s.close()\n"
+        "print('closed', flush=True)\n"
+        "time.sleep(30)\n"  # the process lives on: only the close can end the association
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=shim.env(srv.url("socks5")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout.readline() == b"closed\n", proc.stderr.read().decode()
+        records = srv.wait_records(1)
+        assert records[0]["command"] == "udp" and records[0]["outcome"] == "ok"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.communicate(timeout=TIMEOUT)

@@ -9,7 +9,6 @@ Python API (SPEC.md)::
     sock = socksify.create_connection(("example.org", 80), proxy="socks5h://...", timeout=5)
 """
 
-from .client import create_connection
 from .errors import (
     ProxyAuthError,
     ProxyError,
@@ -31,6 +30,17 @@ from .proxy import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The client (and with it the protocol core) loads on first use, which keeps
+    # ``import socksify; socksify.patch()`` cheap at start-up.
+    if name == "create_connection":
+        from .client import create_connection
+
+        return create_connection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",

@@ -21,13 +21,14 @@ Rules of this module:
 from __future__ import annotations
 
 import _socket
-import asyncio
 import dataclasses
 import errno
+import functools
 import logging
 import socket
 import time
 from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING
 
 from . import errors
 from .errors import ProxyAuthError, ProxyError, ProxyProtocolError, ProxyUnreachableError
@@ -48,6 +49,9 @@ from .protocol import (
 )
 from .proxy import ProxyConfig, load_settings, parse_chain
 
+if TYPE_CHECKING:  # asyncio costs ~20 ms to import; only the annotations need it
+    import asyncio
+
 __all__ = [
     "Tunnel",
     "async_handshake",
@@ -58,14 +62,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: the resolver as it was before any patch: local DNS for socks4/socks5 and the proxy itself
-_getaddrinfo = socket.getaddrinfo
+#: the C resolver, which socksify.patch never replaces: local DNS for socks4/socks5 and for
+#: the proxy itself (results carry plain ints for family and type)
+_getaddrinfo = _socket.getaddrinfo
 _connect = _socket.socket.connect
 _send = _socket.socket.send
 _recv = _socket.socket.recv
 _MSG_PEEK = socket.MSG_PEEK
 _READ_SIZE = 1024  # larger than any handshake message but a SOCKS5 domain reply (262)
 _AFTER_HANDSHAKE = (State.TUNNEL, State.UDP_ASSOCIATED)
+#: states whose next message cannot be followed by more bytes until we send again, so a
+#: plain recv() cannot read past it (saves the peek's second syscall)
+_MID_HANDSHAKE = (State.AWAIT_METHOD, State.AWAIT_AUTH_RESULT)
 
 
 @dataclasses.dataclass
@@ -95,9 +103,17 @@ def _as_chain(proxy: ProxyConfig | Sequence[ProxyConfig]) -> tuple[ProxyConfig, 
     return (proxy,) if isinstance(proxy, ProxyConfig) else tuple(proxy)
 
 
+_address_cache: dict[str, Address] = {}  # Address values are immutable; parsing costs
+
+
 def _wire_address(host: str, carrier: ProxyConfig) -> Address:
     """The DST.ADDR for ``host`` in a request to ``carrier`` (resolving locally if it must)."""
-    address = Address.from_host(host)
+    address = _address_cache.get(host)
+    if address is None:
+        address = Address.from_host(host)
+        if len(_address_cache) >= 1024:
+            _address_cache.clear()
+        _address_cache[host] = address
     if address.is_ip or carrier.remote_dns:
         return address
     # socks4 / socks5: the client resolves (SPEC.md "Proxy URLs"). SOCKS4 carries IPv4 only.
@@ -198,6 +214,9 @@ def _read_event(sock: socket.socket, conn: Connection, deadline: float | None):
             return event
         if deadline is not None:
             sock.settimeout(_remaining(deadline))
+        if conn.state in _MID_HANDSHAKE:  # nothing can follow before we speak: plain read
+            conn.receive_data(_recv(sock, _READ_SIZE))
+            continue
         data = _recv(sock, _READ_SIZE, _MSG_PEEK)
         event, consumed = _take(conn, data)
         if consumed:
@@ -371,12 +390,23 @@ def proxy_unreachable(proxy: ProxyConfig, exc: OSError) -> ProxyUnreachableError
     return error
 
 
+_literal_proxy_infos: dict = {}
+
+
 def proxy_addresses(proxy: ProxyConfig, family: int = 0) -> list:
-    """``getaddrinfo`` results for the proxy itself (always resolved locally)."""
-    return _getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_STREAM)
+    """``getaddrinfo`` results for the proxy itself (always resolved locally; the answers
+    for IP literals never change, so they are kept)."""
+    key = (proxy.host, proxy.port, family)
+    infos = _literal_proxy_infos.get(key)
+    if infos is None:
+        infos = _getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_STREAM)
+        if Address.from_host(proxy.host).is_ip and len(_literal_proxy_infos) < 256:
+            _literal_proxy_infos[key] = infos
+    return infos
 
 
 _DEFAULT = object()
+_parse_chain_cached = functools.lru_cache(maxsize=64)(parse_chain)
 
 
 def create_connection(
@@ -400,7 +430,7 @@ def create_connection(
     if proxy is None:
         chain = load_settings().chain
     elif isinstance(proxy, str):
-        chain = parse_chain(proxy)
+        chain = _parse_chain_cached(proxy)
     else:
         chain = _as_chain(proxy)
     if timeout is _DEFAULT:
@@ -420,7 +450,8 @@ def create_connection(
         sock = None
         try:
             sock = socket.socket(family, socktype, proto)
-            sock.settimeout(timeout)
+            if timeout is not None:
+                sock.settimeout(timeout)
             if source_address:
                 _socket.socket.bind(sock, source_address)
             _connect(sock, sockaddr)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import _socket
 import contextlib
 import errno
-import importlib.abc
+import importlib
 import logging
 import os
 import socket as _stdlib_socket
@@ -39,13 +39,29 @@ import threading
 import time
 import weakref
 
-from . import _udp, client
 from ._resolver import PlaceholderMap, RemoteResolver, is_ip_literal
 from .proxy import Settings, load_settings
 
 __all__ = ["install", "is_installed", "patch", "patched", "should_proxy", "uninstall", "unpatch"]
 
 logger = logging.getLogger("socksify")
+
+
+class _LazyModule:
+    """A submodule imported on first use, then put in its place: ``patch()`` itself must not
+    load the protocol core (start-up cost); the first proxied connection does."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        module = importlib.import_module(f"{__package__}.{self._name}")
+        globals()[self._name] = module
+        return getattr(module, attribute)
+
+
+client = _LazyModule("client")
+_udp = _LazyModule("_udp")
 
 _MISSING = object()
 #: (owner, attribute name) -> the original value, or _MISSING if it was inherited
@@ -780,44 +796,41 @@ def _patch_asyncio() -> None:
     _replace(cls, "sock_connect", _sock_connect)
 
 
-class _AsyncioImportHook(importlib.abc.MetaPathFinder):
-    """Patches asyncio when it is first imported, so ``patch()`` need not import it."""
+class _AsyncioImportHook:
+    """A meta path finder that patches asyncio when it is first imported, so that
+    ``patch()`` need not import it (about 20 ms)."""
 
     def find_spec(self, fullname, path, target=None):
         if fullname != "asyncio.selector_events":
             return None
-        sys.meta_path.remove(self)
-        try:
-            import importlib.util
-
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_and_patch(module):
-            exec_module(module)
-            with _lock:
-                if _active is not None:
-                    _patch_asyncio()
-
-        spec.loader = _PatchingLoader(loader, exec_and_patch)
+        spec.loader = _PatchingLoader(spec.loader)
         return spec
 
 
-class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader, exec_module):
+class _PatchingLoader:
+    """Wraps the real loader of asyncio.selector_events: run it, then patch the loop."""
+
+    def __init__(self, loader):
         self._loader = loader
-        self._exec_module = exec_module
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        self._exec_module(module)
+        self._loader.exec_module(module)
+        with _lock:
+            if _active is not None:
+                _patch_asyncio()
 
 
 _asyncio_hook = _AsyncioImportHook()

@@ -225,3 +225,21 @@ def test_to_environ_round_trips():
         "SOCKSIFY_DNS_RANGE",
     }
     assert load_settings(environ=exported) == settings
+
+
+def test_percent_coding_matches_urllib():
+    import urllib.parse
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from socksify.proxy import quote, unquote_to_bytes
+
+    @given(st.text())
+    def check(text):
+        assert unquote_to_bytes(text) == urllib.parse.unquote_to_bytes(text)
+        assert quote(text) == urllib.parse.quote(text, safe="")
+        assert unquote_to_bytes(quote(text)) == text.encode("utf-8")
+
+    check()
+    assert unquote_to_bytes("%zz%4%41") == b"%zz%4A"

@@ -200,3 +200,56 @@ def test_pysocks_udp(socks_server, udp_echo_server):
         sock.close()
     record = srv.wait_records(1)[0]
     assert record["command"] == "udp" and record["outcome"] == "ok"
+
+
+# -- IPv6 ------------------------------------------------------------------------------
+
+def test_bind_over_ipv6(socks_server):
+    srv = socks_server(listen="[::1]:0")
+    with CoreClient(srv.address, 5) as client:
+        first = client.request(BIND, "::1", 0)
+        assert client.succeeded(first) and str(first.address) == "::1"
+        with socket.create_connection(("::1", first.port), timeout=5) as peer:
+            second = client.reply()
+            assert client.succeeded(second) and str(second.address) == "::1"
+            peer.sendall(b"v6")
+            assert client.recv_exactly(2) == b"v6"
+
+
+@pytest.fixture
+def udp_echo_server6():
+    import threading
+
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.bind(("::1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            sock.sendto(data, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[:2]
+    stop.set()
+    thread.join(5)
+    sock.close()
+
+
+def test_udp_over_ipv6(socks_server, udp_echo_server6):
+    srv = socks_server(listen="[::1]:0")
+    client, relay = udp_associate(srv)
+    assert relay[0] == "::1"
+    with client, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
+        udp.bind(("::1", 0))
+        udp.settimeout(5)
+        datagram = UdpDatagram(Address.from_host("::1"), udp_echo_server6[1], b"six")
+        udp.sendto(encode_udp_datagram(datagram), relay)
+        data, _ = udp.recvfrom(65536)
+        answer = decode_udp_datagram(data)
+        assert answer.data == b"six" and str(answer.address) == "::1"

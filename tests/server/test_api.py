@@ -1,0 +1,81 @@
+"""The Python API: ``async with Server(cfg)``, ``run_in_thread``, the session hook."""
+
+import asyncio
+import datetime
+import socket
+
+import pytest
+
+from socksify.protocol import Address, Command, Connection, Reply, Request, Role
+from socksify.server import ConfigError, Server, ServerConfig, format_record, run_in_thread
+
+
+async def _socks4_connect(address, target):
+    reader, writer = await asyncio.open_connection(*address)
+    conn = Connection(Role.CLIENT, 4)
+    writer.write(conn.send(Request(Command.CONNECT, Address.from_host(target[0]), target[1])))
+    event = None
+    while not isinstance(event, Reply):
+        conn.receive_data(await reader.read(100))
+        event = conn.next_event()
+    writer.write(b"abc")
+    data = conn.trailing_data
+    while len(data) < 3:
+        data += await reader.read(100)
+    writer.close()
+    await writer.wait_closed()
+    return event, data
+
+
+@pytest.mark.e2e
+def test_async_with_server(tcp_echo_server):
+    records = []
+
+    async def main():
+        config = ServerConfig(listen=[("127.0.0.1", 0), ("::1", 0)])
+        async with Server(config, on_session=records.append) as server:
+            assert [h for h, _ in server.addresses] == ["127.0.0.1", "::1"]
+            reply, data = await _socks4_connect(server.addresses[0], tcp_echo_server)
+            assert reply.code == 90 and data == b"abc"
+            for _ in range(100):
+                if records:
+                    break
+                await asyncio.sleep(0.02)
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert records[0]["outcome"] == "ok" and records[0]["bytes_up"] == 3
+
+
+@pytest.mark.e2e
+def test_run_in_thread_with_injected_clock(tcp_echo_server):
+    # The clock says Saturday; the rule only allows weekdays.
+    saturday = datetime.datetime(2024, 1, 6, 12, 0)
+    config = ServerConfig(listen=[("127.0.0.1", 0)])
+    from socksify.server import rule_from_dict
+
+    config.rules = [rule_from_dict({"action": "allow", "days": "mon-fri"})]
+    records = []
+    with run_in_thread(config, on_session=records.append, clock=lambda: saturday) as srv:
+        conn = Connection(Role.CLIENT, 4)
+        with socket.create_connection(srv.addresses[0], timeout=5) as sock:
+            sock.sendall(conn.send(Request(Command.CONNECT, Address.from_host("127.0.0.1"),
+                                           tcp_echo_server[1])))
+            conn.receive_data(sock.recv(100))
+            assert conn.next_event().code == 91
+
+
+def test_server_refuses_open_proxy_config():
+    async def main():
+        async with Server(ServerConfig(listen=[("0.0.0.0", 0)])):
+            pass
+
+    with pytest.raises(ConfigError, match="open proxy"):
+        asyncio.run(main())
+
+
+def test_format_record():
+    record = {"client": "[::1]:5000", "user": None, "command": "connect",
+              "destination": "2001:db8::1", "port": 443, "outcome": "ok",
+              "bytes_up": 10, "bytes_down": 20, "duration": 1.23456}
+    assert format_record(record) == (
+        "[::1]:5000 user=- connect [2001:db8::1]:443 ok up=10 down=20 time=1.235s")

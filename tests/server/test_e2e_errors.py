@@ -1,0 +1,94 @@
+"""Outbound failures become the right reply codes (RFC 1928 §6), on loopback or in a netns."""
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from _server_core_client import CoreClient
+from support.peers import require_peer
+
+from socksify.server._outbound import reply_for_oserror
+
+CONNECT = 1
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "outcome"),
+    [
+        (errno.ECONNREFUSED, 5, "connection-refused"),
+        (errno.ENETUNREACH, 3, "network-unreachable"),
+        (errno.EHOSTUNREACH, 4, "host-unreachable"),
+        (errno.ETIMEDOUT, 6, "timeout"),
+        (errno.EACCES, 2, "not-allowed"),
+        (errno.EADDRNOTAVAIL, 1, "failed"),
+    ],
+)
+def test_errno_to_reply_code(error, code, outcome):
+    mapped = reply_for_oserror(OSError(error, os.strerror(error)))
+    assert (mapped.code, mapped.outcome) == (code, outcome)
+
+
+def test_name_not_found_is_host_unreachable():
+    mapped = reply_for_oserror(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert (mapped.code, mapped.outcome) == (4, "name-not-found")
+
+
+@pytest.fixture
+def black_hole():
+    """A loopback port whose accept queue is full: new connects hang (SYNs are dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(listener.getsockname())
+        fillers.append(sock)
+    yield listener.getsockname()
+    for sock in fillers:
+        sock.close()
+    listener.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("version", "code"), [(5, 6), (4, 91)])
+def test_connect_timeout(socks_server, black_hole, version, code):
+    srv = socks_server(config="[timeouts]\nconnect = 0.3\n")
+    with CoreClient(srv.address, version) as client:
+        assert client.request(CONNECT, *black_hole).code == code
+    assert srv.wait_records(1)[0]["outcome"] == "timeout"
+
+
+NETNS_SCRIPT = textwrap.dedent(
+    """
+    import subprocess, sys
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    sys.path[:0] = [{tests!r}, {here!r}]
+    from socksify.server import ServerConfig, run_in_thread
+    from _server_core_client import CoreClient
+    config = ServerConfig(listen=[("127.0.0.1", 0)])
+    with run_in_thread(config) as srv:
+        with CoreClient(srv.addresses[0], 5) as client:
+            # No route to anything but loopback in this namespace.
+            print(client.request(1, "192.0.2.1", 80).code)
+    """
+)
+
+
+@pytest.mark.e2e
+def test_network_unreachable_in_empty_netns():
+    unshare = require_peer("unshare")
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n) and the ip command")
+    here = os.path.dirname(os.path.abspath(__file__))
+    script = NETNS_SCRIPT.format(tests=os.path.dirname(here), here=here)
+    result = subprocess.run([unshare, "-n", sys.executable, "-c", script],
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == b"3"

@@ -1,0 +1,215 @@
+"""Real programs under the native shim, end to end (socksify-run or LD_PRELOAD).
+
+wget, git (git:// from a local git daemon; git runs child processes), ncat, ``sh -c`` with
+exec'd children, Python's urllib, a multi-threaded C client (8 threads x 50 connects) and
+LD_BIND_NOW=1. curl over HTTP is covered by the core tests; dig is in test_udp.py, active FTP
+in test_bind.py. Every test checks the proxy's session records, so a direct connection
+cannot pass unnoticed.
+"""
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import gitd as _gitd
+from support.peers import require_peer
+from support.targets import pattern_bytes
+
+git_daemon = _gitd.git_daemon
+
+PROGS = Path(__file__).parent / "progs"
+TIMEOUT = 60
+
+
+def connects(srv, count: int | None = None) -> list[dict]:
+    records = srv.wait_records(count) if count else srv.records
+    return [r for r in records if r["command"] == "connect"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h", "socks4", "socks4a"])
+def test_wget_http(shim, socks_server, http_server, scheme):
+    wget = require_peer("wget")
+    srv = socks_server()
+    url = http_server.url("/bytes/100000")
+    result = shim.run_cli(
+        ["--proxy", srv.url(scheme), "--", wget, "-q", "-O", "-", "-T", "20", "--tries=1", url]
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == pattern_bytes(100_000)
+    [record] = connects(srv, 1)
+    assert (record["destination"], record["port"]) == ("127.0.0.1", http_server.port)
+
+
+@pytest.mark.e2e
+def test_wget_name_resolved_by_proxy(shim, socks_server, http_server):
+    """A name only the proxy knows: wget's getaddrinfo gets a placeholder, the proxy gets
+    the name (no DNS query from the client)."""
+    wget = require_peer("wget")
+    srv = socks_server(hosts={"web.only-proxy.test": "127.0.0.1"})
+    url = f"http://web.only-proxy.test:{http_server.port}/"
+    result = shim.run_cli(
+        ["--proxy", srv.url("socks5h"), "--", wget, "-q", "-O", "-", "-T", "20", "--tries=1", url]
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == http_server.files["/"]
+    [record] = connects(srv, 1)
+    assert record["destination"] == "web.only-proxy.test"
+
+
+@pytest.mark.e2e
+def test_wget_fails_closed(shim, http_server):
+    wget = require_peer("wget")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    result = shim.run_cli(
+        [
+            "--proxy",
+            f"socks5h://127.0.0.1:{dead}",
+            "--",
+            wget,
+            "-q",
+            "-O",
+            "-",
+            "-T",
+            "10",
+            "--tries=1",
+            http_server.url("/"),
+        ]
+    )
+    assert result.returncode != 0
+    assert http_server.requests == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("by_name", [False, True], ids=["ip", "name"])
+def test_git_clone(shim, socks_server, git_daemon, tmp_path, by_name):
+    git = require_peer("git")
+    srv = socks_server(hosts={"git.only-proxy.test": "127.0.0.1"})
+    url = git_daemon.url
+    if by_name:
+        url = url.replace("127.0.0.1", "git.only-proxy.test")
+    clone = tmp_path / "clone"
+    env = _gitd.git_env(str(tmp_path))
+    extra = {k: v for k, v in env.items() if k.startswith("GIT_") or k == "HOME"}
+    result = shim.run_cli(
+        ["--proxy", srv.url("socks5h"), "--", git, "clone", "-q", url, str(clone)], **extra
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    head = subprocess.run(
+        [git, "-C", str(clone), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=env,
+        check=True,
+    ).stdout.strip()
+    assert head == git_daemon.head
+    for path, content in git_daemon.files.items():
+        assert (clone / path).read_bytes() == content
+    [record] = connects(srv, 1)
+    expected = "git.only-proxy.test" if by_name else "127.0.0.1"
+    assert (record["destination"], record["port"]) == (expected, git_daemon.port)
+
+
+@pytest.mark.e2e
+def test_ncat_echo(shim, socks_server, tcp_echo_server):
+    ncat = require_peer("ncat")
+    srv = socks_server()
+    host, port = tcp_echo_server
+    payload = b"".join(b"line %d through ncat\n" % i for i in range(500))
+    result = shim.run([ncat, host, str(port)], srv.url("socks5"), input=payload)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == payload
+    [record] = connects(srv, 1)
+    assert record["bytes_up"] == len(payload) == record["bytes_down"]
+
+
+@pytest.mark.e2e
+def test_sh_c_exec_children(shim, socks_server, http_server, tmp_path):
+    """The shim follows exec: a shell running curl then wget, both proxied."""
+    curl, wget = require_peer("curl"), require_peer("wget")
+    srv = socks_server()
+    script = (
+        f"{curl} -sS --max-time 20 -o {tmp_path}/a {http_server.url('/bytes/1000')} && "
+        f"{wget} -q -T 20 --tries=1 -O {tmp_path}/b {http_server.url('/bytes/2000')} && "
+        "echo both-done"
+    )
+    result = shim.run_cli(["--proxy", srv.url("socks5h"), "--", "sh", "-c", script])
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.strip() == b"both-done"
+    assert (tmp_path / "a").read_bytes() == pattern_bytes(1000)
+    assert (tmp_path / "b").read_bytes() == pattern_bytes(2000)
+    assert len(connects(srv, 2)) == 2
+
+
+@pytest.mark.e2e
+def test_python_under_preload(shim, socks_server, http_server):
+    """CPython is a dynamically linked program like any other: urllib by name and by IP."""
+    srv = socks_server(hosts={"py.only-proxy.test": "127.0.0.1"})
+    code = (
+        "import urllib.request\n"
+        f"a = urllib.request.urlopen('http://py.only-proxy.test:{http_server.port}/bytes/5000',"
+        " timeout=20).read()\n"
+        f"b = urllib.request.urlopen('{http_server.url('/')}', timeout=20).read()\n"
+        "print(len(a), len(b))\n"
+    )
+    result = shim.run_cli(["--proxy", srv.url("socks5h"), "--", sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.split() == [b"5000", str(len(http_server.files["/"])).encode()]
+    destinations = sorted(r["destination"] for r in connects(srv, 2))
+    assert destinations == ["127.0.0.1", "py.only-proxy.test"]
+
+
+@pytest.fixture(scope="module")
+def mt_connect(tmp_path_factory):
+    cc = require_peer("cc")
+    out = tmp_path_factory.mktemp("progs") / "mt_connect"
+    subprocess.run(
+        [cc, "-O2", "-Wall", "-pthread", "-o", str(out), str(PROGS / "mt_connect.c")],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return str(out)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("host", ["127.0.0.1", "echo.only-proxy.test"])
+def test_mt_connect_8_threads_x_50(shim, socks_server, tcp_echo_server, mt_connect, host):
+    srv = socks_server(hosts={"echo.only-proxy.test": "127.0.0.1"})
+    result = shim.run(
+        [mt_connect, host, str(tcp_echo_server[1]), "8", "50"], srv.url("socks5h"), timeout=120
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"ok 400\n"
+    records = connects(srv, 400)
+    assert len(records) == 400
+    assert {r["destination"] for r in records} == {host}
+    assert all(r["outcome"] == "ok" for r in records)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("program", ["curl", "python3", "wget"])
+def test_ld_bind_now(shim, socks_server, http_server, program):
+    """LD_BIND_NOW=1: every symbol is bound at load time; the library must still load
+    (no unresolved symbols) and work."""
+    srv = socks_server()
+    url = http_server.url("/bytes/3000")
+    argv = {
+        "curl": [require_peer("curl"), "-sS", "--max-time", "20", url],
+        "wget": [require_peer("wget"), "-q", "-O", "-", "-T", "20", "--tries=1", url],
+        "python3": [
+            sys.executable,
+            "-c",
+            "import sys, urllib.request; sys.stdout.buffer.write("
+            f"urllib.request.urlopen('{url}', timeout=20).read())",
+        ],
+    }[program]
+    result = shim.run(argv, srv.url("socks5"), LD_BIND_NOW="1")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == pattern_bytes(3000)
+    assert len(connects(srv, 1)) == 1

@@ -70,6 +70,9 @@ _lock = threading.RLock()
 _active: _Active | None = None
 
 _base = _socket.socket
+#: the C-level attributes: plain ints, without socket.socket's enum-converting properties
+_family_of = _base.family.__get__
+_type_of = _base.type.__get__
 _SocketClass = _stdlib_socket.socket
 _AF_INET = _stdlib_socket.AF_INET
 _AF_INET6 = _stdlib_socket.AF_INET6
@@ -227,6 +230,7 @@ class _Active:
         self._proxy_infos = None
         self.endpoints = frozenset((hop.host, hop.port) for hop in settings.chain[:1])
         self.last_destination: tuple[str, int] | None = None
+        self.debug = settings.log_level == "debug"
 
     def proxy_infos(self) -> list:
         """getaddrinfo results for the first hop (resolved locally once, then cached)."""
@@ -292,26 +296,25 @@ class _Active:
 
 def _connect_proxy(sock, active: _Active) -> None:
     """Connect ``sock`` itself to the first hop (errors: ProxyUnreachableError)."""
-    sockaddr = active.proxy_sockaddr(sock.family)
+    sockaddr = active.proxy_sockaddr(_family_of(sock))
     try:
         _base.connect(sock, sockaddr)
     except OSError as exc:
         raise client.proxy_unreachable(active.first, exc) from exc
 
 
-@contextlib.contextmanager
-def _blocking_handshake(sock):
-    """Deadline for a handshake in connect()/listen(): the socket's timeout; non-blocking
-    sockets get a bounded blocking handshake (see the module rules)."""
+def _handshake_deadline(sock):
+    """Deadline for a handshake in connect()/listen(): the socket's timeout. Non-blocking
+    sockets get a bounded blocking handshake (see the module rules); returns
+    ``(deadline, restore_nonblocking)``."""
     timeout = sock.gettimeout()
+    if timeout is None:
+        return None, False
     if timeout == 0.0:
-        sock.settimeout(_stdlib_socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT)
-    try:
-        current = sock.gettimeout()
-        yield None if current is None else time.monotonic() + current
-    finally:
-        if timeout == 0.0:
-            sock.settimeout(0.0)
+        timeout = _stdlib_socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT
+        sock.settimeout(timeout)
+        return time.monotonic() + timeout, True
+    return time.monotonic() + timeout, False
 
 
 def _fail_closed(sock) -> None:
@@ -324,32 +327,36 @@ def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -
     if state is not None and state.kind == "pending-bind":
         with contextlib.suppress(OSError):  # a source address; the proxy decides the rest
             _base.bind(sock, state.pending_bind)
-    with _blocking_handshake(sock) as deadline:
-        try:
-            _connect_proxy(sock, active)
-            tunnel = client.handshake(sock, active.chain, host, port, deadline=deadline)
-        except OSError as exc:
-            _fail_closed(sock)
-            logger.info("connect to %s:%s via %s failed: %s", host, port, active.first, exc)
-            raise
+    deadline, restore_nonblocking = _handshake_deadline(sock)
+    try:
+        _connect_proxy(sock, active)
+        tunnel = client.handshake(sock, active.chain, host, port, deadline=deadline)
+    except OSError as exc:
+        _fail_closed(sock)
+        logger.info("connect to %s:%s via %s failed: %s", host, port, active.first, exc)
+        raise
+    finally:
+        if restore_nonblocking:
+            sock.settimeout(0.0)
     state = _new_state(sock, "tcp")
     state.peer = peer
-    state.bound = _udp.in_family(sock.family, *tunnel.bound)
+    state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
     active.last_destination = (host, port)
-    logger.debug("connected to %s:%s via %s", host, port, active.first)
+    if active.debug:
+        logger.debug("connected to %s:%s via %s", host, port, active.first)
 
 
 def _connect(self, address):
     active = _active
-    if active is None or self.family not in _INET:
+    if active is None or _family_of(self) not in _INET:
         return _base.connect(self, address)
-    socktype = self.type
+    socktype = _type_of(self)
     if socktype == _DGRAM:
         return _udp_connect(self, active, address)
     if socktype != _STREAM:
         return _base.connect(self, address)
-    target = active.target(self.family, socktype, address[0], address[1])
+    target = active.target(_family_of(self), socktype, address[0], address[1])
     if target is None or target[0] == "direct":
         state = _state_of(self)
         if state is not None and state.kind == "pending-bind":
@@ -378,8 +385,8 @@ def _bind(self, address):
     active = _active
     if (
         active is not None
-        and self.family in _INET
-        and self.type == _STREAM
+        and _family_of(self) in _INET
+        and _type_of(self) == _STREAM
         and address[1] == 0
         and active.bind_applies()
     ):
@@ -391,7 +398,7 @@ def _bind(self, address):
 
 def _listen(self, *args):
     active = _active
-    if active is None or self.family not in _INET or self.type != _STREAM:
+    if active is None or _family_of(self) not in _INET or _type_of(self) != _STREAM:
         return _base.listen(self, *args)
     state = _state_of(self)
     pending = state is not None and state.kind == "pending-bind"
@@ -407,22 +414,25 @@ def _listen(self, *args):
 def _proxied_bind(sock, active: _Active) -> None:
     """SOCKS BIND (RFC 1928 §4, SOCKS4.protocol "BIND"): the first reply at listen()."""
     host, port = active.last_destination
-    with _blocking_handshake(sock) as deadline:
-        try:
-            _connect_proxy(sock, active)
-            tunnel = client.handshake(
-                sock, active.chain, host, port, client.Command.BIND, deadline=deadline
-            )
-        except OSError as exc:
-            _fail_closed(sock)
-            logger.info("BIND via %s failed: %s", active.first, exc)
-            raise
+    deadline, restore_nonblocking = _handshake_deadline(sock)
+    try:
+        _connect_proxy(sock, active)
+        tunnel = client.handshake(
+            sock, active.chain, host, port, client.Command.BIND, deadline=deadline
+        )
+    except OSError as exc:
+        _fail_closed(sock)
+        logger.info("BIND via %s failed: %s", active.first, exc)
+        raise
+    finally:
+        if restore_nonblocking:
+            sock.settimeout(0.0)
     bound_host, bound_port = tunnel.bound
     if bound_host in ("0.0.0.0", "::"):  # "the proxy's address": the one we reached
         bound_host = _base.getpeername(sock)[0]
     state = _new_state(sock, "bind")
     state.tunnel = tunnel
-    state.bound = _udp.in_family(sock.family, bound_host, bound_port)
+    state.bound = _udp.in_family(_family_of(sock), bound_host, bound_port)
     logger.debug(
         "BIND via %s: listening at %s:%s for %s:%s",
         active.first,
@@ -444,14 +454,14 @@ def _accept(self):
     # a fresh, unconnected socket under the listener's fd: closing either is then final.
     fd = _base.fileno(self)
     conn_fd = os.dup(fd)
-    fresh = _base(self.family, _STREAM)
+    fresh = _base(_family_of(self), _STREAM)
     try:
         os.dup2(fresh.fileno(), fd, inheritable=False)
     finally:
         fresh.close()
-    conn = _SocketClass(self.family, _STREAM, 0, fileno=conn_fd)
+    conn = _SocketClass(_family_of(self), _STREAM, 0, fileno=conn_fd)
     conn.settimeout(_stdlib_socket.getdefaulttimeout())
-    peer = _udp.in_family(self.family, second.address.host, second.port)
+    peer = _udp.in_family(_family_of(self), second.address.host, second.port)
     conn_state = _new_state(conn, "tcp")
     conn_state.peer = peer
     conn_state.bound = state.bound
@@ -467,8 +477,8 @@ def _getsockname(self):
     if state is None or state.bound is None:
         if state is not None and state.kind == "pending-bind":
             return _udp.in_family(
-                self.family,
-                state.pending_bind[0] or ("::" if self.family == _AF_INET6 else "0.0.0.0"),
+                _family_of(self),
+                state.pending_bind[0] or ("::" if _family_of(self) == _AF_INET6 else "0.0.0.0"),
                 0,
             )
         return _base.getsockname(self)
@@ -508,7 +518,7 @@ def _dup(self):
 
 
 def _udp_target(sock, active: _Active, address):
-    return active.target(sock.family, _DGRAM, address[0], address[1])
+    return active.target(_family_of(sock), _DGRAM, address[0], address[1])
 
 
 def _association(sock, active: _Active, state: _SockState | None) -> _SockState:
@@ -536,7 +546,7 @@ def _udp_connect(sock, active: _Active, address):
 
 def _sendto(self, data, *args):
     active = _active
-    if active is None or self.type != _DGRAM or self.family not in _INET:
+    if active is None or _type_of(self) != _DGRAM or _family_of(self) not in _INET:
         return _base.sendto(self, data, *args)
     address = args[-1]
     flags = args[0] if len(args) == 2 else 0
@@ -554,7 +564,7 @@ def _sendto(self, data, *args):
 
 
 def _send(self, data, flags=0):
-    if self.type == _DGRAM and _states:
+    if _type_of(self) == _DGRAM and _states:
         state = _state_of(self)
         if state is not None and state.udp_peer is not None:
             packet = _udp.wrap(data, *state.udp_peer)
@@ -564,7 +574,7 @@ def _send(self, data, flags=0):
 
 
 def _sendmsg(self, buffers, ancdata=(), flags=0, address=None):
-    if self.type == _DGRAM and _active is not None and self.family in _INET:
+    if _type_of(self) == _DGRAM and _active is not None and _family_of(self) in _INET:
         data = b"".join(bytes(buffer) for buffer in buffers)
         if address is not None:
             target = _udp_target(self, _active, address)
@@ -599,16 +609,16 @@ def _relayed_recv(sock, state: _SockState, bufsize: int, flags: int):
                 return data[:bufsize], state.peer
             placeholder = state.udp_names.get(port)
             if placeholder is not None:
-                return data[:bufsize], _udp.in_family(sock.family, placeholder, port)
+                return data[:bufsize], _udp.in_family(_family_of(sock), placeholder, port)
             if _active is not None and _active.remote_dns and not is_ip_literal(host):
                 host = _active.placeholders.address_for(host)
-            return data[:bufsize], _udp.in_family(sock.family, host, port)
+            return data[:bufsize], _udp.in_family(_family_of(sock), host, port)
         if settings is not None and settings.no_proxy.matches(source[0]):
             return packet[:bufsize], source
 
 
 def _udp_state(sock):
-    if sock.type != _DGRAM or not _states:
+    if _type_of(sock) != _DGRAM or not _states:
         return None
     state = _state_of(sock)
     return state if state is not None and state.udp is not None else None
@@ -701,33 +711,27 @@ def _resolver_hook(name: str):
 def _create_connection(
     address, timeout=_stdlib_socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kwargs
 ):
-    """socket.create_connection that sends names to a remote-DNS proxy without the
-    placeholder detour; everything else is the original."""
+    """socket.create_connection, straight to the proxy for IP literals and remote-DNS names
+    (no resolver round trip, no placeholder detour); everything else is the original, which
+    resolves and calls the patched connect()."""
     active = _active
     host, port = address[0], address[1]
-    if (
-        active is None
-        or kwargs
-        or not active.remote_dns
-        or is_ip_literal(host)
-        or active.resolver.resolves_locally(host)
-    ):
+    if active is None or kwargs or not isinstance(host, str):
         return _original_function("create_connection")(address, timeout, source_address, **kwargs)
-    if timeout is _stdlib_socket._GLOBAL_DEFAULT_TIMEOUT:
-        timeout = _stdlib_socket.getdefaulttimeout()
-    family = active.proxy_infos()[0][0]
+    literal = is_ip_literal(host)
+    if not literal and not (active.remote_dns and not active.resolver.resolves_locally(host)):
+        return _original_function("create_connection")(address, timeout, source_address)
+    family = _AF_INET6 if literal and ":" in host else _AF_INET
+    target = active.target(family, _STREAM, host, port)
+    if target is None or target[0] == "direct":
+        return _original_function("create_connection")(address, timeout, source_address)
     sock = _SocketClass(family, _STREAM)
     try:
-        sock.settimeout(timeout)
+        if timeout is not _stdlib_socket._GLOBAL_DEFAULT_TIMEOUT:
+            sock.settimeout(timeout)
         if source_address:
             _base.bind(sock, source_address)
-        _proxied_connect(
-            sock,
-            active,
-            host,
-            port,
-            _udp.in_family(family, active.placeholders.address_for(host), port),
-        )
+        _proxied_connect(sock, active, target[0], port, target[1])
         return sock
     except BaseException:
         sock.close()
@@ -763,14 +767,14 @@ async def _sock_connect(self, sock, address):
     """BaseSelectorEventLoop.sock_connect with the SOCKS handshake run on the loop."""
     original = _saved[(_selector_loop_class(), "sock_connect")]
     active = _active
-    if active is None or sock.family not in _INET or sock.type != _STREAM:
+    if active is None or _family_of(sock) not in _INET or _type_of(sock) != _STREAM:
         return await original(self, sock, address)
-    target = active.target(sock.family, _STREAM, address[0], address[1])
+    target = active.target(_family_of(sock), _STREAM, address[0], address[1])
     if target is None or target[0] == "direct":
         return await original(self, sock, address if target is None else target[1])
     host, port = target[0], address[1]
     try:
-        await original(self, sock, active.proxy_sockaddr(sock.family))
+        await original(self, sock, active.proxy_sockaddr(_family_of(sock)))
     except client.ProxyError:
         raise
     except OSError as exc:
@@ -782,7 +786,7 @@ async def _sock_connect(self, sock, address):
         raise
     state = _new_state(sock, "tcp")
     state.peer = target[1]
-    state.bound = _udp.in_family(sock.family, *tunnel.bound)
+    state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
     active.last_destination = (host, port)
 

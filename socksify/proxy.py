@@ -299,6 +299,8 @@ class NoProxy:
         """True when ``host`` (a name or an IP literal) must go direct."""
         if self.everything:
             return True
+        if not (self.names or self.suffixes or self.networks):
+            return False
         address = _ip_or_none(host)
         if address is not None:
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:

@@ -169,6 +169,8 @@ static int placeholder_answer(const char *node, const char *service,
         if (socktype != kinds[k].socktype)
             break; /* the single SOCK_RAW-style entry */
     }
+    SFY_DBG("getaddrinfo(%s, %s, family %d, type %d, flags 0x%x): placeholder%s", node,
+            service ? service : "-", family, want_type, flags, head ? "" : " (no entry)");
     if (!head)
         return rc;
     remember(head);

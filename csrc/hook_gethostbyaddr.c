@@ -66,6 +66,8 @@ SFY_EXPORT int gethostbyaddr_r(const void *addr, socklen_t len, int type, struct
     }
     rc = reverse(addr, len, type, ret, buf, buflen, result, h_errnop);
     sfy_hook_leave();
+    if (rc >= 0 && !*result)
+        h_errno = *h_errnop; /* as glibc: callers (CPython) read h_errno */
     if (rc < 0) {
         if (!SFY_REAL(gethostbyaddr_r))
             return ENOSYS;

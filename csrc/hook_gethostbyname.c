@@ -92,6 +92,8 @@ SFY_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret, c
         return SFY_REAL(gethostbyname2_r)(name, af, ret, buf, buflen, result, h_errnop);
     rc = lookup(name, af, ret, buf, buflen, result, h_errnop);
     sfy_hook_leave();
+    if (rc >= 0 && !*result)
+        h_errno = *h_errnop; /* as glibc: callers (CPython) read h_errno */
     if (rc < 0)
         return SFY_REAL(gethostbyname2_r)(name, af, ret, buf, buflen, result, h_errnop);
     return rc;
@@ -105,6 +107,8 @@ SFY_EXPORT int gethostbyname_r(const char *name, struct hostent *ret, char *buf,
         return SFY_REAL(gethostbyname_r)(name, ret, buf, buflen, result, h_errnop);
     rc = lookup(name, AF_INET, ret, buf, buflen, result, h_errnop);
     sfy_hook_leave();
+    if (rc >= 0 && !*result)
+        h_errno = *h_errnop;
     if (rc < 0)
         return SFY_REAL(gethostbyname_r)(name, ret, buf, buflen, result, h_errnop);
     return rc;

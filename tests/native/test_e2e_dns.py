@@ -1,0 +1,248 @@
+"""End-to-end: remote DNS in the native shim (socks4a, socks5h). Names only the proxy knows
+(the reference server's ``hosts`` map) must work; no DNS query may leave the client; the
+placeholder map must hold across threads and fork (design note: csrc/dnsmap.c)."""
+
+import re
+import socket
+import subprocess
+import textwrap
+
+import pytest
+from support import gitd
+from support.peers import require_peer
+
+pytestmark = pytest.mark.e2e
+
+git_daemon = gitd.git_daemon
+NAME = "only-proxy.test"
+BODY = b"<html><body>hello from the target</body></html>\n"
+
+
+@pytest.fixture
+def named_proxy(socks_server):
+    """The reference server knowing NAME (nobody else does) as 127.0.0.1."""
+    return socks_server(hosts={NAME: "127.0.0.1", "v6.only-proxy.test": "::1"})
+
+
+def curl(shim, url, proxy, *args, **extra):
+    return shim.run([require_peer("curl"), "-sS", "--max-time", "20", *args, url], proxy, **extra)
+
+
+@pytest.mark.parametrize("scheme", ["socks5h", "socks4a"])
+def test_curl_by_a_name_only_the_proxy_resolves(shim, named_proxy, http_server, scheme):
+    result = curl(shim, http_server.url("/", host=NAME), named_proxy.url(scheme))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == BODY
+    [record] = named_proxy.wait_records(1)
+    assert (record["destination"], record["port"]) == (NAME, http_server.port)
+
+
+def test_wget_by_name(shim, named_proxy, http_server):
+    wget = require_peer("wget")
+    result = shim.run([wget, "-q", "-O", "-", "--tries=1", "--timeout=20",
+                       http_server.url("/bytes/777", host=NAME)], named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) == 777
+    assert named_proxy.wait_records(1)[0]["destination"] == NAME
+
+
+def test_resolver_answers_with_placeholders(shim, named_proxy):
+    code = textwrap.dedent("""
+        import socket
+        v4 = socket.getaddrinfo("a.example", 80, type=socket.SOCK_STREAM)
+        v6 = socket.getaddrinfo("b.example", "http", socket.AF_INET6, socket.SOCK_STREAM)
+        again = socket.getaddrinfo("a.example", 443, proto=socket.IPPROTO_TCP)
+        both = socket.getaddrinfo("c.example", 53)
+        print(v4[0][4], v6[0][4][:2], again[0][4], len(both), sorted({a[1] for a in both}))
+        print(socket.gethostbyname("a.example"), socket.gethostbyaddr(v4[0][4][0])[0])
+        print(socket.getnameinfo(v4[0][4], 0), socket.getnameinfo(v6[0][4], 0))
+        print(socket.getnameinfo(v4[0][4], socket.NI_NUMERICHOST))
+        print(socket.getaddrinfo("10.1.2.3", 80)[0][4], socket.gethostbyname("localhost"))
+        for bad in ("bad name", ("x" * 50 + ".") * 6):
+            try:
+                socket.getaddrinfo(bad, 80)
+            except socket.gaierror as exc:
+                print("gaierror", exc.errno)
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == ("('240.0.0.1', 80) ('100::2', 80) ('240.0.0.1', 443) 2 "
+                        "[<SocketKind.SOCK_STREAM: 1>, <SocketKind.SOCK_DGRAM: 2>]")
+    assert lines[1] == "240.0.0.1 a.example"
+    assert lines[2] == "('a.example', 'http') ('b.example', 'http')"
+    assert lines[3] == "('240.0.0.1', 'http')"
+    assert lines[4] == "('10.1.2.3', 80) 127.0.0.1"
+    assert lines[5:] == [f"gaierror {socket.EAI_NONAME}"] * 2
+    assert named_proxy.records == []
+
+
+def test_reverse_lookup_of_a_real_address_does_not_query(shim, named_proxy):
+    code = textwrap.dedent("""
+        import socket
+        print(socket.getnameinfo(("192.0.2.7", 80), 0))
+        try:
+            socket.gethostbyaddr("192.0.2.7")
+        except socket.herror as exc:
+            print("herror", exc.errno)
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == ["('192.0.2.7', 'http')", "herror 1"]
+
+
+def test_local_dns_schemes_use_the_real_resolver(shim, named_proxy):
+    code = "import socket; print(socket.getaddrinfo('localhost', 80)[0][4][0])"
+    result = shim.python(code, named_proxy.url("socks5"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in (b"127.0.0.1", b"::1")
+
+
+def test_raw_dns_is_refused(shim, named_proxy):
+    code = textwrap.dedent("""
+        import ctypes, errno, socket
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(512)
+        print(libc.res_query(b"example.org", 1, 1, buf, 512),
+              libc.__res_query(b"a.b", 1, 1, buf, 512))
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_INET, kind)
+            print(s.connect_ex(("127.0.0.1", 53)) == errno.EPERM)
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split() == ["-1", "-1", "True", "True"]
+    assert b"refusing a raw DNS query for example.org" in result.stderr
+    assert named_proxy.records == []
+
+
+def test_fork_child_connects_to_a_name_its_parent_resolved(shim, named_proxy, http_server):
+    code = textwrap.dedent(f"""
+        import os, socket
+        addr = socket.getaddrinfo({NAME!r}, {http_server.port}, socket.AF_INET,
+                                  socket.SOCK_STREAM)[0][4]
+        pid = os.fork()
+        if pid == 0:
+            s = socket.create_connection(addr, timeout=20)
+            s.sendall(b"GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+            ok = b"hello from the target" in s.makefile("rb").read()
+            late = socket.getaddrinfo("late.example", 1)[0][4][0]
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), addr[0])
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"0", b"240.0.0.1"]
+    assert named_proxy.wait_records(1)[0]["destination"] == NAME
+
+
+def test_parent_connects_to_a_name_its_child_resolved(shim, named_proxy, http_server):
+    code = textwrap.dedent(f"""
+        import os, socket
+        r, w = os.pipe()
+        if os.fork() == 0:
+            ip = socket.getaddrinfo({NAME!r}, 1, socket.AF_INET)[0][4][0]
+            os.write(w, ip.encode()); os._exit(0)
+        os.wait()
+        ip = os.read(r, 100).decode()
+        s = socket.create_connection((ip, {http_server.port}), timeout=20)
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        print(ip, b"hello" in s.makefile("rb").read())
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"240.0.0.1", b"True"]
+    assert named_proxy.wait_records(1)[0]["destination"] == NAME
+
+
+def test_placeholder_unknown_after_exec_fails_closed(shim, named_proxy):
+    """exec starts a new map: an address learned before exec is refused, never used."""
+    code = textwrap.dedent("""
+        import socket
+        try:
+            socket.create_connection(("240.0.0.9", 80), timeout=20)
+        except OSError as exc:
+            print(exc.errno)
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.stdout.strip() == b"113"  # EHOSTUNREACH
+    assert b"placeholder this process tree never handed out" in result.stderr
+    assert named_proxy.records == []
+
+
+def test_ipv6_only_lookup_gets_an_ipv6_placeholder(shim, named_proxy, http_server6):
+    """AF_INET6 lookups answer from the IPv6 range; the name still reaches the proxy. (An
+    AF_UNSPEC lookup answers IPv4 only: ``curl -6 NAME`` asks AF_UNSPEC, then filters.)"""
+    code = textwrap.dedent(f"""
+        import socket
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            "v6.only-proxy.test", {http_server6.port}, socket.AF_INET6, socket.SOCK_STREAM)[0]
+        s = socket.socket(family, kind, proto)
+        s.settimeout(20)
+        s.connect(addr)
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        print(addr[0], s.getpeername()[0], b"hello from the target" in s.makefile("rb").read())
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"100::1", b"100::1", b"True"]
+    assert named_proxy.wait_records(1)[0]["destination"] == "v6.only-proxy.test"
+
+
+def test_no_proxy_names_resolve_locally_and_go_direct(shim, named_proxy, http_server):
+    result = curl(shim, http_server.url("/", host="localhost"), named_proxy.url("socks5h"),
+                  SOCKSIFY_NO_PROXY="localhost,127.0.0.1,::1")
+    assert result.returncode == 0, result.stderr
+    assert named_proxy.records == []
+    assert http_server.requests == ["/"]
+
+
+STRACE_CALLS = "trace=connect,sendto,sendmsg,sendmmsg"
+_INET = re.compile(r"sa_family=AF_INET6?, (?:sin6?_port=htons\((\d+)\))")
+
+
+def inet_destinations(trace: str):
+    """(syscall, port) of every connect/send* to an IPv4/IPv6 address in an strace log."""
+    out = []
+    for line in trace.splitlines():
+        call = re.search(r"\b(connect|sendto|sendmsg|sendmmsg)\(", line)
+        if not call:
+            continue
+        for port in _INET.findall(line):
+            out.append((call.group(1), int(port)))
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["socks5h", "socks4a"])
+def test_no_dns_leaves_the_client(shim, named_proxy, http_server, tmp_path, scheme):
+    strace = require_peer("strace")
+    log = tmp_path / "trace"
+    url = http_server.url("/", host=NAME)
+    curl_path, wget = require_peer("curl"), require_peer("wget")
+    script = (f"{curl_path} -sS --max-time 20 {url} && "
+              f"{wget} -q -O - --tries=1 --timeout=20 {url}")
+    result = shim.run([strace, "-f", "-qq", "-e", STRACE_CALLS, "-o", str(log),
+                       "sh", "-c", script], named_proxy.url(scheme))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == BODY * 2
+    destinations = inet_destinations(log.read_text())
+    assert destinations, "strace saw no connect at all"
+    assert {port for _, port in destinations} == {named_proxy.port}, destinations
+    assert [d for d in destinations if d[0] != "connect"] == []  # no datagram to anyone
+
+
+def test_git_clone_over_git_protocol(shim, named_proxy, git_daemon, tmp_path):
+    """git runs helper processes (git-upload-pack over git://): all under the shim."""
+    git = require_peer("git")
+    url = git_daemon.url.replace("127.0.0.1", NAME)
+    target = tmp_path / "clone"
+    result = shim.run([git, "clone", "-q", url, str(target)], named_proxy.url("socks5h"),
+                      **gitd.git_env(str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    head = subprocess.run([git, "-C", str(target), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, timeout=30, env=gitd.git_env(str(tmp_path)))
+    assert head.stdout.strip() == git_daemon.head
+    assert (target / "README").read_bytes() == gitd.FILES["README"]
+    records = named_proxy.wait_records(1)
+    assert {(r["destination"], r["port"]) for r in records} == {(NAME, git_daemon.port)}

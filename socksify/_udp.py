@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import _socket
 import errno
-import logging
 import socket
 import time
 
 from . import client, errors
+from ._log import DEBUG, log
 from .errors import UdpNotRelayableError
 from .protocol import (
     Address,
@@ -37,7 +37,6 @@ from .protocol import (
 
 __all__ = ["UdpAssociation", "open_association", "unwrap", "wrap"]
 
-logger = logging.getLogger(__name__)
 
 _base = _socket.socket
 _UNSPECIFIED = ("0.0.0.0", "::")
@@ -132,7 +131,7 @@ def open_association(sock: socket.socket, chain, proxy_sockaddrs) -> UdpAssociat
     except BaseException:
         control.close()
         raise
-    logger.debug("UDP ASSOCIATE via %s: relay %s:%s", proxy, host, port)
+    log(__name__, DEBUG, "UDP ASSOCIATE via %s: relay %s:%s", proxy, host, port)
     return UdpAssociation(control, relay, tunnel)
 
 
@@ -146,7 +145,7 @@ def unwrap(packet: bytes):
     try:
         datagram = decode_udp_datagram(packet)
     except SOCKSError as exc:  # a malformed datagram is dropped, like any stray packet
-        logger.debug("dropping malformed datagram from the relay: %s", exc)
+        log(__name__, DEBUG, "dropping malformed datagram from the relay: %s", exc)
         return None
     if datagram.frag != 0:
         return None

@@ -24,13 +24,13 @@ import _socket
 import dataclasses
 import errno
 import functools
-import logging
 import socket
 import time
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING
 
 from . import errors
+from ._log import DEBUG, log
 from .errors import ProxyAuthError, ProxyError, ProxyProtocolError, ProxyUnreachableError
 from .protocol import (
     NEED_DATA,
@@ -60,7 +60,6 @@ __all__ = [
     "handshake",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: the C resolver, which socksify.patch never replaces: local DNS for socks4/socks5 and for
 #: the proxy itself (results carry plain ints for family and type)
@@ -172,7 +171,7 @@ def _negotiate(
     reply = yield _Read(conn)
     if not conn.reply_succeeded(reply):
         raise errors.refused(hop.version, reply.code, hop, what)
-    logger.debug("%s: %s granted, bound %s:%s", hop, what, reply.address.host, reply.port)
+    log(__name__, DEBUG, "%s: %s granted, bound %s:%s", hop, what, reply.address.host, reply.port)
     return Tunnel(hop, conn, reply)
 
 

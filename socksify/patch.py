@@ -31,7 +31,6 @@ import _socket
 import contextlib
 import errno
 import importlib
-import logging
 import os
 import socket as _stdlib_socket
 import sys
@@ -39,12 +38,12 @@ import threading
 import time
 import weakref
 
+from . import _log
+from ._log import DEBUG, INFO, log
 from ._resolver import PlaceholderMap, RemoteResolver, is_ip_literal
 from .proxy import Settings, load_settings
 
 __all__ = ["install", "is_installed", "patch", "patched", "should_proxy", "uninstall", "unpatch"]
-
-logger = logging.getLogger("socksify")
 
 
 class _LazyModule:
@@ -230,7 +229,6 @@ class _Active:
         self._proxy_infos = None
         self.endpoints = frozenset((hop.host, hop.port) for hop in settings.chain[:1])
         self.last_destination: tuple[str, int] | None = None
-        self.debug = settings.log_level == "debug"
 
     def proxy_infos(self) -> list:
         """getaddrinfo results for the first hop (resolved locally once, then cached)."""
@@ -333,7 +331,7 @@ def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -
         tunnel = client.handshake(sock, active.chain, host, port, deadline=deadline)
     except OSError as exc:
         _fail_closed(sock)
-        logger.info("connect to %s:%s via %s failed: %s", host, port, active.first, exc)
+        log(__name__, INFO, "connect to %s:%s via %s failed: %s", host, port, active.first, exc)
         raise
     finally:
         if restore_nonblocking:
@@ -343,8 +341,7 @@ def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -
     state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
     active.last_destination = (host, port)
-    if active.debug:
-        logger.debug("connected to %s:%s via %s", host, port, active.first)
+    log(__name__, DEBUG, "connected to %s:%s via %s", host, port, active.first)
 
 
 def _connect(self, address):
@@ -422,7 +419,7 @@ def _proxied_bind(sock, active: _Active) -> None:
         )
     except OSError as exc:
         _fail_closed(sock)
-        logger.info("BIND via %s failed: %s", active.first, exc)
+        log(__name__, INFO, "BIND via %s failed: %s", active.first, exc)
         raise
     finally:
         if restore_nonblocking:
@@ -433,7 +430,9 @@ def _proxied_bind(sock, active: _Active) -> None:
     state = _new_state(sock, "bind")
     state.tunnel = tunnel
     state.bound = _udp.in_family(_family_of(sock), bound_host, bound_port)
-    logger.debug(
+    log(
+        __name__,
+        DEBUG,
         "BIND via %s: listening at %s:%s for %s:%s",
         active.first,
         bound_host,
@@ -848,20 +847,6 @@ def _replace(owner, name: str, value) -> None:
     setattr(owner, name, value)
 
 
-_log_handler: logging.Handler | None = None
-
-
-def _configure_logging(level: str) -> None:
-    global _log_handler
-    if _log_handler is None:
-        _log_handler = logging.StreamHandler(sys.stderr)
-        _log_handler.setFormatter(logging.Formatter("socksify: %(message)s"))
-        logger.addHandler(_log_handler)
-        _saved.setdefault((logger, "propagate"), logger.propagate)
-        logger.propagate = False
-    logger.setLevel(level.upper())
-
-
 def install(settings: Settings) -> dict:
     """Patch ``socket`` (and asyncio, now or when it is imported) to use ``settings``.
 
@@ -880,35 +865,28 @@ def install(settings: Settings) -> dict:
             _patch_asyncio()
         elif _asyncio_hook not in sys.meta_path:
             sys.meta_path.insert(0, _asyncio_hook)
-        _configure_logging(settings.log_level)
-        logger.debug("patched: proxy %s", ",".join(str(hop) for hop in settings.chain))
+        _log.configure(settings.log_level)
+        log(__name__, DEBUG, "patched: proxy %s", ",".join(str(hop) for hop in settings.chain))
         return {
             f"{getattr(owner, '__name__', owner)}.{name}": (None if value is _MISSING else value)
             for (owner, name), value in _saved.items()
-            if owner is not logger
         }
 
 
 def uninstall() -> None:
     """Put back every original exactly; end UDP associations. Harmless when not installed."""
-    global _active, _log_handler
+    global _active
     with _lock:
         _active = None
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(_asyncio_hook)
         for (owner, name), value in reversed(list(_saved.items())):
-            if owner is logger:
-                continue
             if value is _MISSING:
                 with contextlib.suppress(AttributeError):
                     delattr(owner, name)
             else:
                 setattr(owner, name, value)
-        if _log_handler is not None:
-            logger.removeHandler(_log_handler)
-            logger.propagate = _saved.get((logger, "propagate"), True)
-            logger.setLevel(logging.NOTSET)
-            _log_handler = None
+        _log.unconfigure()
         _saved.clear()
         for state in list(_states.values()):
             _release(state)

@@ -1,0 +1,297 @@
+"""Starting and stopping what the benchmark measures: the compiled load generator, the
+target, and the SOCKS servers (socksify-server, microsocks, danted), each on a free
+loopback port.
+
+A subject that cannot run raises :class:`Unavailable` with ``status`` "missing" (the peer is
+not installed: the message names the Debian or PyPI package) or "failed" (it is installed
+but did not start); the harness reports it in the table instead of stopping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOADGEN_SOURCE = HERE / "loadgen.c"
+
+#: program -> Debian package, for "missing" messages
+PACKAGES = {
+    "cc": "gcc", "microsocks": "microsocks", "danted": "dante-server", "curl": "curl",
+    "proxychains4": "proxychains4", "torsocks": "torsocks", "unshare": "util-linux",
+}
+
+#: a name only the client-side proxy can resolve (torsocks sends .onion names to the proxy)
+BENCH_NAME = "bench.onion"
+
+
+class Unavailable(Exception):
+    """A subject cannot be measured; ``status`` is "missing" or "failed"."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def find_program(name: str) -> str:
+    """Absolute path of ``name`` (sbin included) or :class:`Unavailable` ("missing")."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+    if not path:
+        package = PACKAGES.get(name, name)
+        raise Unavailable("missing", f"{name} not installed (apt-get install {package})")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_loadgen(workdir: Path) -> str:
+    """Compile loadgen.c with the system C compiler into ``workdir``; return its path."""
+    cc = os.environ.get("CC") or find_program("cc")
+    out = workdir / "loadgen"
+    proc = subprocess.run(
+        [cc, "-O2", "-pthread", "-o", str(out), str(LOADGEN_SOURCE)],
+        capture_output=True, text=True, timeout=120,
+    )
+    if proc.returncode != 0:
+        raise Unavailable("failed", f"cc loadgen.c failed: {proc.stderr[-1000:]}")
+    return str(out)
+
+
+def wait_port(proc: subprocess.Popen, port: int, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unavailable("failed", f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise Unavailable("failed", f"{what} did not listen on 127.0.0.1:{port} in {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after 5 s; bounded."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class TargetServer:
+    """``loadgen serve``: the sink / HTTP / idle-holding endpoint on 127.0.0.1."""
+
+    def __init__(self, loadgen: str):
+        self.proc = subprocess.Popen(
+            [loadgen, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "port":
+            stop(self.proc)
+            raise Unavailable("failed", "loadgen serve did not report its port")
+        self.port = int(line[1])
+        self.host = "127.0.0.1"
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            stop(self.proc)
+
+
+class Server:
+    """A running SOCKS server: ``name``, ``host``, ``port``, ``proc``, ``resolves_names``."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, port: int, resolves_names: bool,
+                 command: list[str]):
+        self.name = name
+        self.proc = proc
+        self.host = "127.0.0.1"
+        self.port = port
+        self.resolves_names = resolves_names
+        self.command = command
+
+    def url(self, scheme: str = "socks5h") -> str:
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def socksify_server_command() -> list[str]:
+    """The bench's own interpreter running the installed package (``socksify-server`` is
+    the same entry point); the console script on PATH if the package is not importable."""
+    try:
+        import socksify.server  # noqa: F401
+    except ImportError:
+        return [find_program("socksify-server")]
+    return [sys.executable, "-m", "socksify.server"]
+
+
+def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None) -> Server:
+    """``socksify-server --listen 127.0.0.1:0``, waiting for its "listening on" line."""
+    command = socksify_server_command()
+    args = [*command, "--listen", "127.0.0.1:0", "--log-level", "error"]
+    if hosts:
+        config = workdir / f"socksify-server-{time.monotonic_ns()}.toml"
+        lines = ["[hosts]"] + [f'"{name}" = "{ip}"' for name, ip in hosts.items()]
+        config.write_text("\n".join(lines) + "\n")
+        args += ["--config", str(config)]
+    log = workdir / f"socksify-server-{time.monotonic_ns()}.log"
+    with open(log, "wb") as errfile:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=errfile)
+    deadline = time.monotonic() + 20
+    prefix = "socksify-server listening on "
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                port = int(line[len(prefix):].rsplit(":", 1)[1])
+                return Server("socksify-server", proc, port, True, args)
+        if proc.poll() is not None:
+            raise Unavailable("failed", f"socksify-server exited with status {proc.returncode}: "
+                              f"{text.strip()[-500:]}")
+        time.sleep(0.05)
+    stop(proc)
+    raise Unavailable("failed", "socksify-server printed no 'listening on' line in 20 s")
+
+
+def start_microsocks(workdir: Path, hosts: dict[str, str] | None = None) -> Server:
+    """``microsocks -i 127.0.0.1 -p PORT``. With ``hosts``, run it in a private mount
+    namespace (``unshare -m``, root only) whose /etc/hosts also maps those names, so it
+    can resolve a name only the benchmark knows; if that is impossible, run it plainly
+    (``resolves_names`` False)."""
+    program = find_program("microsocks")
+    port = free_port()
+    args = [program, "-i", "127.0.0.1", "-p", str(port)]
+    resolves = False
+    if hosts and os.geteuid() == 0 and shutil.which("unshare"):
+        hosts_file = workdir / "hosts"
+        original = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
+        extra = "".join(f"{ip} {name}\n" for name, ip in hosts.items())
+        hosts_file.write_text(original + "\n" + extra)
+        args = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+                f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"', "sh", *args]
+        resolves = True
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(proc, port, "microsocks")
+    except Unavailable:
+        stop(proc)
+        if resolves:
+            return start_microsocks(workdir, None)
+        raise
+    return Server("microsocks", proc, port, resolves, args)
+
+
+DANTED_CONF = """\
+logoutput: {log}
+debug: 0
+internal: 127.0.0.1 port = {port}
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+timeout.negotiate: 30
+timeout.io: 0
+
+client pass {{
+    from: 127.0.0.0/8 to: 0.0.0.0/0
+    log: error
+}}
+
+socks pass {{
+    from: 127.0.0.0/8 to: 127.0.0.0/8
+    command: connect
+    log: error
+}}
+"""
+
+
+def start_danted(workdir: Path) -> Server:
+    """danted in the foreground with a minimal no-auth config; CONNECT within loopback."""
+    program = find_program("danted")
+    port = free_port()
+    conf = workdir / f"danted-{port}.conf"
+    conf.write_text(DANTED_CONF.format(port=port, log=workdir / f"danted-{port}.log"))
+    args = [program, "-f", str(conf), "-N", "1", "-p", str(workdir / f"danted-{port}.pid")]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=str(workdir)))
+    try:
+        wait_port(proc, port, "danted")
+    except Unavailable:
+        stop(proc)
+        raise
+    return Server("danted", proc, port, True, args)
+
+
+SERVER_STARTERS = {
+    "socksify-server": start_socksify_server,
+    "microsocks": start_microsocks,
+    "danted": start_danted,
+}
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (danted forks its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_memory_kib(pid: int) -> dict[str, int]:
+    """Rss, Pss and USS (Private_Clean + Private_Dirty) in KiB summed over the process
+    tree, from /proc/PID/smaps_rollup."""
+    total = {"rss": 0, "pss": 0, "uss": 0, "processes": 0}
+    for proc_id in descendants(pid):
+        try:
+            with open(f"/proc/{proc_id}/smaps_rollup") as f:
+                text = f.read()
+        except OSError:
+            continue
+        total["processes"] += 1
+        for line in text.splitlines():
+            key, _, rest = line.partition(":")
+            fields = rest.split()
+            if not fields or not fields[0].isdigit():
+                continue
+            value = int(fields[0])
+            if key == "Rss":
+                total["rss"] += value
+            elif key == "Pss":
+                total["pss"] += value
+            elif key in ("Private_Clean", "Private_Dirty"):
+                total["uss"] += value
+    return total

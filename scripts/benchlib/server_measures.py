@@ -1,0 +1,175 @@
+"""Server-side measures: relay throughput, connection rate and latency, memory per idle
+connection; subjects direct, socksify-server, microsocks, danted.
+
+All load comes from the compiled ``loadgen`` (see loadgen.c), through each server's SOCKS5
+CONNECT to the ``loadgen serve`` target; "direct" is the same load straight to the target.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from .context import Context, clean_env, run_keyvalues
+from .processes import SERVER_STARTERS, Unavailable, stop, tree_memory_kib
+from .results import (
+    DIRECT,
+    Measure,
+    Target,
+    ahead_of_all,
+    at_least,
+    at_most,
+    p99_below,
+)
+
+SERVERS = ["socksify-server", "microsocks", "danted"]
+SUBJECTS = [DIRECT, *SERVERS]
+OURS = "socksify-server"
+
+
+def measures() -> list[Measure]:
+    relay1 = Measure("relay1", "Relay throughput, 1 stream", "MB/s", True,
+                     "one stream of ~2 GB through the proxy into a sink")
+    relay1.targets = [RELAY_DIRECT, RELAY_DANTE]
+    relay4 = Measure("relay4", "Relay throughput, 4 streams", "MB/s", True,
+                     "4 parallel streams, ~2 GB in all")
+    relay4.targets = [RELAY4_AHEAD]
+    rate1 = Measure("rate1", "Connection setup, concurrency 1", "conn/s", True,
+                    "connect + SOCKS5 greeting + CONNECT + reply + close, one at a time",
+                    has_latency=True)
+    rate1.targets = [P99_DANTE]
+    rate50 = Measure("rate50", "Connection setup, concurrency 50", "conn/s", True,
+                     "the same with 50 connections in flight", has_latency=True)
+    rate50.targets = [RATE_MICROSOCKS, P99_DANTE]
+    memory = Measure("memory", "Memory per idle proxied connection", "KiB", False,
+                     "PSS of the server's process tree before/after N idle CONNECTed "
+                     "connections, divided by N")
+    memory.targets = [MEMORY]
+    return [relay1, relay4, rate1, rate50, memory]
+
+
+RELAY_DIRECT = Target("socksify-server 1 stream >= 0.55x direct", at_least(OURS, 0.55, DIRECT))
+RELAY_DANTE = Target("socksify-server 1 stream >= 1.5x Dante", at_least(OURS, 1.5, "danted"))
+RELAY4_AHEAD = Target("socksify-server 4 streams ahead of every peer",
+                      ahead_of_all(OURS, ["microsocks", "danted"]))
+RATE_MICROSOCKS = Target("socksify-server conn/s ahead of microsocks at concurrency 50",
+                         ahead_of_all(OURS, ["microsocks"]))
+P99_DANTE = Target("socksify-server p99 handshake latency below Dante's",
+                   p99_below(OURS, "danted"))
+MEMORY = Target("socksify-server <= 4 KiB per idle proxied connection",
+                at_most(OURS, 4.0, "KiB"))
+
+
+def server_for(ctx: Context, subject: str):
+    """The long-running server for ``subject`` (started on first use; a failure to start is
+    remembered, so it is reported once per measure and not retried every round)."""
+    if subject not in ctx.servers:
+        try:
+            ctx.servers[subject] = SERVER_STARTERS[subject](ctx.workdir)
+        except Unavailable as exc:
+            ctx.servers[subject] = exc
+    server = ctx.servers[subject]
+    if isinstance(server, Unavailable):
+        raise server
+    if server.proc.poll() is not None:
+        ctx.servers[subject] = Unavailable("failed", f"{subject} died (status "
+                                           f"{server.proc.returncode})")
+        raise ctx.servers[subject]
+    return server
+
+
+def _endpoint(ctx: Context, subject: str) -> list[str]:
+    """loadgen's "PROXY_HOST PROXY_PORT direct|socks5 TARGET_HOST TARGET_PORT" arguments."""
+    target = [ctx.target.host, str(ctx.target.port)]
+    if subject == DIRECT:
+        return ["127.0.0.1", "1", "direct", *target]
+    server = server_for(ctx, subject)
+    return [server.host, str(server.port), "socks5", *target]
+
+
+def relay_round(ctx: Context, measure: Measure, subject: str, streams: int) -> None:
+    per_stream = max(1, ctx.sizes.relay_bytes // streams)
+    argv = [ctx.loadgen, "relay", *_endpoint(ctx, subject), str(streams), str(per_stream)]
+    # bounded: even 20 MB/s finishes the full size in time
+    out = run_keyvalues(argv, timeout=30 + ctx.sizes.relay_bytes / 20e6)
+    measure.row(subject).rounds.append(out["bytes"] / out["seconds"] / 1e6)
+
+
+def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int) -> None:
+    argv = [ctx.loadgen, "rate", *_endpoint(ctx, subject), str(concurrency),
+            str(ctx.sizes.rate_millis)]
+    out = run_keyvalues(argv, timeout=60 + ctx.sizes.rate_millis / 1000)
+    row = measure.row(subject)
+    row.rounds.append(out["count"] / out["seconds"])
+    row.p50.append(out["p50_us"])
+    row.p99.append(out["p99_us"])
+    row.extra["errors"] = row.extra.get("errors", 0) + int(out["errors"])
+
+
+def memory_round(ctx: Context, measure: Measure, subject: str) -> None:
+    """A fresh server each round (a server that relayed gigabytes keeps freed heap it
+    would reuse, which would hide the cost of new connections)."""
+    server = SERVER_STARTERS[subject](ctx.workdir)
+    holder = None
+    try:
+        endpoint = [server.host, str(server.port), "socks5", ctx.target.host,
+                    str(ctx.target.port)]
+        # warm up: lazily created workers, pools and first-use allocations
+        run_keyvalues([ctx.loadgen, "rate", *endpoint, "5", "100"], timeout=60)
+        time.sleep(0.3)
+        before = tree_memory_kib(server.proc.pid)
+        n = ctx.sizes.idle_connections
+        holder = subprocess.Popen([ctx.loadgen, "idle", *endpoint, str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=clean_env())
+        line = _readline(holder, timeout=120)
+        if line.split()[:1] != ["ready"]:
+            err = holder.stderr.read() if holder.poll() is not None else ""
+            raise Unavailable("failed", f"idle connections not established: {err.strip()[-300:]}")
+        time.sleep(0.5)  # let the server finish its per-connection set-up
+        after = tree_memory_kib(server.proc.pid)
+        row = measure.row(subject)
+        row.rounds.append((after["pss"] - before["pss"]) / n)
+        row.extra.setdefault("rss_kib_per_conn", []).append((after["rss"] - before["rss"]) / n)
+        row.extra.setdefault("uss_kib_per_conn", []).append((after["uss"] - before["uss"]) / n)
+        row.extra["processes"] = after["processes"]
+        row.extra["connections"] = n
+    finally:
+        if holder is not None:
+            try:
+                holder.stdin.close()
+                holder.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                stop(holder)
+        server.stop()
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    """One stdout line from ``proc`` within ``timeout`` seconds ("" on EOF or timeout)."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline()
+
+
+def run_round(ctx: Context, measure: Measure, subject: str) -> None:
+    if measure.key == "relay1":
+        relay_round(ctx, measure, subject, 1)
+    elif measure.key == "relay4":
+        relay_round(ctx, measure, subject, 4)
+    elif measure.key == "rate1":
+        rate_round(ctx, measure, subject, 1)
+    elif measure.key == "rate50":
+        rate_round(ctx, measure, subject, 50)
+    elif measure.key == "memory":
+        memory_round(ctx, measure, subject)
+    else:
+        raise KeyError(measure.key)
+
+
+def subjects_for(measure: Measure) -> list[str]:
+    # memory: "direct" has no proxy process to weigh
+    return SERVERS if measure.key == "memory" else SUBJECTS

@@ -1,0 +1,125 @@
+"""scripts/bench: the smoke pass CI runs (tiny sizes, one round), and the pure parts of the
+harness (targets, table). Speed is never asserted here: only that every measure is present
+and every subject that can run produced figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.peers import find_program
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "scripts" / "bench"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchlib import cli, report, results  # noqa: E402
+from benchlib.results import DIRECT, Measure, Target  # noqa: E402
+
+MEASURES = [m.key for _, m in cli.all_measures()]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One ``scripts/bench --smoke`` run shared by the checks below: (stdout, json)."""
+    if not find_program("cc"):
+        pytest.fail("scripts/bench needs a C compiler for its load generator "
+                    "(apt-get install gcc)", pytrace=False)
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SOCKSIFY_") and not k.lower().endswith("_proxy")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--no-install", "--json", str(out)],
+        capture_output=True, text=True, timeout=240, env=env, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.e2e
+def test_smoke_table_has_every_measure(smoke):
+    stdout, _ = smoke
+    assert stdout.startswith("socksify benchmarks (SMOKE")
+    assert "machine: " in stdout and "load average" in stdout
+    for key in MEASURES:
+        assert f"[{key}]" in stdout, f"measure {key} missing from the table"
+
+
+@pytest.mark.e2e
+def test_smoke_every_available_subject_has_figures(smoke):
+    _, data = smoke
+    assert [m["key"] for m in data["measures"]] == MEASURES
+    problems = []
+    for m in data["measures"]:
+        assert m["rows"], f"{m['key']}: no subjects"
+        for row in m["rows"]:
+            where = f"{m['key']}/{row['subject']}"
+            if row["status"] == "ok":
+                assert row["rounds"] and row["median"] is not None and row["median"] > 0, where
+                if m["key"].startswith("rate"):
+                    assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"], where
+            elif row["status"] == "missing":
+                # a peer that is not installed is reported, with what to install
+                assert "install" in row["note"], where
+                if os.environ.get("SOCKSIFY_REQUIRE_PEERS") == "1":
+                    problems.append(f"{where}: MISSING: {row['note']}")
+            else:
+                problems.append(f"{where}: {row['status'].upper()}: {row['note']}")
+        for target in m["targets"]:
+            assert target["verdict"] in ("MET", "NOT MET", "UNKNOWN"), target
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.e2e
+def test_smoke_direct_is_the_baseline(smoke):
+    _, data = smoke
+    for m in data["measures"]:
+        direct = [r for r in m["rows"] if r["subject"] == DIRECT]
+        if direct and direct[0]["status"] == "ok":
+            assert direct[0]["ratio_to_direct"] == pytest.approx(1.0), m["key"]
+
+
+def test_only_rejects_an_unknown_measure():
+    proc = subprocess.run([sys.executable, str(BENCH), "--only", "relay1,nonsense"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown measure 'nonsense'" in proc.stderr
+
+
+def test_only_expands_groups_in_table_order():
+    args = cli.parse_args(["--smoke", "--only", "python,relay1"])
+    assert args.selected == ["pyconnect", "pystartup", "relay1"]
+    assert args.rounds == 1 and args.out is None
+
+
+def _measure(values: dict[str, list[float]], higher: bool = True) -> Measure:
+    m = Measure("x", "X", "MB/s", higher)
+    for subject, rounds in values.items():
+        m.row(subject).rounds.extend(rounds)
+    return m
+
+
+def test_targets_use_medians_and_report_missing_subjects():
+    m = _measure({DIRECT: [100, 1000, 110], "ours": [60, 1, 70], "peer": [40, 50, 45]})
+    assert m.ratio("ours") == pytest.approx(60 / 110)
+    assert results.at_least("ours", 0.55, DIRECT)(m)[0] is False
+    assert results.at_least("ours", 1.3, "peer")(m)[0] is True
+    assert results.ahead_of_all("ours", ["peer", "absent"])(m)[0] is True
+    assert "not measured: absent" in results.ahead_of_all("ours", ["peer", "absent"])(m)[1]
+    m.row("peer").fail("missing", "peer not installed (apt-get install peer)")
+    assert results.at_least("ours", 1.3, "peer")(m)[0] is None
+
+
+def test_table_shows_missing_peers_and_verdicts():
+    m = _measure({DIRECT: [10.0], "ours": [10.4]}, higher=False)
+    m.row("gone").fail("missing", "gone not installed (apt-get install gone)")
+    m.targets = [Target("ours <= direct + 0.5", results.overhead_at_most("ours", DIRECT, 0.5,
+                                                                          "ms"))]
+    text = report.measure_table(m)
+    assert "MISSING: gone not installed (apt-get install gone)" in text
+    assert "target: ours <= direct + 0.5: MET" in text
+    assert "1.04x" in text

@@ -487,3 +487,20 @@ def test_chain_in_the_patched_world(runner, socks_server, http_server):
     assert out.strip() == "4321"
     assert far.wait_records(1)[0]["destination"] == "only-proxy.test"
     assert near.wait_records(1)[0]["port"] == far.port
+
+
+def test_log_lines_on_stderr(runner, tcp_echo_server):
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        path = runner.script(ERRORS_SCRIPT)
+        result = runner.run(
+            [path, str(tcp_echo_server[1])],
+            env={
+                "SOCKSIFY_PROXY": f"socks5://127.0.0.1:{dead.getsockname()[1]}",
+                "SOCKSIFY_LOG": "info",
+            },
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("socksify: ") for line in lines)
+    assert any("cannot reach SOCKS proxy" in line for line in lines)

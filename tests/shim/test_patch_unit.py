@@ -296,3 +296,31 @@ def test_dup_and_ssl_style_detach_keep_the_state(microsocks, tcp_echo_server):
         assert adopted.recv(1) == b"x"
         adopted.close()
         copy.close()
+
+
+@pytest.mark.e2e
+def test_socket_timeout_is_the_handshake_deadline():
+    """A proxy that accepts and never answers: connect() gives up after the socket's
+    timeout, with the stdlib TimeoutError, and nothing is sent anywhere else."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    held = []
+
+    def accept_and_hold():
+        try:
+            held.append(listener.accept()[0])
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    with listener, socksify.patched(f"socks5://127.0.0.1:{listener.getsockname()[1]}"):
+        sock = socket.socket()
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.connect(("192.0.2.1", 80))
+        assert sock.gettimeout() == 0.3
+        sock.close()
+    thread.join(5)
+    for conn in held:
+        conn.close()

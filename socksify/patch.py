@@ -264,6 +264,9 @@ class _Active:
         whose name must go direct."""
         if isinstance(host, bytes):
             host = host.decode("idna")
+        if self._proxy_infos is None:  # know the proxy's own addresses before deciding
+            with contextlib.suppress(OSError):
+                self.proxy_infos()
         name = self.placeholders.name_for(host) if self.remote_dns else None
         if name is not None:
             send, report = name, host

@@ -60,6 +60,8 @@ class ServerConfig:
     max_clients: int = 1024
     allow_open_proxy: bool = False
     log_level: str = "info"
+    #: relay with os.splice (Linux; bytes stay in the kernel) instead of copying in Python.
+    splice: bool = True
 
     def check(self) -> None:
         """Validate the values; raise :class:`ConfigError` naming the first bad one.
@@ -146,7 +148,7 @@ def parse_user(text: str) -> tuple[str, str]:
 # -- the TOML file -------------------------------------------------------------------------
 
 _TOP_KEYS = {"server", "timeouts", "users", "hosts", "rules"}
-_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level"}
+_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level", "splice"}
 _TIMEOUT_KEYS = {"handshake", "connect", "idle", "bind"}
 
 
@@ -177,6 +179,8 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
         config.max_clients = _expect(server["max_clients"], int, "server.max_clients")
     if "allow_open_proxy" in server:
         config.allow_open_proxy = _expect(server["allow_open_proxy"], bool, "allow_open_proxy")
+    if "splice" in server:
+        config.splice = _expect(server["splice"], bool, "server.splice")
     if "log_level" in server:
         config.log_level = _expect(server["log_level"], str, "server.log_level").lower()
     timeouts = _expect(data.get("timeouts", {}), dict, "[timeouts]")

@@ -420,6 +420,7 @@ class Session:
             to_client=to_client,
             sweeper=self.server.sweeper,
             on_done=self._relay_done,
+            splice=self.config.splice,
         )
 
     def _detach(self) -> None:

@@ -16,16 +16,20 @@ Rules of this module:
 - Idle timeout: one :class:`IdleSweeper` timer per server looks every quarter of the timeout
   at each relay's byte counters (nothing is timed per chunk, no timer per relay); four looks
   without traffic close the pair.
-- :func:`start_relay` is the only entry point, so a Linux ``os.splice`` fast path can later
-  be chosen there without changing the callers.
+- :func:`start_relay` is the only entry point; it picks the Linux ``os.splice`` fast path
+  (``_splice.py``, bytes stay in the kernel) when asked and possible, this portable path
+  otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Callable
+
+from ._splice import SPLICE_AVAILABLE, SpliceRelay
 
 __all__ = ["IdleSweeper", "Relay", "start_relay"]
 
@@ -205,14 +209,30 @@ async def start_relay(
     to_client: bytes = b"",
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[Relay], None] | None = None,
+    splice: bool = False,
 ) -> Relay:
     """Start relaying between ``client_transport`` and the connected ``remote_sock``.
 
-    ``client_transport`` is switched to the relay's protocol (``set_protocol``); the caller
-    must not use it afterwards. ``to_remote`` is early data the client already sent (it is
-    written first); ``to_client`` is data to send the client before anything from the
-    remote side. Returns at once: the relay runs on callbacks until both sides are closed.
+    The caller must not use ``client_transport`` afterwards: it is switched to the relay's
+    protocol, or (``splice=True`` on Linux) its socket is taken over by the
+    :class:`._splice.SpliceRelay` fast path and the transport closed. ``to_remote`` is early
+    data the client already sent (it is written first); ``to_client`` is data to send the
+    client before anything from the remote side. Returns at once: the relay runs on
+    callbacks until both sides are closed, then calls ``on_done(relay)``.
     """
+    if (
+        splice
+        and SPLICE_AVAILABLE
+        and not to_client
+        and client_transport.get_write_buffer_size() == 0
+        and not client_transport.is_closing()
+    ):
+        try:
+            client_sock = _take_socket(client_transport)
+        except OSError:  # out of file descriptors: the portable path needs none extra
+            pass
+        else:
+            return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done)
     loop = asyncio.get_running_loop()
     relay = Relay(sweeper, on_done)
     relay.client.transport = client_transport
@@ -239,4 +259,27 @@ async def start_relay(
         client_transport.resume_reading()
     if sweeper is not None and not relay._done:
         sweeper.add(relay)
+    return relay
+
+
+def _take_socket(transport: asyncio.Transport) -> socket.socket:
+    """Take the socket out of ``transport`` (a dup of it) and close the transport."""
+    fd = os.dup(transport.get_extra_info("socket").fileno())
+    transport.pause_reading()
+    transport.abort()  # closes its own fd only; the connection lives on in the dup
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock
+
+
+async def _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done) -> SpliceRelay:
+    relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done)
+    if to_remote:
+        relay.up.received += len(to_remote)
+        try:
+            await asyncio.get_running_loop().sock_sendall(remote_sock, to_remote)
+        except OSError as exc:
+            relay._fail(exc)
+            return relay
+    relay.start()
     return relay

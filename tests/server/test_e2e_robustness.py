@@ -16,6 +16,12 @@ pytestmark = pytest.mark.e2e
 CONNECT = 1
 
 
+@pytest.fixture(params=["splice", "copy"])
+def relay_toml(request):
+    """TOML selecting the relay: the Linux os.splice fast path or the portable copy path."""
+    return f"[server]\nsplice = {'true' if request.param == 'splice' else 'false'}\n"
+
+
 def read_all(sock, timeout=10):
     sock.settimeout(timeout)
     chunks = []
@@ -39,8 +45,8 @@ def assert_good_client_served(srv, echo):
         assert client.recv_exactly(13) == b"still serving"
 
 
-def test_half_close_through_connect(socks_server, tcp_echo_server):
-    srv = socks_server()
+def test_half_close_through_connect(socks_server, tcp_echo_server, relay_toml):
+    srv = socks_server(config=relay_toml)
     payload = pattern_bytes(300_000)
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
@@ -52,10 +58,11 @@ def test_half_close_through_connect(socks_server, tcp_echo_server):
     assert record["bytes_up"] == record["bytes_down"] == len(payload)
 
 
-def test_early_data_sent_with_the_request_is_forwarded(socks_server, tcp_echo_server):
+def test_early_data_sent_with_the_request_is_forwarded(socks_server, tcp_echo_server,
+                                                       relay_toml):
     from socksify.protocol import Address, Command, Connection, Request, Role
 
-    srv = socks_server()
+    srv = socks_server(config=relay_toml)
     conn = Connection(Role.CLIENT, 4)
     request = Request(Command.CONNECT, Address.from_host(tcp_echo_server[0]), tcp_echo_server[1])
     with socket.create_connection(srv.address, timeout=5) as sock:
@@ -141,8 +148,8 @@ def test_stalled_client_is_cut_off(socks_server, tcp_echo_server, sent):
     assert sorted(r["outcome"] for r in records) == ["handshake-timeout", "ok"]
 
 
-def test_idle_relay_is_closed(socks_server, tcp_echo_server):
-    srv = socks_server(config="[timeouts]\nidle = 0.4\n")
+def test_idle_relay_is_closed(socks_server, tcp_echo_server, relay_toml):
+    srv = socks_server(config=relay_toml + "[timeouts]\nidle = 0.4\n")
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
         assert_closed_by_server(client.sock)
@@ -200,9 +207,9 @@ def test_session_log_line(socks_server, tcp_echo_server, caplog):
     assert f" user=alice connect {host}:{port} ok up=3 down=3 time=" in lines[0]
 
 
-def test_200_concurrent_curl_downloads(socks_server, http_server, tmp_path):
+def test_200_concurrent_curl_downloads(socks_server, http_server, tmp_path, relay_toml):
     curl = require_peer("curl")
-    srv = socks_server()
+    srv = socks_server(config=relay_toml)
     size = 50_000
     expected = hashlib.sha256(http_server.body_for(f"/bytes/{size}")).hexdigest()
     args = [curl, "-sS", "--max-time", "60", "--parallel", "--parallel-max", "200",
@@ -218,12 +225,12 @@ def test_200_concurrent_curl_downloads(socks_server, http_server, tmp_path):
     assert all(r["outcome"] == "ok" and r["bytes_down"] > size for r in records)
 
 
-def test_64_mib_download_intact(socks_server, http_server, tmp_path):
+def test_64_mib_download_intact(socks_server, http_server, tmp_path, relay_toml):
     curl = require_peer("curl")
     size = 64 * 1024 * 1024
     body = pattern_bytes(size)
     http_server.files["/big"] = body
-    srv = socks_server()
+    srv = socks_server(config=relay_toml)
     out = tmp_path / "big"
     started = time.monotonic()
     result = subprocess.run(
@@ -234,3 +241,21 @@ def test_64_mib_download_intact(socks_server, http_server, tmp_path):
     assert result.returncode == 0, result.stderr
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(body).digest()
     print(f"64 MiB through the relay in {time.monotonic() - started:.2f}s")
+
+
+def test_upload_and_download_at_once_with_back_pressure(socks_server, tcp_echo_server,
+                                                        relay_toml):
+    """8 MiB each way at the same time through the echo server (exercises pausing)."""
+    import threading
+
+    srv = socks_server(config=relay_toml)
+    payload = pattern_bytes(8 * 1024 * 1024)
+    with CoreClient(srv.address, 5) as client:
+        assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
+        sender = threading.Thread(
+            target=lambda: (client.sock.sendall(payload), client.sock.shutdown(socket.SHUT_WR))
+        )
+        sender.start()
+        echoed = client.conn.trailing_data + read_all(client.sock, timeout=30)
+        sender.join(30)
+    assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()

@@ -47,14 +47,16 @@ def subjects_for(measure: Measure) -> list[str]:
 
 
 def _library() -> str:
+    """The preload library; our own product, so its absence is a failure, not a missing
+    peer."""
     try:
         from socksify import _preload
     except ImportError as exc:
-        raise Unavailable("missing", f"socksify native shim not importable: {exc}") from None
+        raise Unavailable("failed", f"socksify native shim not importable: {exc}") from None
     try:
         return _preload.library_path()
     except (FileNotFoundError, AttributeError) as exc:
-        raise Unavailable("missing", f"libsocksify.so not built: {exc}") from None
+        raise Unavailable("failed", f"libsocksify.so not built: {exc}") from None
 
 
 def _proxychains_conf(ctx: Context, proxy: Server, remote_dns: bool) -> str:

@@ -29,10 +29,9 @@ CONNECT_SUBJECTS = {
     "socksify.create_connection": "socksify-client",
     PATCH: "socksify-patch",
 }
-#: subject -> module whose absence makes it "missing" (pip package in the message)
-MODULES = {"PySocks": ("socks", "PySocks"), "python-socks": ("python_socks", "python-socks"),
-           "socksify.create_connection": ("socksify", "socksify"),
-           PATCH: ("socksify", "socksify")}
+#: peer subject -> module whose absence makes it "missing" (pip package in the message);
+#: socksify itself failing to import shows as the worker failing
+MODULES = {"PySocks": ("socks", "PySocks"), "python-socks": ("python_socks", "python-socks")}
 
 BARE = "python -c pass"
 STARTUP_SUBJECTS = {
@@ -43,7 +42,7 @@ STARTUP_SUBJECTS = {
         "socket.socket = socks.socksocket"),
     "python-socks import": "from python_socks.sync import Proxy",
 }
-STARTUP_MODULES = {PATCH: MODULES[PATCH], "PySocks set_default_proxy": MODULES["PySocks"],
+STARTUP_MODULES = {"PySocks set_default_proxy": MODULES["PySocks"],
                    "python-socks import": MODULES["python-socks"]}
 
 CONNECT_TARGET = Target("socksify.patch() per connect <= hand-written SOCKS5 + 10 %",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from .context import Context, clean_env, run_keyvalues
+from .context import Context, clean_env, last_line, run_keyvalues
 from .processes import SERVER_STARTERS, Unavailable, stop, tree_memory_kib
 from .results import (
     DIRECT,
@@ -124,8 +124,12 @@ def memory_round(ctx: Context, measure: Measure, subject: str) -> None:
                                   stderr=subprocess.PIPE, text=True, env=clean_env())
         line = _readline(holder, timeout=120)
         if line.split()[:1] != ["ready"]:
-            err = holder.stderr.read() if holder.poll() is not None else ""
-            raise Unavailable("failed", f"idle connections not established: {err.strip()[-300:]}")
+            try:
+                holder.wait(5)
+            except subprocess.TimeoutExpired:
+                stop(holder)
+            raise Unavailable("failed", "idle connections not established: "
+                              f"{last_line(holder.stderr.read()) or 'no reply in 120 s'}")
         time.sleep(0.5)  # let the server finish its per-connection set-up
         after = tree_memory_kib(server.proc.pid)
         row = measure.row(subject)

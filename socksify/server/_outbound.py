@@ -78,8 +78,9 @@ class Resolver:
             raise OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", str(exc)) from None
         seen: list[str] = []
         for _family, _type, _proto, _name, sockaddr in infos:
-            if sockaddr[0] not in seen:
-                seen.append(sockaddr[0].split("%")[0])
+            address = sockaddr[0].split("%")[0]  # no IPv6 scope id in rules or logs
+            if address not in seen:
+                seen.append(address)
         if not seen:
             raise OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", host)
         return seen
@@ -142,7 +143,7 @@ async def connect_outbound(
     candidates = [a for a in addresses if allowed(a)]
     if not candidates:
         raise OutboundError(Reply5.NOT_ALLOWED, "not-allowed", f"{host} is denied by the rules")
-    last: OutboundError | None = None
+    last = OutboundError(Reply5.GENERAL_FAILURE, "failed", "no address to try")
     for address in candidates:
         try:
             return await _connect_one(address, port, remaining())
@@ -150,5 +151,4 @@ async def connect_outbound(
             last = OutboundError(Reply5.TTL_EXPIRED, "timeout", f"connect to {address} timed out")
         except OSError as exc:
             last = reply_for_oserror(exc)
-    assert last is not None  # candidates is not empty
     raise last

@@ -92,3 +92,23 @@ def test_network_unreachable_in_empty_netns():
                             capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == b"3"
+
+
+@pytest.mark.e2e
+def test_each_resolved_address_is_tried_in_order(socks_server, tcp_echo_server):
+    # 127.0.0.2 has no listener on the echo port (refused), 127.0.0.1 has.
+    srv = socks_server(hosts={"multi.test": ["127.0.0.2", tcp_echo_server[0]]})
+    with CoreClient(srv.address, 5) as client:
+        reply = client.request(CONNECT, "multi.test", tcp_echo_server[1])
+        assert client.succeeded(reply)
+        client.sock.sendall(b"second address")
+        assert client.recv_exactly(14) == b"second address"
+
+
+@pytest.mark.e2e
+def test_denied_addresses_of_a_name_are_skipped(socks_server, tcp_echo_server):
+    # The reachable 127.0.0.1 is denied, so only 127.0.0.2 (refused) may be tried: reply 5.
+    config = '[[rules]]\naction = "deny"\nto = ["127.0.0.1"]\n[[rules]]\naction = "allow"\n'
+    srv = socks_server(config=config, hosts={"multi.test": [tcp_echo_server[0], "127.0.0.2"]})
+    with CoreClient(srv.address, 5) as client:
+        assert client.request(CONNECT, "multi.test", tcp_echo_server[1]).code == 5

@@ -12,6 +12,8 @@ import pytest
 from support.peers import require_module, require_peer
 from support.targets import pattern_bytes
 
+from shim.conftest import clean_env
+
 pytestmark = pytest.mark.e2e
 
 HOSTS = {"only-proxy.test": "127.0.0.1", "only-proxy6.test": "::1"}
@@ -504,3 +506,43 @@ def test_log_lines_on_stderr(runner, tcp_echo_server):
     lines = result.stderr.splitlines()
     assert lines and all(line.startswith("socksify: ") for line in lines)
     assert any("cannot reach SOCKS proxy" in line for line in lines)
+
+
+def test_close_ends_the_udp_association(runner, socks_server, udp_echo_server):
+    """The proxy records a UDP session when its control connection closes: that must happen
+    at close() of the datagram socket, while the program is still running."""
+    srv = socks_server()
+    script = runner.script("""
+        import socket, sys
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(10)
+        s.sendto(b"ping", ("127.0.0.1", int(sys.argv[1])))
+        assert s.recvfrom(10)[0] == b"ping"
+        s.close()
+        print("closed", flush=True)
+        sys.stdin.readline()
+    """)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "socksify",
+            "--proxy",
+            srv.url("socks5"),
+            script,
+            str(udp_echo_server[1]),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stdout.readline().strip() == "closed"
+        record = srv.wait_records(1)[0]  # while the child still waits on stdin
+        assert record["command"] == "udp" and record["outcome"] == "ok"
+        assert proc.poll() is None
+    finally:
+        proc.communicate("\n", timeout=30)
+    assert proc.returncode == 0

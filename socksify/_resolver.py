@@ -257,5 +257,5 @@ class RemoteResolver:
             return self.originals["getnameinfo"](sockaddr, flags)
         if flags & socket.NI_NUMERICHOST:
             name = host
-        numeric = self.originals["getnameinfo"](("127.0.0.1", port), flags | 1)
+        numeric = self.originals["getnameinfo"](("127.0.0.1", port), flags | socket.NI_NUMERICHOST)
         return (name, numeric[1])

@@ -13,10 +13,10 @@ import math
 import subprocess
 import sys
 
-from .results import DIRECT, Measure, verdict
+from .results import Measure, verdict
 
+BASELINE_COLOR = "#888888"
 COLORS = {
-    "direct": "#888888",
     "socksify-server": "#1f77b4",
     "socksify (LD_PRELOAD)": "#1f77b4",
     "socksify-run": "#6baed6",
@@ -69,10 +69,10 @@ def write_chart(path: str, measures: list[Measure], title: str, subtitle: str) -
             highs.append(max(row.rounds) - med if ok else 0)
             ratio = m.ratio(s)
             label = s if ok else f"{s} ({row.status})"
-            if ratio is not None and s != DIRECT:
+            if ratio is not None and s != m.baseline:
                 label += f"  {ratio:.2f}x"
             labels.append(label)
-            colors.append(COLORS.get(s, PEER_COLOR))
+            colors.append(BASELINE_COLOR if s == m.baseline else COLORS.get(s, PEER_COLOR))
         y = range(len(subjects))
         ax.barh(list(y), values, xerr=[lows, highs], color=colors, capsize=2)
         ax.set_yticks(list(y))
@@ -82,7 +82,7 @@ def write_chart(path: str, measures: list[Measure], title: str, subtitle: str) -
             if v:
                 ax.text(v + highs[i], i, f"  {v:,.0f}" if v >= 100 else f"  {v:.2f}",
                         va="center", fontsize=7)
-        base = m.value(DIRECT)
+        base = m.value(m.baseline)
         if base:
             ax.axvline(base, color="#444444", linestyle="--", linewidth=0.8)
         better = "higher" if m.higher_is_better else "lower"
@@ -93,6 +93,6 @@ def write_chart(path: str, measures: list[Measure], title: str, subtitle: str) -
             ax.set_xlabel("\n".join(notes), fontsize=7)
         ax.margins(x=0.18)
     fig.suptitle(f"{title}\n{subtitle}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)

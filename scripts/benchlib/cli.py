@@ -170,8 +170,8 @@ def run(args) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         chart.write_chart(
             args.out, measures,
-            "socksify benchmarks on loopback (median of "
-            f"{args.rounds} rounds; ratio to direct)",
+            f"socksify benchmarks on loopback: medians of {args.rounds} round(s), "
+            "ratios to direct",
             f"{machine.describe(info)}; load avg {_load(load_before)} -> {_load(load_after)}",
         )
         log(f"chart written to {args.out}")

@@ -26,11 +26,23 @@ def load_average() -> tuple[float, float, float]:
         return (float("nan"),) * 3
 
 
+def memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return float("nan")
+
+
 def machine_info() -> dict:
     """CPU model, cores, kernel and Python: printed in the table header and on the chart."""
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count() or 0,
+        "memory_gib": round(memory_gib(), 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_path": sys.executable,
@@ -38,7 +50,8 @@ def machine_info() -> dict:
 
 
 def describe(info: dict) -> str:
-    return (f"{info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, "
+    return (f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']:g} GiB, "
+            f"Linux {info['kernel']}, "
             f"Python {info['python']}")
 
 

@@ -3,7 +3,7 @@ latencies, ratio to direct, rounds, status), then its targets with MET / NOT MET
 
 from __future__ import annotations
 
-from .results import DIRECT, Measure, verdict
+from .results import Measure, verdict
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -22,15 +22,18 @@ def measure_table(m: Measure) -> str:
     header = ["subject", f"median ({m.unit})"]
     if m.has_latency:
         header += ["p50 (us)", "p99 (us)"]
-    header += ["vs direct", "rounds", "status"]
+    header += [title for _, title in m.extra_columns]
+    header += [f"vs {m.baseline}", "rounds", "status"]
     lines = []
     for row in m.rows.values():
         cells = [row.subject, fmt(row.median) if row.status == "ok" else "-"]
         if m.has_latency:
             ok = row.status == "ok"
             cells += [fmt(row.p50_median) if ok else "-", fmt(row.p99_median) if ok else "-"]
+        cells += [fmt(row.extra_median(key)) if row.status == "ok" else "-"
+                  for key, _ in m.extra_columns]
         ratio = m.ratio(row.subject)
-        cells.append("1.00x" if row.subject == DIRECT and ratio else
+        cells.append("1.00x" if row.subject == m.baseline and ratio else
                      (f"{ratio:.2f}x" if ratio is not None else "-"))
         cells.append(str(len(row.rounds)))
         status = row.status.upper() if row.status != "ok" else "ok"

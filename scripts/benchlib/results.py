@@ -35,6 +35,10 @@ class Row:
     def p99_median(self) -> float | None:
         return statistics.median(self.p99) if self.p99 else None
 
+    def extra_median(self, key: str) -> float | None:
+        values = self.extra.get(key)
+        return statistics.median(values) if values else None
+
     def fail(self, status: str, note: str) -> None:
         """Mark the row missing/failed; figures of earlier rounds are kept but the row no
         longer counts (a subject that fails in one round is not half-measured)."""
@@ -62,6 +66,10 @@ class Measure:
     rows: dict[str, Row] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
     has_latency: bool = False
+    #: the subject ratios are taken to
+    baseline: str = DIRECT
+    #: (key in Row.extra holding per-round values, column header): shown as medians
+    extra_columns: list[tuple[str, str]] = field(default_factory=list)
 
     def row(self, subject: str) -> Row:
         return self.rows.setdefault(subject, Row(subject))
@@ -73,7 +81,7 @@ class Measure:
         return getattr(row, attr)
 
     def ratio(self, subject: str) -> float | None:
-        base, value = self.value(DIRECT), self.value(subject)
+        base, value = self.value(self.baseline), self.value(subject)
         if base in (None, 0) or value is None:
             return None
         return value / base
@@ -81,10 +89,10 @@ class Measure:
     def to_json(self) -> dict:
         return {
             "key": self.key, "title": self.title, "unit": self.unit, "method": self.method,
-            "higher_is_better": self.higher_is_better,
+            "higher_is_better": self.higher_is_better, "baseline": self.baseline,
             "rows": [
                 {"subject": r.subject, "status": r.status, "note": r.note,
-                 "median": r.median, "rounds": r.rounds, "ratio_to_direct": self.ratio(r.subject),
+                 "median": r.median, "rounds": r.rounds, "ratio": self.ratio(r.subject),
                  "p50_us": r.p50_median, "p99_us": r.p99_median, "p50_rounds": r.p50,
                  "p99_rounds": r.p99, "extra": r.extra}
                 for r in self.rows.values()

@@ -164,7 +164,7 @@ class Session:
 
     __slots__ = ("server", "config", "proto", "client_host", "client_port", "client_ip",
                  "local_ip", "conn", "started", "task", "relay", "relaying", "udp", "user",
-                 "command", "destination", "port", "outcome", "reply_code", "bytes_up",
+                 "command", "destination", "port", "peer", "outcome", "reply_code", "bytes_up",
                  "bytes_down", "_finished", "_version", "_denied_by")
 
     def __init__(self, server: Server, proto: ClientProtocol, peer, sockname):
@@ -184,6 +184,7 @@ class Session:
         self.command = "-"
         self.destination = "-"
         self.port = 0
+        self.peer: str | None = None  #: BIND: who connected
         self.outcome = "open"
         self.reply_code: int | None = None
         self.bytes_up = 0
@@ -487,7 +488,7 @@ class Session:
         finally:
             listener.close()
         self._reply(Reply5.SUCCEEDED, peer[0], peer[1])  # second reply: who connected
-        self.destination = f"{request.address}<-{_format_host(peer[0])}:{peer[1]}"
+        self.peer = f"{_format_host(peer[0])}:{peer[1]}"
         await self._start_relay(sock)
 
     # UDP ASSOCIATE --------------------------------------------------------------------
@@ -550,6 +551,7 @@ class Session:
             "command": self.command,
             "destination": self.destination,
             "port": self.port,
+            "peer": self.peer,
             "outcome": self.outcome,
             "reply": self.reply_code,
             "bytes_up": self.bytes_up,

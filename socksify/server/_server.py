@@ -36,9 +36,10 @@ def format_record(record: dict[str, Any]) -> str:
     destination = record["destination"]
     if ":" in destination and not destination.startswith("["):
         destination = f"[{destination}]"
+    peer = f" peer={record['peer']}" if record.get("peer") else ""
     return (
         f"{record['client']} user={record['user'] or '-'} {record['command']} "
-        f"{destination}:{record['port']} {record['outcome']} "
+        f"{destination}:{record['port']} {record['outcome']}{peer} "
         f"up={record['bytes_up']} down={record['bytes_down']} time={record['duration']:.3f}s"
     )
 

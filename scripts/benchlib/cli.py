@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from . import chart, machine, native_measures, python_measures, server_measures
@@ -121,12 +122,16 @@ def run(args) -> int:
         ctx = Context(workdir=workdir, loadgen=loadgen, target=target, sizes=sizes,
                       smoke=args.smoke, log=log)
         needs_client = any(mod is not server_measures for mod, _ in selected)
+        no_client_proxy = None
         try:
             if needs_client:
-                ctx.client_proxy = start_client_proxy(workdir)
-                log(f"client-side proxy: {ctx.client_proxy.name} on port "
-                    f"{ctx.client_proxy.port} (resolves {BENCH_NAME}: "
-                    f"{ctx.client_proxy.resolves_names})")
+                try:
+                    ctx.client_proxy = start_client_proxy(workdir)
+                    log(f"client-side proxy: {ctx.client_proxy.name} on port "
+                        f"{ctx.client_proxy.port} (resolves {BENCH_NAME}: "
+                        f"{ctx.client_proxy.resolves_names})")
+                except Unavailable as exc:
+                    no_client_proxy = Unavailable("failed", f"no client-side proxy: {exc}")
             for round_no in range(1, args.rounds + 1):
                 for module, m in selected:
                     for subject in module.subjects_for(m):
@@ -135,10 +140,15 @@ def run(args) -> int:
                             continue
                         log(f"round {round_no}/{args.rounds} {m.key}: {subject}")
                         try:
+                            if no_client_proxy and module is not server_measures:
+                                raise no_client_proxy
                             module.run_round(ctx, m, subject)
                         except Unavailable as exc:
                             row.fail(exc.status, str(exc))
                             log(f"  {subject}: {exc.status.upper()}: {exc}")
+                        except Exception as exc:  # a harness bug: report it, measure the rest
+                            traceback.print_exc()
+                            row.fail("failed", f"harness error {type(exc).__name__}: {exc}")
         finally:
             for server in ctx.servers.values():
                 if not isinstance(server, Unavailable):

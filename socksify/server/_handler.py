@@ -173,7 +173,7 @@ class Session:
         self.proto = proto
         self.client_host, self.client_port = peer[0], peer[1]
         self.client_ip = _plain_ip(peer[0])
-        self.local_ip = str(_plain_ip(sockname[0])) if ":" not in sockname[0] else sockname[0]
+        self.local_ip = sockname[0]  # the interface the client came in on (BIND, UDP)
         self.conn = Connection(Role.SERVER)
         self.started = time.monotonic()
         self.task: asyncio.Task | None = None
@@ -244,7 +244,7 @@ class Session:
             event = conn.next_event()
             if event is NEED_DATA:
                 data = await self.proto.read()
-                if not data and not self.conn_started():
+                if not data and self.conn.version is None:
                     # Connected and closed without a byte: not worth a protocol error.
                     self.outcome = "client-closed"
                     self._close()
@@ -268,9 +268,6 @@ class Session:
                 return event
             else:  # pragma: no cover - the core only returns the events above to a server
                 raise RemoteProtocolError(f"unexpected {type(event).__name__}")
-
-    def conn_started(self) -> bool:
-        return self.conn.version is not None
 
     def _choose_method(self, offered: tuple[int, ...]) -> int:
         # RFC 1928 §3: the server selects one of the offered methods or X'FF'.
@@ -315,9 +312,7 @@ class Session:
         if self.conn.version == 4:
             self.user = request.user_id.decode("utf-8", "replace")
         if not self._request_allowed(request):
-            self.outcome = "not-allowed"
-            logger.info("denied %s by %s", self._client_text(), self._denied_by or "default")
-            self._reply_failure(Reply5.NOT_ALLOWED)
+            self._denied()
             return
         if request.command == Command.CONNECT:
             await self._connect(request)
@@ -330,6 +325,12 @@ class Session:
             self._reply_failure(Reply5.COMMAND_NOT_SUPPORTED)
 
     # Access control -------------------------------------------------------------------
+
+    def _denied(self) -> None:
+        self.outcome = "not-allowed"
+        logger.info("denied %s %s %s:%s by %s", self._client_text(), self.command,
+                    self.destination, self.port, self._denied_by or "the rules")
+        self._reply_failure(Reply5.NOT_ALLOWED)
 
     def _protocol_name(self) -> str:
         return "socks4" if self.conn.version == 4 else "socks5"
@@ -396,6 +397,9 @@ class Session:
                 self.config.connect_timeout,
             )
         except OutboundError as exc:
+            if exc.code == Reply5.NOT_ALLOWED:
+                self._denied()
+                return
             self.outcome = exc.outcome
             logger.debug("connect for %s failed: %s", self._client_text(), exc)
             self._reply_failure(exc.code)
@@ -456,8 +460,7 @@ class Session:
             host = str(request.address)
             expected = {a for a in addresses if self._check(host, a, request.port)}
             if not expected:
-                self.outcome = "not-allowed"
-                self._reply_failure(Reply5.NOT_ALLOWED)
+                self._denied()
                 return
         try:
             listener = _bind.open_listener(self.local_ip)

@@ -123,3 +123,12 @@ def test_table_shows_missing_peers_and_verdicts():
     assert "MISSING: gone not installed (apt-get install gone)" in text
     assert "target: ours <= direct + 0.5: MET" in text
     assert "1.04x" in text
+
+
+def test_a_missing_peer_names_its_package():
+    from benchlib.processes import Unavailable, find_program
+
+    with pytest.raises(Unavailable) as info:
+        find_program("no-such-peer-socksify-bench")
+    assert info.value.status == "missing"
+    assert "apt-get install no-such-peer-socksify-bench" in str(info.value)

@@ -37,6 +37,8 @@ def measure_table(m: Measure) -> str:
                      (f"{ratio:.2f}x" if ratio is not None else "-"))
         cells.append(str(len(row.rounds)))
         status = row.status.upper() if row.status != "ok" else "ok"
+        if row.extra.get("errors"):  # failed connections during a rate round
+            status += f" ({row.extra['errors']} connections failed)"
         cells.append(f"{status}: {row.note}" if row.note else status)
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=True)]

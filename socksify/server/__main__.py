@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{PROG}: error: {exc}\n")
     except (EOFError, KeyboardInterrupt):
         parser.exit(2, f"{PROG}: error: no password given\n")
-    logging.getLogger().setLevel(config.log_level.upper())
+    logging.getLogger("socksify").setLevel(config.log_level.upper())
     try:
         asyncio.run(_serve(config))
     except OSError as exc:

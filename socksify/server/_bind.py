@@ -20,7 +20,7 @@ import socket
 
 __all__ = ["accept_expected", "open_listener"]
 
-logger = logging.getLogger("socksify.server")
+logger = logging.getLogger(__name__)
 
 
 def _plain(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

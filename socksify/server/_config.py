@@ -30,7 +30,7 @@ except ImportError:  # Python 3.10
 
 __all__ = ["ConfigError", "ServerConfig", "load_config", "parse_listen", "parse_user"]
 
-logger = logging.getLogger("socksify.server")
+logger = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("127.0.0.1", 1080)
 LOG_LEVELS = ("debug", "info", "warning", "error")

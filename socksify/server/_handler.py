@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientProtocol"]
 
-logger = logging.getLogger("socksify.server")
+logger = logging.getLogger(__name__)
 
 #: Bytes buffered from a client before reading pauses (handshake phase only).
 _READ_LIMIT = 64 * 1024

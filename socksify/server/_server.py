@@ -26,7 +26,7 @@ from ._relay import IdleSweeper
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
 
-logger = logging.getLogger("socksify.server")
+logger = logging.getLogger(__name__)
 
 SessionHook = Callable[[dict[str, Any]], None]
 

@@ -39,7 +39,7 @@ from ._outbound import OutboundError, Resolver
 
 __all__ = ["UdpAssociation"]
 
-logger = logging.getLogger("socksify.server")
+logger = logging.getLogger(__name__)
 
 _MAX_PEERS = 1024
 _MAX_PENDING = 64

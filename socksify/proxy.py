@@ -181,9 +181,12 @@ def _parse_host_port(hostport: str, url: str) -> tuple[str, int]:
                 "ascii", "replace"
             )
         try:
-            host = str(ipaddress.IPv6Address(literal))
+            ip = ipaddress.IPv6Address(literal)
         except ValueError:
             raise ProxyURLError(f"bad IPv6 address [{literal}] in {shown!r}") from None
+        # RFC 5952 §5: IPv4-mapped addresses in mixed notation (Python < 3.13 would give
+        # "::ffff:7f00:1"; the vectors and the C parser use this one form)
+        host = f"::ffff:{ip.ipv4_mapped}" if ip.ipv4_mapped else str(ip)
         if zone:
             host += "%" + zone
         if rest and not rest.startswith(":"):

@@ -39,7 +39,6 @@ from .protocol import (
     Command,
     Connection,
     Greeting,
-    MethodSelected,
     Reply,
     Request,
     Role,
@@ -137,7 +136,6 @@ def _negotiate(
             methods = (AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD)
         yield conn.send(Greeting(methods))
         selected = yield _Read(conn)
-        assert isinstance(selected, MethodSelected)
         if selected.method == AuthMethod.USERNAME_PASSWORD:
             user = (hop.username or "").encode()
             password = (hop.password or "").encode()

@@ -271,6 +271,26 @@ int sfy_listen(int fd, int backlog)
     return rc;
 }
 
+/*
+ * A socket armed for BIND (bound to port 0) is connect()ed instead: bind-before-connect, as
+ * `curl --interface` does. Called by hook_connect.c before it routes: closes the control
+ * connection (the proxy stops listening) and forgets the entry. Never fails.
+ */
+void sfy_bind_abandon(int fd)
+{
+    struct sfy_fdinfo info;
+    pthread_mutex_lock(&bind_lock);
+    if (sfy_fd_get(fd, &info) && info.kind == SFY_FD_BIND && info.state == BIND_ARMED) {
+        sfy_fd_forget(fd, NULL);
+        if (info.aux_fd >= 0) {
+            sfy_fd_mark_internal(info.aux_fd, 0);
+            SFY_REAL(close)(info.aux_fd);
+        }
+        SFY_DBG("fd %d: bound to port 0 but connected: SOCKS BIND abandoned", fd);
+    }
+    pthread_mutex_unlock(&bind_lock);
+}
+
 /* errno for accept() after a failed second reply (must be a valid accept() errno). */
 static int accept_errno(int err)
 {

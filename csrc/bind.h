@@ -51,5 +51,7 @@ static inline enum sfy_listen_plan sfy_listen_rule(int family, int socktype, uns
 int sfy_bind(int fd, const struct sockaddr *addr, socklen_t len);
 int sfy_listen(int fd, int backlog);
 int sfy_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags, int use_accept4);
+/* connect() on a socket armed for BIND (bound to port 0): drop the BIND (hook_connect.c). */
+void sfy_bind_abandon(int fd);
 
 #endif

@@ -10,6 +10,7 @@
  * proxied socket gives EISCONN, as the kernel would.
  */
 #include "socksify.h"
+#include "bind.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +63,8 @@ static int sfy_connect(int fd, const struct sockaddr *addr, socklen_t len)
         errno = EISCONN;
         return -1;
     }
+    if (info.kind == SFY_FD_BIND)
+        sfy_bind_abandon(fd); /* bound to port 0, then connected after all (bind.c) */
     type = sfy_socktype(fd);
     if (type != SOCK_STREAM && type != SOCK_DGRAM)
         return SFY_REAL(connect)(fd, addr, len); /* EBADF/ENOTSOCK/raw: libc decides */

@@ -364,3 +364,40 @@ BIND, LOCAL = 1, 0
 )
 def test_listen_rule(listen_rule, family, socktype, port, have_peer, peer_proxied, expected):
     assert listen_rule(family, socktype, port, have_peer, peer_proxied) == expected
+
+
+COUNT_SOCKETS = """
+def sockets():
+    count = 0
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            count += os.readlink(f'/proc/self/fd/{fd}').startswith('socket:')
+        except OSError:  # the fd listdir itself used
+            pass
+    return count
+"""
+
+
+@pytest.mark.e2e
+def test_bind_before_connect_abandons_bind(shim, socks_server, tcp_echo_server):
+    """bind(port 0) then connect() (curl --interface does this after a first connection):
+    the connection works and the BIND that bind() started is dropped, its control
+    connection closed rather than leaked."""
+    srv = socks_server()
+    port = tcp_echo_server[1]
+    code = (
+        "import os, socket\n"
+        + COUNT_SOCKETS
+        + f"primary = socket.create_connection(('127.0.0.1', {port}), timeout=20)\n"
+        "s = socket.socket()\n"
+        "s.bind(('127.0.0.1', 0))\n"
+        "during = sockets()\n"
+        f"s.connect(('127.0.0.1', {port}))\n"
+        "s.sendall(b'via bound socket')\n"
+        "s.settimeout(20)\n"
+        "print(s.recv(100).decode(), during, sockets())\n"
+    )
+    result = shim.run([sys.executable, "-c", code], srv.url("socks5"))
+    assert result.returncode == 0, result.stderr.decode()
+    # primary + s + the BIND control connection, then primary + s only
+    assert result.stdout.decode().split() == ["via", "bound", "socket", "3", "2"]

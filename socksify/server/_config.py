@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import math
 import os
 import stat
 from dataclasses import dataclass, field
@@ -81,8 +82,16 @@ class ServerConfig:
                 )
         for name in ("handshake_timeout", "connect_timeout", "idle_timeout", "bind_timeout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"timeouts: {name.removesuffix('_timeout')} must be >= 0")
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)  # NaN compares false with everything
+                or value < 0
+            ):
+                raise ConfigError(
+                    f"timeouts: {name.removesuffix('_timeout')} must be a number >= 0 "
+                    "(0 disables it)"
+                )
         if not isinstance(self.max_clients, int) or self.max_clients < 1:
             raise ConfigError("max_clients must be a positive integer")
         if self.log_level.lower() not in LOG_LEVELS:
@@ -186,7 +195,12 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
     timeouts = _expect(data.get("timeouts", {}), dict, "[timeouts]")
     _unknown(timeouts, _TIMEOUT_KEYS, "[timeouts]")
     for key, value in timeouts.items():
-        setattr(config, f"{key}_timeout", float(_expect(value, (int, float), f"timeouts.{key}")))
+        value = _expect(value, (int, float), f"timeouts.{key}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"timeouts.{key} is too large") from None
+        setattr(config, f"{key}_timeout", value)
     users = _expect(data.get("users", {}), dict, "[users]")
     config.users = dict(config.users)
     for name, stored in users.items():

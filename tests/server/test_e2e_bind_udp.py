@@ -4,7 +4,6 @@ import socket
 import time
 
 import pytest
-from _server_core_client import CoreClient
 from support.peers import require_module
 
 from socksify.protocol import (
@@ -15,6 +14,8 @@ from socksify.protocol import (
     decode_udp_datagram,
     encode_udp_datagram,
 )
+
+from ._server_core_client import CoreClient
 
 pytestmark = pytest.mark.e2e
 

@@ -9,10 +9,11 @@ import sys
 import textwrap
 
 import pytest
-from _server_core_client import CoreClient
 from support.peers import require_peer
 
 from socksify.server._outbound import reply_for_oserror
+
+from ._server_core_client import CoreClient
 
 CONNECT = 1
 

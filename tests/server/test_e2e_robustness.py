@@ -7,9 +7,10 @@ import subprocess
 import time
 
 import pytest
-from _server_core_client import CoreClient
 from support.peers import require_peer
 from support.targets import pattern_bytes
+
+from ._server_core_client import CoreClient
 
 pytestmark = pytest.mark.e2e
 

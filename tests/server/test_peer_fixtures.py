@@ -4,8 +4,9 @@ import os
 import subprocess
 
 import pytest
-from _server_core_client import CoreClient
 from support.peers import require_peer
+
+from ._server_core_client import CoreClient
 
 pytestmark = pytest.mark.e2e
 

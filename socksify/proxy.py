@@ -60,7 +60,8 @@ LOG_LEVELS = ("error", "warning", "info", "debug")
 DEFAULT_DNS_RANGE = "240.0.0.0/8,100::/64"
 
 _SCHEME_LIST = "socks4, socks4a, socks5, socks5h"
-_HOST_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?\.?$")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?\.?")
+_ASCII_SPACE = " \t\r\n\f\v"  # trimmed around URLs; other characters are errors
 
 
 class ConfigError(ValueError):
@@ -204,8 +205,10 @@ def _parse_host_port(hostport: str, url: str) -> tuple[str, int]:
             port_text = None
         if not host:
             raise ProxyURLError(f"empty host in {shown!r}")
-        if not _HOST_NAME.match(host):
+        if not _HOST_NAME.fullmatch(host):
             raise ProxyURLError(f"bad host {host!r} in {shown!r}")
+        if len(host) > 255:  # RFC 1928 §5: the name's length is one octet
+            raise ProxyURLError(f"bad host (longer than 255 bytes) in {shown!r}")
     if port_text is None:
         return host, DEFAULT_PORT
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -225,7 +228,7 @@ def parse_proxy_url(text: str) -> ProxyConfig:
     Raises:
         ProxyURLError: naming the bad part (scheme, host, port, brackets, user or password).
     """
-    url = text.strip()
+    url = text.strip(_ASCII_SPACE)
     shown = _redact(url)
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -261,7 +264,7 @@ def parse_chain(text: str) -> tuple[ProxyConfig, ...]:
     Raises:
         ProxyURLError: for an empty list or entry, or any bad URL (the message says which hop).
     """
-    parts = [part.strip() for part in text.split(",")]
+    parts = [part.strip(_ASCII_SPACE) for part in text.split(",")]
     if parts == [""]:
         raise ProxyURLError("empty proxy URL")
     chain = []
@@ -334,7 +337,7 @@ def parse_no_proxy(text: str | None) -> NoProxy:
     suffixes: list[str] = []
     networks: list[_Network] = []
     everything = False
-    for entry in re.split(r"[,\s]+", text.strip()):
+    for entry in re.split(r"[,\s]+", text.strip(_ASCII_SPACE), flags=re.ASCII):
         if not entry:
             continue
         if entry == "*":
@@ -355,16 +358,18 @@ def parse_no_proxy(text: str | None) -> NoProxy:
         if name.startswith("*."):  # curl and wget users write "*.example.org"
             name = name[1:]
         if name.startswith("."):
-            if not _HOST_NAME.match(name[1:]):
+            if not _HOST_NAME.fullmatch(name[1:]):
                 raise ConfigError(f"bad domain {entry!r} in no-proxy list")
             suffixes.append(name[1:])
-        elif _HOST_NAME.match(name):
+        elif _HOST_NAME.fullmatch(name):
             names.add(name)
         else:
             raise ConfigError(
                 f"bad entry {entry!r} in no-proxy list (hosts, .domains, IPs or CIDRs)"
             )
-    return NoProxy(frozenset(names), tuple(suffixes), tuple(networks), everything, text.strip())
+    return NoProxy(
+        frozenset(names), tuple(suffixes), tuple(networks), everything, text.strip(_ASCII_SPACE)
+    )
 
 
 def parse_log_level(text: str) -> str:

@@ -546,3 +546,19 @@ def test_close_ends_the_udp_association(runner, socks_server, udp_echo_server):
     finally:
         proc.communicate("\n", timeout=30)
     assert proc.returncode == 0
+
+
+def test_many_threads_at_once(runner, socks_server, http_server):
+    srv = socks_server(hosts=HOSTS)
+    script = """
+        import concurrent.futures, hashlib, sys, urllib.request
+        def fetch(index):
+            url = f"{sys.argv[1]}/bytes/{1000 + index}"
+            return len(urllib.request.urlopen(url, timeout=20).read()) == 1000 + index
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            print(sum(pool.map(fetch, range(48))))
+    """
+    base = http_server.url("", host="only-proxy.test")
+    out = runner.run_script(srv.url("socks5h"), script, base)
+    assert out.strip() == "48"
+    assert len(srv.wait_records(48)) == 48

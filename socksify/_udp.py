@@ -40,6 +40,8 @@ __all__ = ["UdpAssociation", "open_association", "unwrap", "wrap"]
 
 _base = _socket.socket
 _UNSPECIFIED = ("0.0.0.0", "::")
+#: bound on the UDP ASSOCIATE handshake for a non-blocking datagram socket (seconds)
+NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
 
 
 class UdpAssociation:
@@ -97,7 +99,9 @@ def open_association(sock: socket.socket, chain, proxy_sockaddrs) -> UdpAssociat
     if local[1] == 0:
         _base.bind(sock, ("::", 0) if sock.family == socket.AF_INET6 else ("0.0.0.0", 0))
         local = _base.getsockname(sock)
-    timeout = sock.gettimeout() or socket.getdefaulttimeout()
+    timeout = sock.gettimeout()
+    if timeout == 0.0:  # a non-blocking socket (asyncio): a bounded blocking handshake
+        timeout = socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT
     deadline = None if timeout is None else time.monotonic() + timeout
     err = None
     control = None

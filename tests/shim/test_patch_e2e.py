@@ -562,3 +562,28 @@ def test_many_threads_at_once(runner, socks_server, http_server):
     out = runner.run_script(srv.url("socks5h"), script, base)
     assert out.strip() == "48"
     assert len(srv.wait_records(48)) == 48
+
+
+def test_asyncio_datagram_endpoint(runner, socks_server, udp_echo_server):
+    srv = socks_server(hosts=HOSTS)
+    script = """
+        import asyncio, sys
+        class Echo(asyncio.DatagramProtocol):
+            def __init__(self):
+                self.received = asyncio.get_running_loop().create_future()
+            def datagram_received(self, data, addr):
+                if not self.received.done():
+                    self.received.set_result((data, addr))
+        async def main(port):
+            loop = asyncio.get_running_loop()
+            transport, protocol = await loop.create_datagram_endpoint(
+                Echo, remote_addr=("only-proxy.test", port))
+            transport.sendto(b"datagram via asyncio")
+            data, addr = await asyncio.wait_for(protocol.received, 10)
+            transport.close()
+            print(data.decode(), addr[0].startswith("240."), addr[1] == port)
+        asyncio.run(main(int(sys.argv[1])))
+    """
+    out = runner.run_script(srv.url("socks5h"), script, str(udp_echo_server[1]))
+    assert out.strip() == "datagram via asyncio True True"
+    assert srv.wait_records(1)[0]["command"] == "udp"

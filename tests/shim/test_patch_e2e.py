@@ -247,7 +247,8 @@ def test_ssl_wrapped_socket(runner, socks_server, tmp_path):
     assert srv.wait_records(1)[0]["destination"] == "only-proxy.test"
 
 
-def test_ftplib_active_mode_uses_bind(runner, socks_server, ftp_server):
+@pytest.mark.parametrize("scheme", ["socks4", "socks5"])
+def test_ftplib_active_mode_uses_bind(runner, socks_server, ftp_server, scheme):
     srv = socks_server()
     script = """
         import ftplib, hashlib, sys
@@ -260,7 +261,7 @@ def test_ftplib_active_mode_uses_bind(runner, socks_server, ftp_server):
         print(hashlib.sha256(b"".join(chunks)).hexdigest())
         ftp.quit()
     """
-    out = runner.run_script(srv.url("socks5"), script, str(ftp_server.port))
+    out = runner.run_script(srv.url(scheme), script, str(ftp_server.port))
     assert out.strip() == sha(ftp_server.files["/pattern.bin"])
     transfer = ftp_server.transfers[0]
     assert transfer["mode"] == "active"

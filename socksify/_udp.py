@@ -63,13 +63,15 @@ class UdpAssociation:
 
 
 def in_family(family: int, host: str, port: int) -> tuple:
-    """A sockaddr for ``host`` usable on a socket of ``family`` (IPv4-mapped on AF_INET6)."""
+    """``host``:``port`` as a socket of ``family`` reports addresses: IPv4 on AF_INET6 in
+    IPv4-mapped form; on AF_INET an IPv4-mapped address is unmapped and any other IPv6
+    address (a BND.ADDR from an IPv6 proxy) shows as 0.0.0.0, which it cannot express."""
     if family == socket.AF_INET6:
         if ":" not in host:
             host = "::ffff:" + host
         return (host, port, 0, 0)
     if ":" in host:
-        raise OSError(errno.EAFNOSUPPORT, f"IPv6 address {host} on an IPv4 socket")
+        host = host[7:] if host.startswith("::ffff:") and "." in host else "0.0.0.0"
     return (host, port)
 
 
@@ -131,6 +133,10 @@ def open_association(sock: socket.socket, chain, proxy_sockaddrs) -> UdpAssociat
             host = _base.getpeername(control)[0]
             if host.startswith("::ffff:") and sock.family == socket.AF_INET:
                 host = host[7:]
+        if sock.family == socket.AF_INET and ":" in host and not host.startswith("::ffff:"):
+            raise OSError(
+                errno.EAFNOSUPPORT, f"the UDP relay {host} is IPv6; this is an IPv4 socket"
+            )
         relay = in_family(sock.family, host, port)
     except BaseException:
         control.close()

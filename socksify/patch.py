@@ -295,13 +295,48 @@ class _Active:
 # --- TCP: connect --------------------------------------------------------------------------
 
 
+#: options carried over when an IPv4 socket's fd is replaced to reach an IPv6-only proxy
+_CARRIED_OPTIONS = (
+    (_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY),
+    (_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_KEEPALIVE),
+    (_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_RCVBUF),
+    (_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_SNDBUF),
+)
+
+
 def _connect_proxy(sock, active: _Active) -> None:
     """Connect ``sock`` itself to the first hop (errors: ProxyUnreachableError)."""
-    sockaddr = active.proxy_sockaddr(_family_of(sock))
+    family = _family_of(sock)
+    try:
+        sockaddr = active.proxy_sockaddr(family)
+    except client.ProxyUnreachableError:
+        if family != _AF_INET:
+            raise
+        return _connect_proxy_over_ipv6(sock, active)
     try:
         _base.connect(sock, sockaddr)
     except OSError as exc:
         raise client.proxy_unreachable(active.first, exc) from exc
+
+
+def _connect_proxy_over_ipv6(sock, active: _Active) -> None:
+    """An IPv4 socket, an IPv6-only proxy: connect an IPv6 socket to the proxy and put it
+    under the program's fd with dup2(). The program's socket object still says AF_INET;
+    what it reports (getpeername/getsockname) comes from the table, in IPv4 form."""
+    sockaddr = active.proxy_sockaddr(_AF_INET6)
+    replacement = _base(_AF_INET6, _STREAM)
+    try:
+        replacement.settimeout(sock.gettimeout())
+        for level, option in _CARRIED_OPTIONS:
+            with contextlib.suppress(OSError):
+                replacement.setsockopt(level, option, _base.getsockopt(sock, level, option))
+        try:
+            _base.connect(replacement, sockaddr)
+        except OSError as exc:
+            raise client.proxy_unreachable(active.first, exc) from exc
+        os.dup2(replacement.fileno(), _base.fileno(sock), inheritable=sock.get_inheritable())
+    finally:
+        replacement.close()
 
 
 def _handshake_deadline(sock):

@@ -588,3 +588,21 @@ def test_asyncio_datagram_endpoint(runner, socks_server, udp_echo_server):
     out = runner.run_script(srv.url("socks5h"), script, str(udp_echo_server[1]))
     assert out.strip() == "datagram via asyncio True True"
     assert srv.wait_records(1)[0]["command"] == "udp"
+
+
+def test_ipv4_sockets_through_an_ipv6_only_proxy(runner, socks_server, tcp_echo_server):
+    srv = socks_server(listen="[::1]:0")
+    script = """
+        import socket, sys
+        port = int(sys.argv[1])
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"four over six")
+        print(s.recv(100).decode(), s.getpeername() == ("127.0.0.1", port), s.family.name,
+              s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+    """
+    out = runner.run_script(srv.url("socks5"), script, str(tcp_echo_server[1]))
+    assert out.strip() == "four over six True AF_INET True"
+    assert srv.wait_records(1)[0]["destination"] == "127.0.0.1"

@@ -319,17 +319,23 @@ def _connect_proxy(sock, active: _Active) -> None:
         raise client.proxy_unreachable(active.first, exc) from exc
 
 
+def _ipv6_replacement(sock):
+    """A new IPv6 socket with ``sock``'s timeout and common options (see below)."""
+    replacement = _base(_AF_INET6, _STREAM)
+    replacement.settimeout(sock.gettimeout())
+    for level, option in _CARRIED_OPTIONS:
+        with contextlib.suppress(OSError):
+            replacement.setsockopt(level, option, _base.getsockopt(sock, level, option))
+    return replacement
+
+
 def _connect_proxy_over_ipv6(sock, active: _Active) -> None:
     """An IPv4 socket, an IPv6-only proxy: connect an IPv6 socket to the proxy and put it
     under the program's fd with dup2(). The program's socket object still says AF_INET;
     what it reports (getpeername/getsockname) comes from the table, in IPv4 form."""
     sockaddr = active.proxy_sockaddr(_AF_INET6)
-    replacement = _base(_AF_INET6, _STREAM)
+    replacement = _ipv6_replacement(sock)
     try:
-        replacement.settimeout(sock.gettimeout())
-        for level, option in _CARRIED_OPTIONS:
-            with contextlib.suppress(OSError):
-                replacement.setsockopt(level, option, _base.getsockopt(sock, level, option))
         try:
             _base.connect(replacement, sockaddr)
         except OSError as exc:
@@ -811,7 +817,14 @@ async def _sock_connect(self, sock, address):
         return await original(self, sock, address if target is None else target[1])
     host, port = target[0], address[1]
     try:
-        await original(self, sock, active.proxy_sockaddr(_family_of(sock)))
+        try:
+            sockaddr = active.proxy_sockaddr(_family_of(sock))
+        except client.ProxyUnreachableError:
+            if _family_of(sock) != _AF_INET:
+                raise
+            await _async_connect_proxy_over_ipv6(self, original, sock, active)
+        else:
+            await original(self, sock, sockaddr)
     except client.ProxyError:
         raise
     except OSError as exc:
@@ -826,6 +839,16 @@ async def _sock_connect(self, sock, address):
     state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
     active.last_destination = (host, port)
+
+
+async def _async_connect_proxy_over_ipv6(loop, original, sock, active: _Active) -> None:
+    """:func:`_connect_proxy_over_ipv6` with the connect awaited on the loop."""
+    replacement = _ipv6_replacement(sock)
+    try:
+        await original(loop, replacement, active.proxy_sockaddr(_AF_INET6))
+        os.dup2(replacement.fileno(), _base.fileno(sock), inheritable=sock.get_inheritable())
+    finally:
+        replacement.close()
 
 
 def _selector_loop_class():

@@ -606,3 +606,14 @@ def test_ipv4_sockets_through_an_ipv6_only_proxy(runner, socks_server, tcp_echo_
     out = runner.run_script(srv.url("socks5"), script, str(tcp_echo_server[1]))
     assert out.strip() == "four over six True AF_INET True"
     assert srv.wait_records(1)[0]["destination"] == "127.0.0.1"
+    script = """
+        import asyncio, sys
+        async def main(port):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"async four over six")
+            print((await reader.readexactly(19)).decode())
+            writer.close()
+        asyncio.run(main(int(sys.argv[1])))
+    """
+    out = runner.run_script(srv.url("socks5"), script, str(tcp_echo_server[1]))
+    assert out.strip() == "async four over six"

@@ -11,6 +11,7 @@
  */
 #include "socksify.h"
 #include "bind.h"
+#include "udp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +58,8 @@ static int sfy_connect(int fd, const struct sockaddr *addr, socklen_t len)
     struct sfy_fdinfo info;
     struct sfy_addr dest, bnd;
     int type, err = 0, flags;
+    if (sfy_udp_maybe(fd) && sfy_udp_disconnect(fd, addr))
+        return 0; /* a relayed UDP socket "disconnected" (AF_UNSPEC) without the kernel */
     if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
         return SFY_REAL(connect)(fd, addr, len);
     if (sfy_fd_get(fd, &info) && info.kind == SFY_FD_CONNECT) {

@@ -26,6 +26,11 @@ static int sfy_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
     struct sfy_fdinfo info;
     if (sfy_fd_get(fd, &info) && info.kind != SFY_FD_INTERNAL && info.peer_len > 0)
         return copy_out(&info.peer, info.peer_len, addr, len);
+    if (info.kind == SFY_FD_BIND) {
+        /* a SOCKS BIND "listener" is the control connection to the proxy underneath */
+        errno = ENOTCONN;
+        return -1;
+    }
     return SFY_REAL(getpeername)(fd, addr, len);
 }
 

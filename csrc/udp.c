@@ -300,6 +300,31 @@ int sfy_udp_connect(int fd, const struct sockaddr *addr, socklen_t len,
     return 0;
 }
 
+/*
+ * Any connect() on a UDP socket replaces its default destination: forget the recorded one
+ * (hook_connect.c calls this first; a proxied destination is then recorded again). Returns
+ * 1 when the call is complete: connect(AF_UNSPEC) on a relayed socket whose kernel socket
+ * was never connected must not reach the kernel, because Linux then also drops the
+ * automatically bound local port, and the relay only accepts the port it first saw.
+ */
+int sfy_udp_disconnect(int fd, const struct sockaddr *addr)
+{
+    struct sfy_fdinfo info;
+    struct sockaddr_storage kernel_peer;
+    socklen_t plen = sizeof kernel_peer;
+    if (!udp_entry(fd, &info))
+        return 0;
+    if (info.state & UDP_CONNECTED) {
+        info.state &= ~UDP_CONNECTED;
+        info.peer_len = 0;
+        memset(&info.dest, 0, sizeof info.dest);
+        sfy_fd_set(fd, &info);
+    }
+    return addr && addr->sa_family == AF_UNSPEC && (info.state & UDP_ASSOCIATED) &&
+           SFY_REAL(getpeername)(fd, (struct sockaddr *)&kernel_peer, &plen) != 0 &&
+           errno == ENOTCONN;
+}
+
 void sfy_udp_adopt(int fd)
 {
     hint_set(fd, 1);

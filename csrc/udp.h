@@ -35,6 +35,11 @@ int sfy_udp_maybe(int fd);
 int sfy_udp_connect(int fd, const struct sockaddr *addr, socklen_t len,
                     const struct sfy_addr *dest);
 
+/* connect() on fd, whatever the address (AF_UNSPEC included): the recorded default
+ * destination of a relayed UDP socket is forgotten (hook_connect.c, before routing).
+ * Returns 1 when connect() must return 0 right away (AF_UNSPEC handled), else 0. */
+int sfy_udp_disconnect(int fd, const struct sockaddr *addr);
+
 /* fd's number now also refers to a relayed UDP socket (dup): keep the data-path hint. */
 void sfy_udp_adopt(int fd);
 

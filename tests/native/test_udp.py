@@ -23,7 +23,7 @@ dns_server = _dns.dns_server
 
 PROGS = Path(__file__).parent / "progs"
 TIMEOUT = 60
-ALL_MODES = ["sendto", "connected", "msg", "mmsg", "trunc", "dup"]
+ALL_MODES = ["sendto", "connected", "msg", "mmsg", "trunc", "dup", "unspec"]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@
  * 5. copies everything received to stdout until EOF.
  *
  * stderr gets "listening HOST PORT" and "peer HOST PORT" (getpeername of the accepted
- * socket). A failed call prints "FAIL CALL errno=N (text)" and exits 3. Waits are bounded
+ * socket); getpeername() on the listening socket must fail with ENOTCONN. A failed call prints "FAIL CALL errno=N (text)" and exits 3. Waits are bounded
  * (10 s).
  */
 #define _GNU_SOURCE
@@ -93,6 +93,15 @@ int main(int argc, char **argv)
     int port;
     format_addr((struct sockaddr *)&local, host, sizeof host, &port);
     fprintf(stderr, "listening %s %d\n", host, port);
+    /* a listening socket has no peer, whatever is underneath */
+    struct sockaddr_storage nopeer;
+    socklen_t nopeer_len = sizeof nopeer;
+    if (getpeername(lfd, (struct sockaddr *)&nopeer, &nopeer_len) == 0) {
+        errno = EISCONN;
+        die_call("getpeername(listener)");
+    }
+    if (errno != ENOTCONN)
+        die_call("getpeername(listener)");
     if (strcmp(mode, "nonblocking") == 0) {
         /* nobody has been told the address yet, so there is nothing to accept */
         int flags = fcntl(lfd, F_GETFL);

@@ -11,6 +11,8 @@
  *   mmsg       sendmmsg() of three datagrams, recvmmsg() until all three are back
  *   trunc      recvmsg() into a buffer smaller than the datagram: MSG_TRUNC must be set
  *   dup        dup() the socket, close the original, send/receive on the copy
+ *   unspec     connect(), then connect(AF_UNSPEC): send() must fail (EDESTADDRREQ) and
+ *              getpeername() with ENOTCONN; sendto() still works
  *
  * Prints "ok MODE" for each mode that passed. On a failed call prints
  * "FAIL MODE CALL errno=N (text)" to stderr and exits 3; on wrong data or a wrong address
@@ -268,12 +270,38 @@ static void run_dup(void)
     close(copy);
 }
 
+static void run_unspec(void)
+{
+    int fd = new_socket();
+    char buf[64];
+    if (connect(fd, (struct sockaddr *)&server, server_len) != 0)
+        die_call("connect");
+    if (send(fd, "one", 3, 0) != 3 || recv(fd, buf, sizeof buf, 0) != 3)
+        die_call("send/recv");
+    struct sockaddr unspec = {0};
+    unspec.sa_family = AF_UNSPEC;
+    if (connect(fd, &unspec, sizeof unspec) != 0)
+        die_call("connect(AF_UNSPEC)");
+    if (send(fd, "two", 3, 0) >= 0 || (errno != EDESTADDRREQ && errno != ENOTCONN))
+        die("send() after connect(AF_UNSPEC) did not fail with EDESTADDRREQ");
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0 || errno != ENOTCONN)
+        die("getpeername() after connect(AF_UNSPEC) did not fail with ENOTCONN");
+    if (sendto(fd, "three", 5, 0, (struct sockaddr *)&server, server_len) != 5)
+        die_call("sendto");
+    if (recv(fd, buf, sizeof buf, 0) != 5 || memcmp(buf, "three", 5) != 0)
+        die_call("recv(three)");
+    close(fd);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
 } modes[] = {
     {"sendto", run_sendto}, {"connected", run_connected}, {"msg", run_msg},
     {"mmsg", run_mmsg},     {"trunc", run_trunc},         {"dup", run_dup},
+    {"unspec", run_unspec},
 };
 
 int main(int argc, char **argv)

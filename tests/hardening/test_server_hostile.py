@@ -1,0 +1,129 @@
+"""The reference server fed hostile byte streams over real sockets.
+
+While hundreds of clients send random bytes, truncated and oversized messages and garbage
+after valid requests, a well-behaved client keeps completing CONNECTs. Afterwards the server
+is still running, holds no more file descriptors than before, has no leftover asyncio task,
+and wrote exactly one session record per connection.
+"""
+
+import asyncio
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from _hardening_support import LOOPBACK_ONLY_RULES, ServerProcess, echo_round_trip
+from _hostile_streams import make_streams, send_hostile
+from support.targets import pattern_bytes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from fuzzing import seeds as fuzz_seeds  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE_CONFIG = "[timeouts]\nhandshake = 1.0\n" + LOOPBACK_ONLY_RULES
+
+
+class GoodClient(threading.Thread):
+    """Completes echo round trips through the proxy until told to stop."""
+
+    def __init__(self, proxy, echo):
+        super().__init__(daemon=True)
+        self.proxy, self.echo = proxy, echo
+        self.done = threading.Event()
+        self.ok = 0
+        self.errors: list[str] = []
+
+    def run(self):
+        payload = pattern_bytes(20_000)
+        while not self.done.is_set() and len(self.errors) < 5:
+            try:
+                got = echo_round_trip(self.proxy, self.echo, payload, timeout=10)
+                if got == payload:
+                    self.ok += 1
+                else:
+                    self.errors.append(f"echo mismatch ({len(got)} bytes)")
+            except OSError as exc:
+                self.errors.append(repr(exc))
+
+    def stop(self):
+        self.done.set()
+        self.join(30)
+        assert not self.is_alive()
+
+
+def _run_hostile(address, streams, workers=24):
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda s: send_hostile(address, s), streams))
+
+
+def test_hostile_streams_subprocess_no_crash_no_fd_leak(tmp_path, tcp_echo_server):
+    server = ServerProcess(tmp_path, HOSTILE_CONFIG).start()
+    try:
+        # Warm up (first connections import and allocate), then take the baseline.
+        assert echo_round_trip(server.address, tcp_echo_server, b"warm-up") == b"warm-up"
+        baseline = server.wait_fds(at_most=10_000)
+        baseline = server.wait_fds(at_most=baseline, timeout=1)
+
+        streams = make_streams(400, seed=1127, echo_port=tcp_echo_server[1],
+                               seeds=fuzz_seeds.core_server())
+        good = GoodClient(server.address, tcp_echo_server)
+        good.start()
+        replies = _run_hostile(server.address, streams)
+        good.stop()
+
+        assert server.alive(), server.log()[-3000:]
+        assert good.errors == [] and good.ok >= 1
+        # Garbage gets at most a method reply and a failure reply, never a success.
+        for stream, reply in zip(streams, replies, strict=True):
+            if stream.ending != "echo" and stream.payload[:1] == b"\x05":
+                assert len(reply) <= 2 + 22, (stream.kind, reply[:40])
+        # The echo streams got their garbage back through the tunnel.
+        echoed = [r for s, r in zip(streams, replies, strict=True) if s.kind == "pipelined-garbage"]
+        assert echoed and all(len(r) >= 3000 for r in echoed)
+
+        assert echo_round_trip(server.address, tcp_echo_server, b"after") == b"after"
+        assert server.wait_fds(at_most=baseline) <= baseline
+        log = server.log()
+        assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+        assert "protocol-error from 127.0.0.1:" in log
+    finally:
+        assert server.stop() == 0
+
+
+async def _other_tasks():
+    current = asyncio.current_task()
+    return sorted(repr(t.get_coro()) for t in asyncio.all_tasks() if t is not current)
+
+
+def test_hostile_streams_in_process_no_task_left_one_record_each(socks_server, tcp_echo_server):
+    srv = socks_server(config=HOSTILE_CONFIG)
+    loop = srv.server._loop  # the server's event loop thread (ThreadedServer)
+    before = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result(5)
+
+    streams = make_streams(150, seed=4242, echo_port=tcp_echo_server[1],
+                           seeds=fuzz_seeds.core_server())
+    good = GoodClient(srv.address, tcp_echo_server)
+    good.start()
+    _run_hostile(srv.address, streams, workers=16)
+    good.stop()
+    assert good.errors == [] and good.ok >= 1
+
+    # Every session, whatever it sent, ends with exactly one record.
+    expected = len(streams) + good.ok
+    records = srv.wait_records(expected, timeout=30)
+    time.sleep(0.2)
+    assert len(srv.records) == expected
+    outcomes = {r["outcome"] for r in records}
+    assert {"ok", "protocol-error", "client-closed"} <= outcomes
+    assert not any(o.startswith("internal-error") for o in outcomes), outcomes
+
+    deadline = time.monotonic() + 10
+    while True:
+        after = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result(5)
+        if after == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert after == before

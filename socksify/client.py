@@ -88,6 +88,13 @@ class Tunnel:
         return (self.reply.address.host, self.reply.port)
 
 
+#: RFC 1928 §3 method offers: no authentication, plus RFC 1929 when we have a user name
+_GREETINGS = {
+    False: Greeting((AuthMethod.NO_AUTH,)),
+    True: Greeting((AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD)),
+}
+
+
 class _Read:
     """I/O request from ``_negotiate``: the next event ``conn`` decodes from the proxy."""
 
@@ -129,12 +136,8 @@ def _negotiate(
     (request/reply); SOCKS4.protocol and SOCKS4A.protocol for version 4.
     """
     conn = Connection(Role.CLIENT, hop.version)
-    what = f"{command.name} {host}:{port}"
     if hop.version == 5:
-        methods = (AuthMethod.NO_AUTH,)
-        if hop.username is not None:
-            methods = (AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD)
-        yield conn.send(Greeting(methods))
+        yield conn.send(_GREETINGS[hop.username is not None])
         selected = yield _Read(conn)
         if selected.method == AuthMethod.USERNAME_PASSWORD:
             user = (hop.username or "").encode()
@@ -168,13 +171,29 @@ def _negotiate(
     yield conn.send(request)
     reply = yield _Read(conn)
     if not conn.reply_succeeded(reply):
-        raise errors.refused(hop.version, reply.code, hop, what)
-    log(__name__, DEBUG, "%s: %s granted, bound %s:%s", hop, what, reply.address.host, reply.port)
+        raise errors.refused(hop.version, reply.code, hop, f"{command.name} {host}:{port}")
+    log(
+        __name__,
+        DEBUG,
+        "%s: %s %s:%s granted, bound %s:%s",
+        hop,
+        command.name,
+        host,
+        port,
+        reply.address.host,
+        reply.port,
+    )
     return Tunnel(hop, conn, reply)
 
 
 def _chain_steps(chain, host: str, port: int, command: Command):
     """Hop 1 CONNECTs to hop 2, ..., the last hop runs ``command`` for the destination."""
+    if len(chain) == 1:  # the common case, without a generator in between
+        return _negotiate(chain[0], host, port, command)
+    return _hops(chain, host, port, command)
+
+
+def _hops(chain, host: str, port: int, command: Command):
     for index, hop in enumerate(chain):
         if index + 1 < len(chain):
             following = chain[index + 1]
@@ -223,7 +242,12 @@ def _read_event(sock: socket.socket, conn: Connection, deadline: float | None):
 
 
 def _sendall(sock: socket.socket, data: bytes, deadline: float | None) -> None:
-    view = memoryview(data)
+    sent = 0
+    if deadline is None:  # handshake messages are small: one send() is the usual case
+        sent = _send(sock, data)
+        if sent == len(data):
+            return
+    view = memoryview(data)[sent:]
     while view:
         if deadline is not None:
             sock.settimeout(_remaining(deadline))

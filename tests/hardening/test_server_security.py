@@ -27,6 +27,8 @@ from socksify.protocol import (
     Greeting,
     Request,
     Role,
+    UdpDatagram,
+    encode_udp_datagram,
 )
 
 pytestmark = pytest.mark.e2e
@@ -130,8 +132,9 @@ def _socks5_request(proxy, address: Address, port: int) -> int:
 
 
 UNSPECIFIED_BUG = (
-    "bug: a CONNECT to the unspecified address (0.0.0.0, ::, or a name resolving to it) "
-    "reaches this host but is checked as 0.0.0.0/::, so 'deny 127.0.0.0/8' does not stop it"
+    "bug: a CONNECT or UDP datagram to the unspecified address (0.0.0.0, ::, or a name "
+    "resolving to it) reaches this host but is checked as 0.0.0.0/::, so "
+    "'deny 127.0.0.0/8' does not stop it"
 )
 
 
@@ -180,6 +183,47 @@ def test_deny_rule_holds_for_socks4a_names(socks_server, listeners):
     assert reply[1] == 91
     assert listeners["v4"].accepted == 0
     assert srv.wait_records(1)[0]["outcome"] == "not-allowed"
+
+
+@pytest.mark.parametrize(
+    ("host", "denied"),
+    [("127.0.0.1", False),  # the control: without the rule the datagram arrives
+     ("127.0.0.1", True), ("::ffff:127.0.0.1", True),
+     pytest.param("0.0.0.0", True,
+                  marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG))],
+)
+def test_deny_rule_holds_for_udp_datagrams(socks_server, host, denied):
+    """A datagram to a denied address is dropped by the relay, whatever its spelling."""
+    srv = socks_server(config=DENY_LOOPBACK if denied else "")
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(1.0)  # bounded wait for a datagram that must not come
+    conn = Connection(Role.CLIENT, 5)
+    with target, socket.create_connection(srv.address, timeout=10) as control, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        control.sendall(conn.send(Greeting((AuthMethod.NO_AUTH,))))
+        control.sendall(conn.send(Request(Command.UDP_ASSOCIATE, Address.ipv4("127.0.0.1"),
+                                          udp.getsockname()[1])))
+        reply = None
+        while reply is None:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                conn.receive_data(control.recv(4096))
+            elif hasattr(event, "code"):
+                reply = event
+        assert reply.code == 0
+        relay = (reply.address.host, reply.port)
+        datagram = UdpDatagram(Address.from_host(host), target.getsockname()[1], b"leak?")
+        udp.sendto(encode_udp_datagram(datagram), relay)
+        try:
+            leaked = target.recvfrom(100)
+        except TimeoutError:
+            leaked = None
+    if denied:
+        assert leaked is None, f"a datagram to {host} reached the denied target"
+    else:
+        assert leaked is not None and leaked[0].endswith(b"leak?")
 
 
 # --- logging ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /*
- * hook_udp.c -- the data calls of connected UDP sockets: send(), recv(), write(), read().
+ * hook_udp.c -- the data calls of connected UDP sockets: send(), recv(), write(), read(),
+ * writev(), readv().
  *
  * On a UDP socket connect()ed to a proxied destination the kernel socket is NOT connected
  * (it talks to the relay), so these calls must wrap and unwrap datagrams (udp.c). Every
@@ -71,6 +72,48 @@ SFY_EXPORT ssize_t read(int fd, void *buf, size_t len)
     rc = udp_recv_one(fd, buf, len, 0);
     if (rc == SFY_UDP_NOT_MINE)
         rc = SFY_REAL(read)(fd, buf, len);
+    sfy_hook_leave();
+    return rc;
+}
+
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real_readv)(int, const struct iovec *, int);
+
+SFY_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    ssize_t rc;
+    if (!real_writev)
+        real_writev = (ssize_t(*)(int, const struct iovec *, int))sfy_dlsym_next("writev");
+    if (!real_writev) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (!sfy_udp_maybe(fd) || iovcnt < 0 || !sfy_hook_enter())
+        return real_writev(fd, iov, iovcnt);
+    rc = sfy_udp_send(fd, iov, (size_t)iovcnt, 0, NULL, 0, NULL);
+    if (rc == SFY_UDP_NOT_MINE)
+        rc = real_writev(fd, iov, iovcnt);
+    sfy_hook_leave();
+    return rc;
+}
+
+SFY_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {0};
+    ssize_t rc;
+    if (!real_readv)
+        real_readv = (ssize_t(*)(int, const struct iovec *, int))sfy_dlsym_next("readv");
+    if (!real_readv) {
+        errno = ENOSYS;
+        return -1;
+    }
+    if (!sfy_udp_maybe(fd) || iovcnt < 0 || !sfy_hook_enter())
+        return real_readv(fd, iov, iovcnt);
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    rc = sfy_udp_recv(fd, &msg, 0);
+    if (rc == SFY_UDP_NOT_MINE)
+        rc = real_readv(fd, iov, iovcnt);
     sfy_hook_leave();
     return rc;
 }

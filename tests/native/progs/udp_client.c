@@ -6,7 +6,8 @@
  * MODE is one of (default: all of them, in this order):
  *   sendto     unconnected socket: sendto() then recvfrom(); the reported source must be
  *              HOST:PORT (through a SOCKS relay: the real remote, not the relay)
- *   connected  connect() then send()/recv(), write()/read(); getpeername() must be HOST:PORT
+ *   connected  connect() then send()/recv(), write()/read(), writev()/readv();
+ *              getpeername() must be HOST:PORT
  *   msg        sendmsg() with a two-part iovec and msg_name, recvmsg() with msg_name
  *   mmsg       sendmmsg() of three datagrams, recvmmsg() until all three are back
  *   trunc      recvmsg() into a buffer smaller than the datagram: MSG_TRUNC must be set
@@ -129,6 +130,15 @@ static void run_connected(void)
     if (n < 0)
         die_call("read");
     expect_echo(msg2, sizeof msg2, buf, n);
+    char part1[] = "connected ", part2[] = "writev";
+    struct iovec out[2] = {{part1, strlen(part1)}, {part2, strlen(part2)}};
+    if (writev(fd, out, 2) != 16)
+        die_call("writev");
+    char a[5], b[64];
+    struct iovec in[2] = {{a, sizeof a}, {b, sizeof b}};
+    n = readv(fd, in, 2);
+    if (n != 16 || memcmp(a, "conne", 5) != 0 || memcmp(b, "cted writev", 11) != 0)
+        die("readv did not return the writev datagram");
     close(fd);
 }
 

@@ -1,13 +1,14 @@
 """Real programs under the native shim, end to end (socksify-run or LD_PRELOAD).
 
-wget, git (git:// from a local git daemon; git runs child processes), ncat, ``sh -c`` with
-exec'd children, Python's urllib, a multi-threaded C client (8 threads x 50 connects) and
-LD_BIND_NOW=1. curl over HTTP is covered by the core tests; dig is in test_udp.py, active FTP
-in test_bind.py. Every test checks the proxy's session records, so a direct connection
-cannot pass unnoticed.
+Complements tests/native/test_e2e_connect.py and test_e2e_dns.py (curl, wget, ncat, sh,
+Python urllib, git clone by name): here git clone by IP through socksify-run, ``sh -c``
+whose exec'd curl and wget both go through socksify-run's proxy, CPython by name and by IP,
+a multi-threaded C client (8 threads x 50 connects, by IP and by a name only the proxy
+knows) and LD_BIND_NOW=1 for Python and wget. dig is in test_udp.py, active FTP in
+test_bind.py. Every test checks the proxy's session records, so a direct connection cannot
+pass unnoticed.
 """
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,69 +30,10 @@ def connects(srv, count: int | None = None) -> list[dict]:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("scheme", ["socks5", "socks5h", "socks4", "socks4a"])
-def test_wget_http(shim, socks_server, http_server, scheme):
-    wget = require_peer("wget")
-    srv = socks_server()
-    url = http_server.url("/bytes/100000")
-    result = shim.run_cli(
-        ["--proxy", srv.url(scheme), "--", wget, "-q", "-O", "-", "-T", "20", "--tries=1", url]
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout == pattern_bytes(100_000)
-    [record] = connects(srv, 1)
-    assert (record["destination"], record["port"]) == ("127.0.0.1", http_server.port)
-
-
-@pytest.mark.e2e
-def test_wget_name_resolved_by_proxy(shim, socks_server, http_server):
-    """A name only the proxy knows: wget's getaddrinfo gets a placeholder, the proxy gets
-    the name (no DNS query from the client)."""
-    wget = require_peer("wget")
-    srv = socks_server(hosts={"web.only-proxy.test": "127.0.0.1"})
-    url = f"http://web.only-proxy.test:{http_server.port}/"
-    result = shim.run_cli(
-        ["--proxy", srv.url("socks5h"), "--", wget, "-q", "-O", "-", "-T", "20", "--tries=1", url]
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout == http_server.files["/"]
-    [record] = connects(srv, 1)
-    assert record["destination"] == "web.only-proxy.test"
-
-
-@pytest.mark.e2e
-def test_wget_fails_closed(shim, http_server):
-    wget = require_peer("wget")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
-    result = shim.run_cli(
-        [
-            "--proxy",
-            f"socks5h://127.0.0.1:{dead}",
-            "--",
-            wget,
-            "-q",
-            "-O",
-            "-",
-            "-T",
-            "10",
-            "--tries=1",
-            http_server.url("/"),
-        ]
-    )
-    assert result.returncode != 0
-    assert http_server.requests == []
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("by_name", [False, True], ids=["ip", "name"])
-def test_git_clone(shim, socks_server, git_daemon, tmp_path, by_name):
+def test_git_clone_by_ip_via_socksify_run(shim, socks_server, git_daemon, tmp_path):
     git = require_peer("git")
-    srv = socks_server(hosts={"git.only-proxy.test": "127.0.0.1"})
+    srv = socks_server()
     url = git_daemon.url
-    if by_name:
-        url = url.replace("127.0.0.1", "git.only-proxy.test")
     clone = tmp_path / "clone"
     env = _gitd.git_env(str(tmp_path))
     extra = {k: v for k, v in env.items() if k.startswith("GIT_") or k == "HOME"}
@@ -111,21 +53,7 @@ def test_git_clone(shim, socks_server, git_daemon, tmp_path, by_name):
     for path, content in git_daemon.files.items():
         assert (clone / path).read_bytes() == content
     [record] = connects(srv, 1)
-    expected = "git.only-proxy.test" if by_name else "127.0.0.1"
-    assert (record["destination"], record["port"]) == (expected, git_daemon.port)
-
-
-@pytest.mark.e2e
-def test_ncat_echo(shim, socks_server, tcp_echo_server):
-    ncat = require_peer("ncat")
-    srv = socks_server()
-    host, port = tcp_echo_server
-    payload = b"".join(b"line %d through ncat\n" % i for i in range(500))
-    result = shim.run([ncat, host, str(port)], srv.url("socks5"), input=payload)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout == payload
-    [record] = connects(srv, 1)
-    assert record["bytes_up"] == len(payload) == record["bytes_down"]
+    assert (record["destination"], record["port"]) == ("127.0.0.1", git_daemon.port)
 
 
 @pytest.mark.e2e
@@ -193,14 +121,13 @@ def test_mt_connect_8_threads_x_50(shim, socks_server, tcp_echo_server, mt_conne
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("program", ["curl", "python3", "wget"])
+@pytest.mark.parametrize("program", ["python3", "wget"])
 def test_ld_bind_now(shim, socks_server, http_server, program):
     """LD_BIND_NOW=1: every symbol is bound at load time; the library must still load
     (no unresolved symbols) and work."""
     srv = socks_server()
     url = http_server.url("/bytes/3000")
     argv = {
-        "curl": [require_peer("curl"), "-sS", "--max-time", "20", url],
         "wget": [require_peer("wget"), "-q", "-O", "-", "-T", "20", "--tries=1", url],
         "python3": [
             sys.executable,

@@ -6,7 +6,6 @@ destination is the expected peer; a socket bound to an explicit port, or any lis
 the first proxied connection, stays local.
 """
 
-import os
 import re
 import socket
 import subprocess
@@ -327,27 +326,26 @@ def test_local_listener_is_not_hijacked(shim, socks_server, tcp_echo_server, exp
 
 @pytest.fixture(scope="module")
 def listen_rule(tmp_path_factory):
-    cffi = pytest.importorskip("cffi")
-    ffi = cffi.FFI()
-    ffi.cdef("int sfy_listen_rule_c(int, int, unsigned, int, int);")
-    ffi.set_source(
-        "_sfy_listen_rule",
-        '#include "bind.h"\n'
-        "int sfy_listen_rule_c(int f, int t, unsigned p, int h, int x)\n"
-        "{ return (int)sfy_listen_rule(f, t, p, h, x); }\n",
-        include_dirs=[str(CSRC)],
+    """sfy_listen_rule() from csrc/bind.h, compiled into a tiny program (progs/listen_rule.c)."""
+    cc = require_peer("cc")
+    out = tmp_path_factory.mktemp("progs") / "listen_rule"
+    subprocess.run(
+        [cc, "-Wall", "-I", str(CSRC), "-o", str(out), str(PROGS / "listen_rule.c")],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
     )
-    out = tmp_path_factory.mktemp("cffi")
-    library = ffi.compile(tmpdir=str(out))
-    sys.path.insert(0, os.path.dirname(library))
-    try:
-        module = __import__("_sfy_listen_rule")
-    finally:
-        sys.path.pop(0)
-    return module.lib.sfy_listen_rule_c
+
+    def rule(*args: int) -> str:
+        result = subprocess.run(
+            [str(out), *map(str, args)], capture_output=True, check=True, timeout=TIMEOUT
+        )
+        return result.stdout.decode().strip()
+
+    return rule
 
 
-BIND, LOCAL = 1, 0
+BIND, LOCAL = "bind", "local"
 
 
 @pytest.mark.parametrize(

@@ -617,3 +617,52 @@ def test_ipv4_sockets_through_an_ipv6_only_proxy(runner, socks_server, tcp_echo_
     """
     out = runner.run_script(srv.url("socks5"), script, str(tcp_echo_server[1]))
     assert out.strip() == "async four over six"
+
+
+def test_bind_listener_accepts_one_connection(runner, socks_server, tcp_echo_server):
+    srv = socks_server()
+    script = runner.script("""
+        import errno, socket, sys
+        c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+        listener = socket.socket()
+        listener.settimeout(10)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        host, port = listener.getsockname()
+        print(host, port, flush=True)
+        conn, peer = listener.accept()
+        print(conn.recv(10).decode(), peer[0], conn.getsockname() == (host, port), flush=True)
+        conn.sendall(b"back")
+        try:
+            listener.accept()
+        except OSError as exc:
+            print("second accept", errno.errorcode[exc.errno], flush=True)
+        conn.close()
+    """)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "socksify",
+            "--proxy",
+            srv.url("socks5"),
+            script,
+            str(tcp_echo_server[1]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        host, port = proc.stdout.readline().split()
+        assert host == "127.0.0.1" and int(port) not in (0, srv.port)
+        with socket.create_connection((host, int(port)), timeout=10) as peer:
+            peer.sendall(b"inbound")
+            assert proc.stdout.readline().split() == ["inbound", "127.0.0.1", "True"]
+            assert peer.recv(10) == b"back"
+        assert proc.stdout.readline().strip() == "second accept EINVAL"
+    finally:
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "bind" in [r["command"] for r in srv.wait_records(2)]

@@ -399,3 +399,34 @@ def test_bind_before_connect_abandons_bind(shim, socks_server, tcp_echo_server):
     assert result.returncode == 0, result.stderr.decode()
     # primary + s + the BIND control connection, then primary + s only
     assert result.stdout.decode().split() == ["via", "bound", "socket", "3", "2"]
+
+
+@pytest.mark.e2e
+def test_bind_chain_and_auth(shim, socks_server, bind_client):
+    """BIND at the last hop of a two-hop chain whose hops want a username and password."""
+    first = socks_server(users={"alice": "s3cret"})
+    last = socks_server(users={"bob": "pa:ss"})
+    chain = f"{first.url('socks5', 'alice', 's3cret')},{last.url('socks5', 'bob', 'pa:ss')}"
+    control = ControlServer(b"through a chain\n")
+    result = shim_run(shim, chain, [bind_client, "127.0.0.1", str(control.port)])
+    control.join()
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"through a chain\n"
+    binds = [r for r in last.wait_records(2) if r["command"] == "bind"]
+    assert len(binds) == 1 and binds[0]["user"] == "bob"
+
+
+@pytest.mark.e2e
+def test_bind_after_a_connection_by_name(shim, socks_server, bind_client):
+    """The primary connection went to a name only the proxy knows (socks5h): the BIND
+    request names the same host, and the proxy resolves it to check the peer."""
+    srv = socks_server(hosts={"ctrl.only-proxy.test": "127.0.0.1"})
+    control = ControlServer(b"expected peer by name\n")
+    result = shim_run(
+        shim, srv.url("socks5h"), [bind_client, "ctrl.only-proxy.test", str(control.port)]
+    )
+    control.join()
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"expected peer by name\n"
+    binds = [r for r in srv.wait_records(2) if r["command"] == "bind"]
+    assert binds[0]["destination"].split("<-")[0] == "ctrl.only-proxy.test"

@@ -103,6 +103,16 @@ def test_udp_client_through_reference_server(shim, socks_server, udp_client, cou
 
 
 @pytest.mark.e2e
+def test_udp_with_username_password(shim, socks_server, udp_client, counting_echo):
+    srv = socks_server(users={"carol": "p@ss word"})
+    proxy = srv.url("socks5", "carol", "p@ss word")
+    result = run_client(shim, udp_client, proxy, counting_echo.address, ["sendto", "msg"])
+    assert result.returncode == 0, result.stderr.decode()
+    records = srv.wait_records(2)
+    assert [r["user"] for r in records] == ["carol", "carol"]
+
+
+@pytest.mark.e2e
 def test_udp_ipv6_target(shim, socks_server, udp_client, counting_echo6):
     """An AF_INET6 socket talks to an IPv4 relay through a v4-mapped address."""
     srv = socks_server()

@@ -666,3 +666,24 @@ def test_bind_listener_accepts_one_connection(runner, socks_server, tcp_echo_ser
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "bind" in [r["command"] for r in srv.wait_records(2)]
+
+
+def test_port_zero_listener_before_any_proxied_connection_stays_local(runner, socks_server):
+    srv = socks_server()
+    script = """
+        import socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        probe = socket.socket()
+        probe.settimeout(5)
+        probe.connect(("127.0.0.1", port))
+        conn, _ = listener.accept()
+        probe.sendall(b"local listener")
+        print(conn.recv(100).decode())
+    """
+    out = runner.run_script(srv.url("socks5"), script)
+    assert out.strip() == "local listener"
+    # the listener was local; the probe (loopback is proxied) went through the proxy to it
+    assert [r["command"] for r in srv.wait_records(1)] == ["connect"]

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import (
     NEED_DATA,
+    UNSPECIFIED_V4,
     Address,
+    AddressType,
     AuthMethod,
     AuthResult,
     Command,
@@ -162,17 +164,16 @@ class Session:
     what the record needs: an idle relayed connection should cost little memory.
     """
 
-    __slots__ = ("server", "config", "proto", "client_host", "client_port", "client_ip",
-                 "local_ip", "conn", "started", "task", "relay", "relaying", "udp", "user",
-                 "command", "destination", "port", "peer", "outcome", "reply_code", "bytes_up",
-                 "bytes_down", "_finished", "_version", "_denied_by")
+    __slots__ = ("server", "config", "proto", "client_host", "client_port", "local_ip", "conn",
+                 "started", "task", "relay", "relaying", "udp", "user", "command", "destination",
+                 "port", "peer", "outcome", "reply_code", "bytes_up", "bytes_down", "_finished",
+                 "_version", "_denied_by", "_timed_out")
 
     def __init__(self, server: Server, proto: ClientProtocol, peer, sockname):
         self.server = server
         self.config = server.config
         self.proto = proto
         self.client_host, self.client_port = peer[0], peer[1]
-        self.client_ip = _plain_ip(peer[0])
         self.local_ip = sockname[0]  # the interface the client came in on (BIND, UDP)
         self.conn = Connection(Role.SERVER)
         self.started = time.monotonic()
@@ -192,6 +193,11 @@ class Session:
         self._finished = False
         self._version: int | None = None
         self._denied_by: str | None = None
+        self._timed_out = False
+
+    @property
+    def client_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return _plain_ip(self.client_host)
 
     @property
     def version(self) -> int | None:
@@ -207,11 +213,18 @@ class Session:
 
     async def _run(self) -> None:
         try:
+            # A timer cancels this task if the handshake takes too long (cheaper than
+            # wait_for, which runs the coroutine in a second task).
+            timeout = self.config.handshake_timeout
+            timer = None
+            if timeout:
+                loop = asyncio.get_running_loop()
+                timer = loop.call_later(timeout, self._handshake_timeout)
             try:
-                request = await asyncio.wait_for(
-                    self._negotiate(), self.config.handshake_timeout or None
-                )
-            except asyncio.TimeoutError:
+                request = await self._negotiate()
+            except asyncio.CancelledError:
+                if not self._timed_out:
+                    raise
                 self._protocol_failure("handshake-timeout", "no complete request in time")
                 return
             except RemoteProtocolError as exc:
@@ -223,6 +236,9 @@ class Session:
                 else:
                     self._protocol_failure("protocol-error", str(exc), exc.reply_hint)
                 return
+            finally:
+                if timer is not None:
+                    timer.cancel()
             if request is None:
                 return
             await self._dispatch(request)
@@ -237,6 +253,11 @@ class Session:
         finally:
             if not self.relaying:
                 self.finish()
+
+    def _handshake_timeout(self) -> None:
+        if self.task is not None and not self.task.done():
+            self._timed_out = True
+            self.task.cancel()
 
     async def _negotiate(self) -> Request | None:
         conn = self.conn
@@ -336,6 +357,8 @@ class Session:
         return "socks4" if self.conn.version == 4 else "socks5"
 
     def _check(self, host: str | None, address: str | None, port: int | None) -> bool:
+        if not self.config.rules and not (self.conn.version == 4 and self.server.auth):
+            return True  # nothing to evaluate: the default without rules is allow
         query = Query(
             client=self.client_ip,
             command=self.command,
@@ -373,10 +396,12 @@ class Session:
         if self.conn.version == 4:
             code = Reply4.GRANTED if code == Reply5.SUCCEEDED else Reply4.REJECTED
             address = Address.from_host(host)
-            if address.type != Address.from_host("0.0.0.0").type:
-                address = _unspecified()
+            if address.type != AddressType.IPV4:
+                address = UNSPECIFIED_V4
         else:
-            address = Address.from_host(str(_plain_ip(host)))
+            address = Address.from_host(host)
+            if address.type == AddressType.IPV6 and host.startswith("::ffff:"):
+                address = Address.from_host(str(_plain_ip(host)))
         self.reply_code = code
         self.proto.write(self.conn.send(Reply(code, address, port)))
 
@@ -571,4 +596,4 @@ class Session:
 
 
 def _unspecified() -> Address:
-    return Address.from_host("0.0.0.0")
+    return UNSPECIFIED_V4

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 
@@ -90,16 +91,41 @@ def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
+def _fail_future(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _done_future(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def _connect_one(address: str, port: int, timeout: float) -> socket.socket:
+    """A non-blocking connect with a timer (no extra task per connection, as
+    ``wait_for(loop.sock_connect(...))`` would create)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(_family(address), socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if timeout > 0:
-            await asyncio.wait_for(loop.sock_connect(sock, (address, port)), timeout)
-        else:
-            await loop.sock_connect(sock, (address, port))
+        code = sock.connect_ex((address, port))
+        if code == errno.EINPROGRESS:
+            fd = sock.fileno()
+            future = loop.create_future()
+            loop.add_writer(fd, _done_future, future)
+            timer = None
+            if timeout > 0:
+                timer = loop.call_later(timeout, _fail_future, future, asyncio.TimeoutError())
+            try:
+                await future
+            finally:
+                loop.remove_writer(fd)
+                if timer is not None:
+                    timer.cancel()
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
     except BaseException:
         sock.close()
         raise

@@ -140,7 +140,8 @@ class Server:
         if session in self._sessions:
             self._sessions.discard(session)
         self._admitted -= 1
-        logger.info("%s", format_record(record))
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s", format_record(record))
         if self.on_session is not None:
             try:
                 self.on_session(record)

@@ -33,7 +33,7 @@ SFY_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flag
         errno = ENOSYS;
         return -1;
     }
-    if (!vec || !sfy_udp_maybe(fd) || !sfy_hook_enter())
+    if (!vec || vlen == 0 || !sfy_udp_maybe(fd) || !sfy_hook_enter())
         return sfy_real.recvmmsg(fd, vec, vlen, flags, timeout);
     for (i = 0; i < vlen; i++) {
         int f = flags & ~MSG_WAITFORONE;

@@ -42,7 +42,7 @@ SFY_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flag
     }
     for (i = 0; vec && i < vlen; i++)
         any_named |= vec[i].msg_hdr.msg_name != NULL;
-    if (!vec || (!any_named && !sfy_udp_maybe(fd)))
+    if (!vec || vlen == 0 || (!any_named && !sfy_udp_maybe(fd)))
         return sfy_real.sendmmsg(fd, vec, vlen, flags);
     if (!sfy_hook_enter())
         return sfy_real.sendmmsg(fd, vec, vlen, flags);

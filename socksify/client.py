@@ -138,6 +138,8 @@ def _negotiate(
     conn = Connection(Role.CLIENT, hop.version)
     if hop.version == 5:
         yield conn.send(_GREETINGS[hop.username is not None])
+        # Built while the greeting is on its way: the work overlaps the round trip.
+        request = Request(command, _wire_address(host, hop), port)
         selected = yield _Read(conn)
         if selected.method == AuthMethod.USERNAME_PASSWORD:
             user = (hop.username or "").encode()
@@ -160,7 +162,6 @@ def _negotiate(
                 errors.ERRNO_PROTOCOL_VIOLATION,
                 f"proxy {hop} selected method 0x{selected.method:02x}, which we did not offer",
             )
-        request = Request(command, _wire_address(host, hop), port)
     else:
         address = _wire_address(host, hop)
         if address.type.name == "IPV6":

@@ -11,9 +11,11 @@ catches them. Configuration errors exit with status 2 and one line, never a trac
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import runpy
 import sys
+import zipfile
 
 from ._cli import add_client_arguments, settings_from_args, usage_error
 from .patch import install as _install
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         return  # not reached: exec replaced the process
 
     if args.module is not None:
+        if not _module_exists(args.module):  # what `python -m nosuch` says, and its status
+            raise usage_error(f"No module named {args.module!r}", 1)
         sys.argv[:] = [args.module, *rest]  # run_module sets argv[0] to the file path
         # sys.path[0] is already the working directory, as `python -m` leaves it.
         _install(settings)
@@ -88,11 +92,21 @@ def main(argv: list[str] | None = None) -> None:
         script = rest[0]
         if not os.path.exists(script):
             raise usage_error(f"can't open file {script!r}: no such file")
-        # The script may chdir: use the absolute directory for sys.path[0] now.
         sys.argv[:] = rest
-        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        # The script may chdir: make sys.path[0] absolute now. Like `python`: the script's
+        # directory, or the directory or zip file itself when that is what we run.
+        path = os.path.abspath(script)
+        runs_itself = os.path.isdir(script) or zipfile.is_zipfile(script)
+        sys.path[0] = path if runs_itself else os.path.dirname(path)
         _install(settings)
         runpy.run_path(script, run_name="__main__")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package is missing, or a bad name
+        return False
 
 
 def _exec_native(argv: list[str], settings) -> None:

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import textwrap
 
 import pytest
 
@@ -138,3 +139,21 @@ def test_native_program_after_double_dash(runner):
         assert result.stdout == ""
     result = runner.run(["--proxy", PROXY, "--"])
     assert result.returncode == 2
+
+
+def test_missing_module_is_exit_1_like_python(runner):
+    result = runner.run(["--proxy", PROXY, "-m", "no_such_module_here"])
+    assert result.returncode == 1
+    assert "No module named 'no_such_module_here'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_directory_with_main(runner, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text(textwrap.dedent(SHOW))
+    result = runner.run(["--proxy", PROXY, str(app), "x"])
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["path0"] == str(app)
+    assert shown["argv"] == [str(app), "x"]

@@ -10,7 +10,8 @@ import sys
 
 import atheris
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [_SCRIPTS, os.path.dirname(_SCRIPTS)]
 
 with atheris.instrument_imports(include=["socksify"]):
     import socksify.protocol  # noqa: F401

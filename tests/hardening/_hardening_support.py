@@ -38,6 +38,16 @@ to = ["127.0.0.0/8", "::1"]
 """
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def server_env() -> dict:
+    """The environment for a server subprocess: this checkout first on the import path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 class ServerProcess:
     """``python -m socksify.server`` on 127.0.0.1:0, log in ``tmp_path/server.log``."""
 
@@ -62,7 +72,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "socksify.server", *self.args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            preexec_fn=self._limit,
+            preexec_fn=self._limit, env=server_env(),
         )
         log.close()
         deadline = time.monotonic() + timeout

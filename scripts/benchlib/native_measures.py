@@ -9,6 +9,11 @@ destination as a name the proxy resolves (remote DNS: ``socks5h``, ``--socks5-ho
 proxychains' ``proxy_dns``, torsocks' ``.onion`` path; torsocks refuses loopback
 destinations and resolves other names with Tor's own RESOLVE command, so a ``.onion`` name
 is the one way it reaches a local target through a plain SOCKS5 proxy).
+
+The per-connect measure adds two rows: a built-in SOCKS5 client (the handshake done by the
+C program itself, as a program with its own SOCKS support would) and the shim preloaded but
+told to bypass the destination (``SOCKSIFY_NO_PROXY``): the hooks' own cost on a direct
+connect (an idea taken from scripts/bench_native_shim.py).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ CURL_OWN = "curl --socks5-hostname"
 PRELOAD = "socksify (LD_PRELOAD)"
 RUN = "socksify-run"
 BUILTIN = "built-in SOCKS5 (C)"
+#: the shim preloaded but told to bypass the destination: the hooks' own cost
+BYPASS = "socksify (LD_PRELOAD, bypassed)"
 CURL_SUBJECTS = [DIRECT, CURL_OWN, PRELOAD, RUN, "proxychains4", "torsocks"]
-CONNECT_SUBJECTS = [DIRECT, BUILTIN, PRELOAD, "proxychains4", "torsocks"]
+CONNECT_SUBJECTS = [DIRECT, BYPASS, BUILTIN, PRELOAD, "proxychains4", "torsocks"]
 
 CURL_TARGET = Target("socksify shim (LD_PRELOAD) <= curl --socks5-hostname + 0.5 ms",
                      overhead_at_most(PRELOAD, CURL_OWN, 0.5, "ms"))
@@ -85,6 +92,10 @@ def wrap(ctx: Context, subject: str, program: list[str], name_args, ip_args
     name = BENCH_NAME if proxy.resolves_names else ctx.target.host
     if subject == DIRECT:
         return [*program, *ip_args], clean_env()
+    if subject == BYPASS:
+        return [*program, *ip_args], clean_env(
+            LD_PRELOAD=_library(), SOCKSIFY_PROXY=proxy.url("socks5h"),
+            SOCKSIFY_NO_PROXY=ctx.target.host)
     if subject == PRELOAD:
         return [*program, *name_args(name)], clean_env(
             LD_PRELOAD=_library(), SOCKSIFY_PROXY=proxy.url("socks5h"))

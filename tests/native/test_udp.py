@@ -271,3 +271,36 @@ def test_udp_association_ends_with_socket(shim, socks_server, counting_echo):
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.communicate(timeout=TIMEOUT)
+
+
+@pytest.mark.e2e
+def test_udp_threads_share_one_association(shim, socks_server, counting_echo):
+    """Eight threads send their first datagrams on one socket at once: one association
+    (the process holds two sockets: its UDP socket and one control connection)."""
+    srv = socks_server()
+    code = (
+        "import os, socket, threading\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.settimeout(10)\n"
+        "go = threading.Barrier(8)\n"
+        "def send(i):\n"
+        "    go.wait()\n"
+        f"    s.sendto(b'thread %d' % i, ('127.0.0.1', {counting_echo.address[1]}))\n"
+        "threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "got = sorted(s.recv(100) for _ in range(8))\n"
+        "print(got == sorted(b'thread %d' % i for i in range(8)))\n"
+        "links = []\n"
+        "for fd in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        links.append(os.readlink(f'/proc/self/fd/{fd}'))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(sum(link.startswith('socket:') for link in links))\n"
+    )
+    result = shim.python(code, srv.url("socks5"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.split() == [b"True", b"2"]
+    srv.wait_records(1)
+    assert len(udp_records(srv)) == 1

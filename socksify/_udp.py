@@ -25,6 +25,8 @@ import time
 
 from . import client, errors
 from ._log import DEBUG, log
+from ._resolver import is_ip_literal
+from ._sockets import SockState, new_state
 from .errors import UdpNotRelayableError
 from .protocol import (
     Address,
@@ -160,3 +162,48 @@ def unwrap(packet: bytes):
     if datagram.frag != 0:
         return None
     return datagram.data, datagram.address.host, datagram.port
+
+
+# --- the datagram socket side (called by socksify.patch's socket methods) -----------------
+
+
+def associate(sock: socket.socket, active, state: SockState | None) -> SockState:
+    """The socket's table entry, with its association opened if it has none yet."""
+    if state is not None and state.udp is not None:
+        return state
+    association = open_association(sock, active.chain, active.proxy_infos())
+    if state is None:
+        state = new_state(sock, "udp")
+    state.udp = association
+    return state
+
+
+def receive(sock: socket.socket, state: SockState, active, bufsize: int, flags: int):
+    """``(data, address)`` of the next datagram for the program: unwrapped from the relay,
+    or direct from a bypassed source; anything else is dropped (RFC 1928 §7).
+
+    ``address`` is the real remote address, except that a reply to a datagram sent to a
+    NAME (remote DNS) shows as that name's placeholder, and a connected socket reports its
+    peer: what the program sent to.
+    """
+    association = state.udp
+    family = sock.family
+    while True:
+        packet, source = _base.recvfrom(sock, 65535 + 262, flags)
+        if association.from_relay(source):
+            unwrapped = unwrap(packet)
+            if unwrapped is None:
+                continue
+            data, host, port = unwrapped
+            if state.udp_peer is not None:
+                if port != state.udp_peer[1]:
+                    continue  # a connected datagram socket hears only its peer
+                return data[:bufsize], state.peer
+            placeholder = state.udp_names.get(port)
+            if placeholder is not None:
+                return data[:bufsize], in_family(family, placeholder, port)
+            if active is not None and active.remote_dns and not is_ip_literal(host):
+                host = active.placeholders.address_for(host)
+            return data[:bufsize], in_family(family, host, port)
+        if active is not None and active.settings.no_proxy.matches(source[0]):
+            return packet[:bufsize], source

@@ -14,7 +14,8 @@ Rules of this module (after gevent's ``monkey`` and trio's socket factory):
   are never touched; loopback IS proxied unless the bypass list names it (SPEC.md).
 - The handshake is ``socksify.client``'s; this module only decides *when*, and keeps what a
   proxied socket must report afterwards (``getpeername``: the destination asked for;
-  ``getsockname``: BND.ADDR/BND.PORT of the reply) in a table keyed by file descriptor.
+  ``getsockname``: BND.ADDR/BND.PORT of the reply) in the fd-keyed table of
+  ``socksify._sockets``. UDP framing and the relay side live in ``socksify._udp``.
 - Non-blocking sockets: asyncio's ``BaseSelectorEventLoop.sock_connect`` is patched to run the
   handshake on the loop. Other non-blocking sockets (trio, hand-written selectors) get a
   blocking handshake in ``connect()``, bounded by the default timeout (or 30 s), after which
@@ -36,11 +37,11 @@ import socket as _stdlib_socket
 import sys
 import threading
 import time
-import weakref
 
 from . import _log
 from ._log import DEBUG, INFO, log
 from ._resolver import PlaceholderMap, RemoteResolver, is_ip_literal
+from ._sockets import drop_state, new_state, owner_fds, release, state_of, states
 from .proxy import Settings, load_settings
 
 __all__ = ["install", "is_installed", "patch", "patched", "should_proxy", "uninstall", "unpatch"]
@@ -105,107 +106,6 @@ def should_proxy(family, type, address, settings: Settings, proxy_endpoints=froz
     if host.startswith("::ffff:") and (host[7:], port) in proxy_endpoints:
         return False
     return not settings.no_proxy.matches(host)
-
-
-# --- the per-socket table -------------------------------------------------------------
-
-
-class _SockState:
-    """What a proxied socket reports; keyed by fd in ``_states``."""
-
-    __slots__ = (
-        "__weakref__",
-        "owner",
-        "detached",
-        "peer",
-        "bound",
-        "tunnel",
-        "udp",
-        "udp_peer",
-        "udp_names",
-        "pending_bind",
-        "kind",
-    )
-
-    def __init__(self, sock, kind: str):
-        self.owner = weakref.ref(sock, _forget_owner)
-        self.detached = False
-        self.kind = kind  # "tcp", "bind", "bind-used", "udp", "pending-bind"
-        self.peer = None  # sockaddr tuple for getpeername()
-        self.bound = None  # sockaddr tuple for getsockname()
-        self.tunnel = None
-        self.udp = None  # _udp.UdpAssociation
-        self.udp_peer = None  # (host to send, port) of a connected datagram socket
-        #: port -> placeholder, for datagrams sent to a NAME (remote DNS): the relay answers
-        #: from the address it resolved; recvfrom reports the placeholder the program used
-        self.udp_names = {}
-        self.pending_bind = None
-
-
-_states: dict[int, _SockState] = {}
-_owner_fds: dict = {}  # weakref -> fd, to clean up when a socket is garbage-collected
-
-
-def _forget_owner(ref) -> None:
-    fd = _owner_fds.pop(ref, None)
-    state = _states.get(fd)
-    if state is not None and state.owner is ref and not state.detached:
-        del _states[fd]
-        _release(state)
-
-
-def _release(state: _SockState) -> None:
-    if state.udp is not None:
-        state.udp.close()
-        state.udp = None
-
-
-def _state_of(sock) -> _SockState | None:
-    try:
-        fd = _base.fileno(sock)
-    except OSError:
-        return None
-    state = _states.get(fd)
-    if state is None:
-        return None
-    owner = state.owner()
-    if owner is sock:
-        return state
-    if state.detached:  # ssl.wrap_socket() & co: a new object took over the fd
-        state.owner = weakref.ref(sock, _forget_owner)
-        _owner_fds[state.owner] = fd
-        state.detached = False
-        return state
-    if owner is None:  # the old owner was collected and the fd number reused
-        del _states[fd]
-        _release(state)
-        return None
-    return state  # another live object over the same fd (socket(fileno=...)): same socket
-
-
-def _new_state(sock, kind: str) -> _SockState:
-    fd = _base.fileno(sock)
-    old = _states.pop(fd, None)
-    if old is not None:
-        _release(old)
-    state = _SockState(sock, kind)
-    _states[fd] = state
-    _owner_fds[state.owner] = fd
-    return state
-
-
-def _drop_state(sock) -> _SockState | None:
-    try:
-        fd = _base.fileno(sock)
-    except OSError:
-        return None
-    if fd < 0:
-        return None
-    state = _states.pop(fd, None)
-    if state is not None:
-        _owner_fds.pop(state.owner, None)
-        _release(state)
-    return state
 
 
 # --- the active configuration -----------------------------------------------------------
@@ -365,7 +265,7 @@ def _fail_closed(sock) -> None:
 
 
 def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -> None:
-    state = _state_of(sock)
+    state = state_of(sock)
     if state is not None and state.kind == "pending-bind":
         with contextlib.suppress(OSError):  # a source address; the proxy decides the rest
             _base.bind(sock, state.pending_bind)
@@ -380,7 +280,7 @@ def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -
     finally:
         if restore_nonblocking:
             sock.settimeout(0.0)
-    state = _new_state(sock, "tcp")
+    state = new_state(sock, "tcp")
     state.peer = peer
     state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
@@ -399,10 +299,10 @@ def _connect(self, address):
         return _base.connect(self, address)
     target = active.target(_family_of(self), socktype, address[0], address[1])
     if target is None or target[0] == "direct":
-        state = _state_of(self)
+        state = state_of(self)
         if state is not None and state.kind == "pending-bind":
             _base.bind(self, state.pending_bind)
-            _drop_state(self)
+            drop_state(self)
         return _base.connect(self, address if target is None else target[1])
     _proxied_connect(self, active, target[0], address[1], target[1])
 
@@ -432,7 +332,7 @@ def _bind(self, address):
         and active.bind_applies()
     ):
         # Port 0: maybe a SOCKS BIND at listen(); the real bind waits till we know.
-        _new_state(self, "pending-bind").pending_bind = address
+        new_state(self, "pending-bind").pending_bind = address
         return None
     return _base.bind(self, address)
 
@@ -441,14 +341,14 @@ def _listen(self, *args):
     active = _active
     if active is None or _family_of(self) not in _INET or _type_of(self) != _STREAM:
         return _base.listen(self, *args)
-    state = _state_of(self)
+    state = state_of(self)
     pending = state is not None and state.kind == "pending-bind"
     unbound = not pending and state is None and _base.getsockname(self)[1] == 0
     if (pending or unbound) and active.bind_applies():
         return _proxied_bind(self, active)
     if pending:
         _base.bind(self, state.pending_bind)
-        _drop_state(self)
+        drop_state(self)
     return _base.listen(self, *args)
 
 
@@ -471,7 +371,7 @@ def _proxied_bind(sock, active: _Active) -> None:
     bound_host, bound_port = tunnel.bound
     if bound_host in ("0.0.0.0", "::"):  # "the proxy's address": the one we reached
         bound_host = _base.getpeername(sock)[0]
-    state = _new_state(sock, "bind")
+    state = new_state(sock, "bind")
     state.tunnel = tunnel
     state.bound = _udp.in_family(_family_of(sock), bound_host, bound_port)
     log(
@@ -487,7 +387,7 @@ def _proxied_bind(sock, active: _Active) -> None:
 
 
 def _accept(self):
-    state = _state_of(self) if _active is not None else None
+    state = state_of(self) if _active is not None else None
     if state is None or state.kind not in ("bind", "bind-used"):
         return _original("accept")(self)
     if state.kind == "bind-used":
@@ -505,7 +405,7 @@ def _accept(self):
     conn = _SocketClass(_family_of(self), _STREAM, 0, fileno=conn_fd)
     conn.settimeout(_stdlib_socket.getdefaulttimeout())
     peer = _udp.in_family(_family_of(self), second.address.host, second.port)
-    conn_state = _new_state(conn, "tcp")
+    conn_state = new_state(conn, "tcp")
     conn_state.peer = peer
     conn_state.bound = state.bound
     state.kind = "bind-used"
@@ -516,7 +416,7 @@ def _accept(self):
 
 
 def _getsockname(self):
-    state = _state_of(self) if _states else None
+    state = state_of(self) if states else None
     if state is None or state.bound is None:
         if state is not None and state.kind == "pending-bind":
             return _udp.in_family(
@@ -529,20 +429,20 @@ def _getsockname(self):
 
 
 def _getpeername(self):
-    state = _state_of(self) if _states else None
+    state = state_of(self) if states else None
     if state is None or state.peer is None:
         return _base.getpeername(self)
     return state.peer
 
 
 def _close(self):
-    if _states:
-        _drop_state(self)
+    if states:
+        drop_state(self)
     return _original("close")(self)
 
 
 def _detach(self):
-    state = _state_of(self) if _states else None
+    state = state_of(self) if states else None
     if state is not None:
         state.detached = True
     return _original("detach")(self)
@@ -550,9 +450,9 @@ def _detach(self):
 
 def _dup(self):
     new = _original("dup")(self)
-    state = _state_of(self) if _states else None
+    state = state_of(self) if states else None
     if state is not None and state.udp is None:
-        copy = _new_state(new, state.kind)
+        copy = new_state(new, state.kind)
         copy.peer, copy.bound, copy.tunnel = state.peer, state.bound, state.tunnel
     return new
 
@@ -564,24 +464,14 @@ def _udp_target(sock, active: _Active, address):
     return active.target(_family_of(sock), _DGRAM, address[0], address[1])
 
 
-def _association(sock, active: _Active, state: _SockState | None) -> _SockState:
-    if state is not None and state.udp is not None:
-        return state
-    association = _udp.open_association(sock, active.chain, active.proxy_infos())
-    if state is None:
-        state = _new_state(sock, "udp")
-    state.udp = association
-    return state
-
-
 def _udp_connect(sock, active: _Active, address):
     target = _udp_target(sock, active, address)
     if target is None or target[0] == "direct":
-        state = _state_of(sock)
+        state = state_of(sock)
         if state is not None:
             state.udp_peer = state.peer = None
         return _base.connect(sock, address if target is None else target[1])
-    state = _association(sock, active, _state_of(sock))
+    state = _udp.associate(sock, active, state_of(sock))
     state.udp_peer = (target[0], address[1])
     state.peer = target[1]
     return None
@@ -598,7 +488,7 @@ def _sendto(self, data, *args):
         return _base.sendto(self, data, *args)
     if target[0] == "direct":
         return _base.sendto(self, data, flags, target[1])
-    state = _association(self, active, _state_of(self))
+    state = _udp.associate(self, active, state_of(self))
     if target[0] != target[1][0]:  # a name (remote DNS), reported as its placeholder
         state.udp_names[address[1]] = target[1][0]
     packet = _udp.wrap(data, target[0], address[1])
@@ -607,8 +497,8 @@ def _sendto(self, data, *args):
 
 
 def _send(self, data, flags=0):
-    if _type_of(self) == _DGRAM and _states:
-        state = _state_of(self)
+    if _type_of(self) == _DGRAM and states:
+        state = state_of(self)
         if state is not None and state.udp_peer is not None:
             packet = _udp.wrap(data, *state.udp_peer)
             _base.sendto(self, packet, flags, state.udp.relay)
@@ -626,7 +516,7 @@ def _sendmsg(self, buffers, ancdata=(), flags=0, address=None):
                     raise OSError(errno.EOPNOTSUPP, "ancillary data cannot be relayed by SOCKS")
                 return _sendto(self, data, flags, address)
         else:
-            state = _state_of(self)
+            state = state_of(self)
             if state is not None and state.udp_peer is not None:
                 return _send(self, data, flags)
     if address is None:
@@ -634,36 +524,10 @@ def _sendmsg(self, buffers, ancdata=(), flags=0, address=None):
     return _base.sendmsg(self, buffers, ancdata, flags, address)
 
 
-def _relayed_recv(sock, state: _SockState, bufsize: int, flags: int):
-    """Next datagram for the program: unwrapped from the relay, or direct from a bypassed
-    source; anything else is dropped (RFC 1928 §7)."""
-    association = state.udp
-    settings = _active.settings if _active is not None else None
-    while True:
-        packet, source = _base.recvfrom(sock, 65535 + 262, flags)
-        if association.from_relay(source):
-            unwrapped = _udp.unwrap(packet)
-            if unwrapped is None:
-                continue
-            data, host, port = unwrapped
-            if state.udp_peer is not None and port != state.udp_peer[1]:
-                continue  # a connected datagram socket hears only its peer
-            if state.udp_peer is not None:
-                return data[:bufsize], state.peer
-            placeholder = state.udp_names.get(port)
-            if placeholder is not None:
-                return data[:bufsize], _udp.in_family(_family_of(sock), placeholder, port)
-            if _active is not None and _active.remote_dns and not is_ip_literal(host):
-                host = _active.placeholders.address_for(host)
-            return data[:bufsize], _udp.in_family(_family_of(sock), host, port)
-        if settings is not None and settings.no_proxy.matches(source[0]):
-            return packet[:bufsize], source
-
-
 def _udp_state(sock):
-    if _type_of(sock) != _DGRAM or not _states:
+    if _type_of(sock) != _DGRAM or not states:
         return None
-    state = _state_of(sock)
+    state = state_of(sock)
     return state if state is not None and state.udp is not None else None
 
 
@@ -671,21 +535,21 @@ def _recvfrom(self, bufsize, flags=0):
     state = _udp_state(self)
     if state is None:
         return _base.recvfrom(self, bufsize, flags)
-    return _relayed_recv(self, state, bufsize, flags)
+    return _udp.receive(self, state, _active, bufsize, flags)
 
 
 def _recv(self, bufsize, flags=0):
     state = _udp_state(self)
     if state is None:
         return _base.recv(self, bufsize, flags)
-    return _relayed_recv(self, state, bufsize, flags)[0]
+    return _udp.receive(self, state, _active, bufsize, flags)[0]
 
 
 def _recv_into(self, buffer, nbytes=0, flags=0):
     state = _udp_state(self)
     if state is None:
         return _base.recv_into(self, buffer, nbytes, flags)
-    data, _ = _relayed_recv(self, state, nbytes or len(buffer), flags)
+    data, _ = _udp.receive(self, state, _active, nbytes or len(buffer), flags)
     memoryview(buffer)[: len(data)] = data
     return len(data)
 
@@ -694,7 +558,7 @@ def _recvfrom_into(self, buffer, nbytes=0, flags=0):
     state = _udp_state(self)
     if state is None:
         return _base.recvfrom_into(self, buffer, nbytes, flags)
-    data, address = _relayed_recv(self, state, nbytes or len(buffer), flags)
+    data, address = _udp.receive(self, state, _active, nbytes or len(buffer), flags)
     memoryview(buffer)[: len(data)] = data
     return len(data), address
 
@@ -703,7 +567,7 @@ def _recvmsg(self, bufsize, ancbufsize=0, flags=0):
     state = _udp_state(self)
     if state is None:
         return _base.recvmsg(self, bufsize, ancbufsize, flags)
-    data, address = _relayed_recv(self, state, bufsize, flags)
+    data, address = _udp.receive(self, state, _active, bufsize, flags)
     return data, [], 0, address
 
 
@@ -834,7 +698,7 @@ async def _sock_connect(self, sock, address):
     except OSError:
         _fail_closed(sock)
         raise
-    state = _new_state(sock, "tcp")
+    state = new_state(sock, "tcp")
     state.peer = target[1]
     state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
@@ -949,10 +813,10 @@ def uninstall() -> None:
                 setattr(owner, name, value)
         _log.unconfigure()
         _saved.clear()
-        for state in list(_states.values()):
-            _release(state)
-        _states.clear()
-        _owner_fds.clear()
+        for state in list(states.values()):
+            release(state)
+        states.clear()
+        owner_fds.clear()
 
 
 def is_installed() -> bool:

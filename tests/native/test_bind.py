@@ -47,12 +47,13 @@ class ControlServer:
     """The "remote server" of bind_client: told an address on the control connection, it
     connects there (directly: it is not under the shim) and sends ``payload``."""
 
-    def __init__(self, payload: bytes):
+    def __init__(self, payload: bytes, host: str = "127.0.0.1"):
         self.payload = payload
         self.target = None  # the address bind_client announced
         self.data_local = None  # our end of the data connection (what the proxy saw)
         self.error = None
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, 0), family=family)
         self.listener.settimeout(15)
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -430,3 +431,20 @@ def test_bind_after_a_connection_by_name(shim, socks_server, bind_client):
     assert result.stdout == b"expected peer by name\n"
     binds = [r for r in srv.wait_records(2) if r["command"] == "bind"]
     assert binds[0]["destination"].split("<-")[0] == "ctrl.only-proxy.test"
+
+
+@pytest.mark.e2e
+def test_bind_ipv6(shim, socks_server, bind_client):
+    """All IPv6: proxy on ::1, primary connection to ::1, the BIND listener on ::1."""
+    if not socket.has_ipv6:
+        pytest.skip("MISSING: this machine has no IPv6 loopback")
+    srv = socks_server(listen="[::1]:0")
+    control = ControlServer(b"over ipv6\n", host="::1")
+    result = shim_run(shim, srv.url("socks5"), [bind_client, "::1", str(control.port)])
+    control.join()
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"over ipv6\n"
+    lines = parse_lines(result.stderr)
+    assert lines["listening"] == control.target
+    assert control.target[0] == "::1"
+    assert lines["peer"] == control.data_local

@@ -1,6 +1,8 @@
 /*
- * udp.h -- UDP through SOCKS5 UDP ASSOCIATE (udp.c; hooks in hook_sendto.c, hook_sendmsg.c,
- * hook_recvfrom.c, hook_recvmsg.c, hook_udp.c).
+ * udp.h -- UDP through SOCKS5 UDP ASSOCIATE (udp.c; hooks in hook_sendto.c, hook_sendmsg.c
+ * (sendmsg, sendmmsg), hook_recvfrom.c, hook_recvmsg.c (recvmsg, recvmmsg), hook_udp.c (send,
+ * recv, write, read, writev, readv), hook_syscall.c (libuv's raw sendmmsg/recvmmsg) and
+ * hook_dup.c (copies share the association)).
  *
  * Interface with the rest of the library:
  *   - hook_connect.c calls sfy_udp_connect() for SOCK_DGRAM sockets (connect() on a UDP

@@ -687,3 +687,31 @@ def test_port_zero_listener_before_any_proxied_connection_stays_local(runner, so
     assert out.strip() == "local listener"
     # the listener was local; the probe (loopback is proxied) went through the proxy to it
     assert [r["command"] for r in srv.wait_records(1)] == ["connect"]
+
+
+def test_asyncio_chain_auth_and_errors(runner, socks_server, tcp_echo_server):
+    near = socks_server(users={"ann": "pw"})
+    far = socks_server(hosts=HOSTS)
+    script = """
+        import asyncio, errno, sys
+        import socksify
+        async def main(port, dead_port):
+            reader, writer = await asyncio.open_connection("only-proxy.test", port)
+            writer.write(b"chained")
+            print((await reader.readexactly(7)).decode())
+            writer.close()
+            try:
+                await asyncio.open_connection("127.0.0.1", dead_port)
+            except ConnectionRefusedError as exc:
+                print(type(exc).__name__, isinstance(exc, socksify.ProxyError), exc.reply_code)
+        asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+    """
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        chain = f"{near.url('socks5', 'ann', 'pw')},{far.url('socks5h')}"
+        out = runner.run_script(
+            chain, script, str(tcp_echo_server[1]), str(closed.getsockname()[1])
+        )
+    assert out.split("\n")[:2] == ["chained", "ProxyRefusedError True 5"]
+    assert far.wait_records(1)[0]["destination"] == "only-proxy.test"
+    assert near.wait_records(1)[0]["user"] == "ann"

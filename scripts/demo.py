@@ -52,8 +52,9 @@ def start_socks_server(config_path: str) -> tuple[subprocess.Popen, int]:
     return proc, int(match.group(1))
 
 
-def check(label: str, argv: list[str], env: dict | None = None) -> None:
-    result = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, env=env)
+def check(label: str, argv: list[str], cwd: str) -> None:
+    # cwd outside the checkout: `python -m socksify` must import the installed package.
+    result = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, cwd=cwd)
     if result.returncode != 0 or result.stdout != PAGE:
         sys.stderr.write(result.stderr.decode(errors="replace"))
         sys.exit(f"demo: FAILED {label}: exit {result.returncode}, got {result.stdout[:80]!r}")
@@ -72,7 +73,7 @@ def main() -> None:
             url = f"http://{DEMO_NAME}:{page_port}/"
             print(f"demo: socksify-server on 127.0.0.1:{socks_port}, page at {url}")
             check("curl --socks5-hostname", ["curl", "-sS", "--socks5-hostname",
-                                             f"127.0.0.1:{socks_port}", url])
+                                             f"127.0.0.1:{socks_port}", url], tmp)
             script = os.path.join(tmp, "fetch.py")
             with open(script, "w") as f:
                 f.write(textwrap.dedent(f"""\
@@ -80,9 +81,9 @@ def main() -> None:
                     sys.stdout.buffer.write(urllib.request.urlopen({url!r}, timeout=10).read())
                     """))
             check("python -m socksify (Python shim)",
-                  [sys.executable, "-m", "socksify", "--proxy", proxy, script])
+                  [sys.executable, "-m", "socksify", "--proxy", proxy, script], tmp)
             check("socksify-run curl (native shim)",
-                  ["socksify-run", "--proxy", proxy, "curl", "-sS", url])
+                  ["socksify-run", "--proxy", proxy, "curl", "-sS", url], tmp)
         finally:
             server.terminate()
             status = server.wait(timeout=TIMEOUT)

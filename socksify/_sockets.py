@@ -62,7 +62,7 @@ def _forget_owner(ref) -> None:
     fd = owner_fds.pop(ref, None)
     state = states.get(fd)
     if state is not None and state.owner is ref and not state.detached:
-        del states[fd]
+        states.pop(fd, None)  # another thread may have dropped it already
         release(state)
 
 
@@ -89,7 +89,7 @@ def state_of(sock) -> SockState | None:
         state.detached = False
         return state
     if owner is None:  # the old owner was collected and the fd number reused
-        del states[fd]
+        states.pop(fd, None)  # another thread may have dropped it already
         release(state)
         return None
     return state  # another live object over the same fd (socket(fileno=...)): same socket

@@ -324,3 +324,29 @@ def test_socket_timeout_is_the_handshake_deadline():
     thread.join(5)
     for conn in held:
         conn.close()
+
+
+@pytest.mark.e2e
+def test_state_of_a_collected_socket_does_not_leak_to_its_fd_number(microsocks, tcp_echo_server):
+    import gc
+    import warnings
+
+    from socksify._sockets import states
+
+    proxy = microsocks()
+    with socksify.patched(proxy.url("socks5")):
+        sock = socket.create_connection(tcp_echo_server, timeout=5)
+        fd = sock.fileno()
+        assert fd in states
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del sock
+            gc.collect()
+        assert fd not in states
+        fresh = socket.socket()
+        try:
+            with pytest.raises(OSError) as info:
+                fresh.getpeername()  # not connected: nothing inherited from the old socket
+            assert info.value.errno == errno.ENOTCONN
+        finally:
+            fresh.close()

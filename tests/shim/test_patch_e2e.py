@@ -715,3 +715,35 @@ def test_asyncio_chain_auth_and_errors(runner, socks_server, tcp_echo_server):
     assert out.split("\n")[:2] == ["chained", "ProxyRefusedError True 5"]
     assert far.wait_records(1)[0]["destination"] == "only-proxy.test"
     assert near.wait_records(1)[0]["user"] == "ann"
+
+
+def test_udp_from_an_ipv6_socket_to_an_ipv6_target(runner, socks_server):
+    import threading
+
+    echo = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    echo.bind(("::1", 0))
+    echo.settimeout(15)
+
+    def serve():
+        try:
+            data, source = echo.recvfrom(100)
+            echo.sendto(data, source)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    srv = socks_server()
+    script = """
+        import socket, sys
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.settimeout(10)
+        s.sendto(b"six by udp", ("::1", int(sys.argv[1])))
+        data, source = s.recvfrom(100)
+        print(data.decode(), source[:2] == ("::1", int(sys.argv[1])))
+    """
+    with echo:
+        out = runner.run_script(srv.url("socks5"), script, str(echo.getsockname()[1]))
+    thread.join(5)
+    assert out.strip() == "six by udp True"
+    assert srv.wait_records(1)[0]["command"] == "udp"

@@ -2,10 +2,10 @@
 
 Rules of this module:
 
-- Built on asyncio Protocols and transports, not streams: a chunk read from one side is
-  handed straight to the other side's ``transport.write`` (no extra task, queue or copy),
-  and no coroutine stays alive per relayed connection, so an idle pair costs only the two
-  transports, two small endpoint objects and one timer.
+- Built on asyncio (buffered) Protocols and transports, not streams: a chunk read from one
+  side is handed straight to the other side's ``transport.write`` (no task, queue or
+  extra copy), and no coroutine stays alive per relayed connection, so an idle pair costs
+  only the two transports and three small objects.
 - Back-pressure: when one side's write buffer passes its high-water mark, asyncio calls
   ``pause_writing`` on that side's protocol and the *other* side stops reading until
   ``resume_writing``. Memory per connection is bounded by the two write buffers.

@@ -260,3 +260,14 @@ def test_upload_and_download_at_once_with_back_pressure(socks_server, tcp_echo_s
         echoed = client.conn.trailing_data + read_all(client.sock, timeout=30)
         sender.join(30)
     assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+
+
+def test_connect_then_close_without_data(socks_server, tcp_echo_server, relay_toml):
+    srv = socks_server(config=relay_toml)
+    for _ in range(3):
+        with CoreClient(srv.address, 5) as client:
+            assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
+            client.sock.shutdown(socket.SHUT_WR)
+            assert read_all(client.sock) == b""  # the echo server's EOF came back
+    records = srv.wait_records(3)
+    assert all((r["outcome"], r["bytes_up"], r["bytes_down"]) == ("ok", 0, 0) for r in records)

@@ -37,7 +37,7 @@ class Result:
 _INTERESTING = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x7F, 0x80, 0xFE, 0xFF, 0x5A, 0x5B)
 
 
-def _mutate(seed: bytes, ops: list, other: bytes) -> bytes:
+def _mutate(seed: bytes, ops: list, other: bytes, tokens: tuple = ()) -> bytes:
     data = bytearray(seed)
     for kind, where, blob in ops:
         pos = where % (len(data) + 1)
@@ -55,18 +55,22 @@ def _mutate(seed: bytes, ops: list, other: bytes) -> bytes:
             data[pos:pos] = data[pos : pos + 1 + 4 * len(blob)]
         elif kind == 6:  # splice another seed in
             data[pos:] = other[where % (len(other) + 1) :]
+        elif kind == 7 and tokens:  # insert a dictionary token
+            data[pos:pos] = tokens[(blob[0] if blob else where) % len(tokens)]
     return bytes(data)
 
 
-def mutated_inputs(seeds: list[bytes]):
-    """A hypothesis strategy: random bytes, or a seed with up to four mutations."""
+def mutated_inputs(seeds: list[bytes], tokens: tuple = ()):
+    """A hypothesis strategy: random bytes, or a seed with up to four mutations (some insert
+    dictionary ``tokens``)."""
     from hypothesis import strategies as st
 
     if not seeds:
         return st.binary(max_size=512)
-    op = st.tuples(st.integers(0, 6), st.integers(0, 1 << 16), st.binary(max_size=8))
+    op = st.tuples(st.integers(0, 7), st.integers(0, 1 << 16), st.binary(max_size=8))
     mutated = st.builds(
-        _mutate, st.sampled_from(seeds), st.lists(op, max_size=4), st.sampled_from(seeds)
+        _mutate, st.sampled_from(seeds), st.lists(op, max_size=4), st.sampled_from(seeds),
+        st.just(tuple(tokens)),
     )
     return st.one_of(st.binary(max_size=512), st.sampled_from(seeds), mutated, mutated)
 
@@ -102,7 +106,7 @@ def run_hypothesis(
         return result
     if seconds is None and max_inputs is None:
         raise ValueError("give seconds or max_inputs")
-    strategy = mutated_inputs(target.seeds())
+    strategy = mutated_inputs(target.seeds(), target.dictionary)
     failing: list = []
     start = time.monotonic()
     deadline = start + seconds if seconds is not None else None
@@ -165,8 +169,15 @@ def run_atheris(target: Target, *, seconds: float, seed: int, corpus_dir: str,
     def one(data: bytes) -> None:
         check(data)
 
-    argv = [
-        sys.argv[0],
+    argv = [sys.argv[0]]
+    if target.dictionary:
+        # libFuzzer dictionary format: one quoted token a line, \xNN escapes.
+        path = os.path.join(artifact_dir, "tokens.dict")
+        with open(path, "w") as f:
+            for token in target.dictionary:
+                f.write('"' + "".join(f"\\x{b:02x}" for b in token) + '"\n')
+        argv.append(f"-dict={path}")
+    argv += [
         f"-max_total_time={max(1, int(seconds))}",
         f"-seed={seed or 1}",
         "-print_final_stats=1",

@@ -121,6 +121,7 @@ CONFIG_SNIPPETS = [
 
 def config() -> list[bytes]:
     seeds = [s.encode() for s in CONFIG_SNIPPETS]
+    seeds += [b"127.0.0.1:1080", b"[::1]:0", b"localhost"]  # --listen values
     example = ROOT / "examples" / "server.toml"
     if example.exists():
         seeds.append(example.read_bytes())

@@ -161,3 +161,21 @@ def test_listen_port_in_use_exits_1():
         result = run("--listen", f"127.0.0.1:{busy.getsockname()[1]}")
     assert result.returncode == 1
     assert b"cannot listen" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_defaults_and_option_merging(tmp_path):
+    from socksify.server.__main__ import _build_config, build_parser
+
+    config = _build_config(build_parser().parse_args([]))
+    assert config.listen == [("127.0.0.1", 1080)] and config.users == {}
+    path = tmp_path / "s.toml"
+    path.write_text('[server]\nlisten = ["127.0.0.1:7000"]\nlog_level = "error"\n'
+                    '[users]\nbob = "pw"\n')
+    os.chmod(path, 0o600)
+    args = build_parser().parse_args(
+        ["--config", str(path), "--listen", "[::1]:0", "--user", "alice:a:b",
+         "--log-level", "DEBUG"])
+    config = _build_config(args)
+    assert config.listen == [("::1", 0)]  # --listen replaces the file's list
+    assert config.users == {"bob": "pw", "alice": "a:b"}  # --user adds
+    assert config.log_level == "debug"

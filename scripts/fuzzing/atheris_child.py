@@ -5,13 +5,16 @@ socksify is imported inside ``atheris.instrument_imports`` so only its own modul
 coverage probes (instrumenting every loaded module costs seconds and adds noise).
 """
 
+import importlib.util
 import os
 import sys
 
 import atheris
 
 _SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [_SCRIPTS, os.path.dirname(_SCRIPTS)]
+sys.path.insert(0, _SCRIPTS)
+if importlib.util.find_spec("socksify") is None:
+    sys.path.insert(1, os.path.dirname(_SCRIPTS))  # run from a checkout without installing
 
 with atheris.instrument_imports(include=["socksify"]):
     import socksify.protocol  # noqa: F401

@@ -38,13 +38,14 @@ to = ["127.0.0.0/8", "::1"]
 """
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 def server_env() -> dict:
-    """The environment for a server subprocess: this checkout first on the import path."""
+    """The environment for a server subprocess: it imports the same socksify as this process
+    (the installed package under tox, the checkout with an editable install)."""
+    import socksify
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    where = str(Path(socksify.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [where, env.get("PYTHONPATH")]))
     return env
 
 

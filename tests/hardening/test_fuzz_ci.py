@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _hardening_support import server_env
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -104,7 +105,7 @@ def test_fuzz_command_reports_inputs_and_time():
     proc = subprocess.run(
         [sys.executable, str(SCRIPTS / "fuzz"), "--seconds", "1", "--target", "udp",
          "--engine", "hypothesis", "--seed", "3", "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=server_env(),
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.splitlines()[-1])
@@ -115,7 +116,7 @@ def test_fuzz_command_reports_inputs_and_time():
 def test_fuzz_command_rejects_unknown_target():
     proc = subprocess.run(
         [sys.executable, str(SCRIPTS / "fuzz"), "--target", "nope"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=server_env(),
     )
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr

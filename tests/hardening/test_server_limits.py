@@ -132,6 +132,53 @@ def test_client_that_never_reads_does_not_grow_server_memory(tmp_path):
         assert server.stop() == 0
 
 
+class Sink(threading.Thread):
+    """A target that accepts one connection and never reads from it."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self.listener.getsockname()
+        self.release = threading.Event()
+
+    def run(self):
+        self.listener.settimeout(20)
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            self.release.wait(60)
+        self.listener.close()
+
+
+def test_target_that_never_reads_does_not_grow_server_memory(tmp_path):
+    """The other direction: the client floods, the target never reads."""
+    server = ServerProcess(tmp_path, LOOPBACK_ONLY_RULES).start()
+    sink = Sink()
+    sink.start()
+    try:
+        sock, reply = socks5_connect(server.address, sink.address)
+        with sock:
+            assert reply.code == 0
+            rss_before = server.rss_kib()
+            sock.settimeout(2)
+            sent, chunk = 0, b"U" * (1 << 20)
+            try:
+                while sent < 1024 * MiB:
+                    sent += sock.send(chunk)
+            except TimeoutError:
+                pass  # blocked: the relay stopped reading from us
+            grown = (server.rss_kib() - rss_before) * 1024
+            assert sent < 128 * MiB, f"sent {sent / MiB:.0f} MiB without blocking"
+            assert grown < 48 * MiB, f"server RSS grew {grown / MiB:.1f} MiB"
+        assert server.alive()
+    finally:
+        sink.release.set()
+        sink.join(10)
+        assert server.stop() == 0
+
+
 # --- file-descriptor exhaustion -------------------------------------------------------------
 
 

@@ -7,6 +7,9 @@ and wrote exactly one session record per connection.
 """
 
 import asyncio
+import ipaddress
+import random
+import socket
 import sys
 import threading
 import time
@@ -20,6 +23,22 @@ from support.targets import pattern_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from fuzzing import seeds as fuzz_seeds  # noqa: E402
+
+from socksify.protocol import (  # noqa: E402
+    NEED_DATA,
+    Address,
+    AuthMethod,
+    Command,
+    Connection,
+    Greeting,
+    RemoteProtocolError,
+    Reply,
+    Request,
+    Role,
+    UdpDatagram,
+    decode_udp_datagram,
+    encode_udp_datagram,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -127,3 +146,68 @@ def test_hostile_streams_in_process_no_task_left_one_record_each(socks_server, t
             break
         time.sleep(0.1)
     assert after == before
+
+
+def _udp_associate(proxy, udp_port):
+    """Open a UDP association for a client on 127.0.0.1:udp_port; returns (control, relay)."""
+    conn = Connection(Role.CLIENT, 5)
+    control = socket.create_connection(proxy, timeout=10)
+    control.sendall(conn.send(Greeting((AuthMethod.NO_AUTH,))))
+    control.sendall(conn.send(Request(Command.UDP_ASSOCIATE, Address.ipv4("127.0.0.1"),
+                                      udp_port)))
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            conn.receive_data(control.recv(4096))
+        elif isinstance(event, Reply):
+            assert event.code == 0
+            return control, (event.address.host, event.port)
+
+
+def _loopback_or_undecodable(datagram: bytes) -> bool:
+    """Never let a random datagram name a host or a non-loopback address (no traffic off
+    this machine, no DNS query)."""
+    try:
+        decoded = decode_udp_datagram(datagram)
+    except RemoteProtocolError:
+        return True
+    return decoded.address.is_ip and ipaddress.ip_address(decoded.address.host).is_loopback
+
+
+def test_random_datagrams_to_the_udp_relay(socks_server, udp_echo_server):
+    srv = socks_server(config=HOSTILE_CONFIG)
+    rng = random.Random(77)
+    header = encode_udp_datagram(UdpDatagram(Address.ipv4("127.0.0.1"), udp_echo_server[1], b""))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(5)
+        control, relay = _udp_associate(srv.address, udp.getsockname()[1])
+        with control:
+            sent = 0
+            while sent < 500:
+                kind = rng.randrange(3)
+                if kind == 0:
+                    datagram = rng.randbytes(rng.randrange(0, 300))
+                elif kind == 1:  # a valid header with one byte changed
+                    datagram = bytearray(header + rng.randbytes(20))
+                    datagram[rng.randrange(len(header))] = rng.randrange(256)
+                    datagram = bytes(datagram)
+                else:  # truncated headers
+                    datagram = header[: rng.randrange(len(header))]
+                if _loopback_or_undecodable(datagram):
+                    udp.sendto(datagram, relay)
+                    sent += 1
+            # Drain what the echo server sent back for the datagrams that were valid.
+            udp.settimeout(0.2)
+            try:
+                while udp.recv(65536):
+                    pass
+            except TimeoutError:
+                pass
+            # The association still relays a good datagram both ways.
+            udp.settimeout(5)
+            udp.sendto(header + b"still relaying", relay)
+            answer = decode_udp_datagram(udp.recv(65536))
+            assert answer.data == b"still relaying"
+    record = srv.wait_records(1)[0]
+    assert record["command"] == "udp" and record["outcome"] == "ok"

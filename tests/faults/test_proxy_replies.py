@@ -91,9 +91,8 @@ def test_patched_socket_in_a_program(direct_target):
     port = direct_target.getsockname()[1]
     proxies = [FakeProxy(script) for _n, _s, _u, script, _k, _e in CASES]
     try:
-        urls = [
-            [_url(proxy, case[1], case[2]), port] for proxy, case in zip(proxies, CASES, strict=True)
-        ]
+        pairs = zip(proxies, CASES, strict=True)
+        urls = [[_url(proxy, case[1], case[2]), port] for proxy, case in pairs]
         result = subprocess.run(
             [sys.executable, "-c", _CHILD, json.dumps(urls)],
             capture_output=True, text=True, timeout=60,

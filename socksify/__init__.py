@@ -38,6 +38,9 @@ def __getattr__(name: str):
     if name == "create_connection":
         from .client import create_connection
 
+        # Kept as a module global from now on: later lookups skip this function (the
+        # import statement alone costs a microsecond or two on every call otherwise).
+        globals()["create_connection"] = create_connection
         return create_connection
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

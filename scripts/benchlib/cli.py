@@ -162,6 +162,7 @@ def run(args) -> int:
         f"socksify benchmarks ({'SMOKE: tiny sizes, figures meaningless' if args.smoke else 'full'}"
         f" run, {args.rounds} round(s), medians)",
         f"machine: {machine.describe(info)}",
+        f"socksify source: {info['revision']}",
         f"load average (1/5/15 min): before {_load(load_before)}, after {_load(load_after)}",
         f"RLIMIT_NOFILE {nofile[0]}; client-side proxy for native/Python measures: "
         f"{ctx.client_proxy.name if ctx.client_proxy else '-'}; "

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpu_model() -> str:
@@ -37,6 +41,22 @@ def memory_gib() -> float:
     return float("nan")
 
 
+def source_revision() -> str:
+    """The commit measured, and whether the package's sources differ from it (the bench
+    measures the installed work tree, uncommitted changes included)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+             "socksify", "csrc"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "unknown"
+    return f"{head} + uncommitted changes in socksify/ or csrc/" if dirty else head
+
+
 def machine_info() -> dict:
     """CPU model, cores, kernel and Python: printed in the table header and on the chart."""
     return {
@@ -46,6 +66,7 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_path": sys.executable,
+        "revision": source_revision(),
     }
 
 

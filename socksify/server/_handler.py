@@ -52,6 +52,7 @@ from . import _bind
 from ._outbound import OutboundError, connect_outbound, reply_for_oserror
 from ._relay import Relay, start_relay
 from ._rules import Query, evaluate
+from ._text import printable
 from ._udp import UdpAssociation
 
 if TYPE_CHECKING:
@@ -101,10 +102,7 @@ class ClientProtocol(asyncio.Protocol):
         self.closed = loop.create_future()
         peer = transport.get_extra_info("peername")
         if not self.server._admit():
-            logger.warning(
-                "refused %s:%s: max_clients (%d) reached",
-                _format_host(peer[0]), peer[1], self.server.config.max_clients,
-            )
+            self.server._refused(f"{_format_host(peer[0])}:{peer[1]}")
             transport.abort()
             return
         self.session = Session(self.server, self, peer, transport.get_extra_info("sockname"))
@@ -349,8 +347,9 @@ class Session:
 
     def _denied(self) -> None:
         self.outcome = "not-allowed"
-        logger.info("denied %s %s %s:%s by %s", self._client_text(), self.command,
-                    self.destination, self.port, self._denied_by or "the rules")
+        logger.info("denied %s user=%s %s %s:%s by %s", self._client_text(),
+                    printable(self.user), self.command, printable(self.destination),
+                    self.port, self._denied_by or "the rules")
         self._reply_failure(Reply5.NOT_ALLOWED)
 
     def _protocol_name(self) -> str:

@@ -119,10 +119,25 @@ class Rule:
         return address is not None and _in_networks(address, self.networks)
 
 
-def _in_networks(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
-    # An IPv4-mapped IPv6 address (::ffff:1.2.3.4) is matched as the IPv4 address it is.
+_LOOPBACK = {4: ipaddress.ip_address("127.0.0.1"), 6: ipaddress.ip_address("::1")}
+
+
+def effective_address(address: IPAddress) -> IPAddress:
+    """The address a connection really reaches, for matching networks.
+
+    An IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) is the IPv4 address it carries, and
+    the unspecified address (``0.0.0.0``, ``::``) reaches this host, so it is judged as
+    loopback: otherwise it would slip past a rule that denies ``127.0.0.0/8``.
+    """
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    if address.is_unspecified:
+        address = _LOOPBACK[address.version]
+    return address
+
+
+def _in_networks(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    address = effective_address(address)
     return any(address.version == net.version and address in net for net in networks)
 
 

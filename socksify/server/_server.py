@@ -23,6 +23,7 @@ from ._config import ServerConfig
 from ._handler import ClientProtocol, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
+from ._text import printable
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
 
@@ -33,15 +34,80 @@ SessionHook = Callable[[dict[str, Any]], None]
 
 def format_record(record: dict[str, Any]) -> str:
     """The session log line (without the ``socksify-server:`` prefix the handler adds)."""
-    destination = record["destination"]
+    destination = printable(record["destination"])
     if ":" in destination and not destination.startswith("["):
         destination = f"[{destination}]"
     peer = f" peer={record['peer']}" if record.get("peer") else ""
     return (
-        f"{record['client']} user={record['user'] or '-'} {record['command']} "
+        f"{record['client']} user={printable(record['user'] or '-')} {record['command']} "
         f"{destination}:{record['port']} {record['outcome']}{peer} "
         f"up={record['bytes_up']} down={record['bytes_down']} time={record['duration']:.3f}s"
     )
+
+
+#: Listen backlog; asyncio also accepts up to this many connections per wake-up.
+_BACKLOG = 256
+#: Descriptors one session may hold at once: client, remote, two pipes (splice path),
+#: and one transient (the dup when the splice path takes a socket, a BIND listener).
+FDS_PER_SESSION = 7
+#: Descriptors kept for everything else: stdio, the event loop, listeners, threads.
+_FD_RESERVE = 24
+
+
+def client_cap(max_clients: int, listeners: int) -> int:
+    """``max_clients``, lowered so that the sessions fit the open-files limit.
+
+    Raises the soft RLIMIT_NOFILE toward the hard limit first when that is needed (what
+    nginx's worker_rlimit_nofile does); logs a warning when the cap is still lowered.
+    Running out of descriptors would make asyncio's accept loop log a traceback per
+    attempt; refusing at a cap that fits keeps the server quiet and responsive.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return max_clients
+    needed = _FD_RESERVE + listeners + max_clients * FDS_PER_SESSION
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return max_clients
+    cap = max(1, (soft - _FD_RESERVE - listeners) // FDS_PER_SESSION)
+    logger.warning(
+        "max_clients lowered from %d to %d to fit the open-files limit (ulimit -n %d)",
+        max_clients, cap, soft,
+    )
+    return cap
+
+
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Log asyncio's "out of system resource" accept errors once a second at most.
+
+    Out of descriptors, asyncio's accept loop reports every failed accept (up to the
+    backlog per wake-up) with a traceback; one warning a second says the same.
+    """
+    previous = loop.get_exception_handler()
+    last = [0.0]
+
+    def handler(loop, context):
+        if "out of system resource" in str(context.get("message", "")):
+            now = loop.time()
+            if now - last[0] >= 1.0:
+                last[0] = now
+                exc = context.get("exception")
+                logger.warning("cannot accept connections: %s", exc or context["message"])
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 class Server:
@@ -74,6 +140,9 @@ class Server:
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
         self._admitted = 0
+        self.max_clients = self.config.max_clients  #: lowered by start() to fit RLIMIT_NOFILE
+        self._refusals = 0
+        self._refusal_logged_at = float("-inf")
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -87,11 +156,14 @@ class Server:
     async def start(self) -> None:
         """Open every listener (raises OSError if one cannot be bound)."""
         self.config.check()
+        self.max_clients = client_cap(self.config.max_clients, len(self.config.listen))
         loop = asyncio.get_running_loop()
+        _quiet_accept_errors(loop)
         try:
             for host, port in self.config.listen:
                 server = await loop.create_server(
-                    lambda: ClientProtocol(self), host, port, reuse_address=True, backlog=1024
+                    lambda: ClientProtocol(self), host, port, reuse_address=True,
+                    backlog=_BACKLOG,
                 )
                 self._servers.append(server)
         except BaseException:
@@ -128,10 +200,19 @@ class Server:
     # -- used by sessions ---------------------------------------------------------------
 
     def _admit(self) -> bool:
-        if self._admitted >= self.config.max_clients:
+        if self._admitted >= self.max_clients:
             return False
         self._admitted += 1
         return True
+
+    def _refused(self, client: str) -> None:
+        """A client over ``max_clients`` was closed: warn, at most once a second."""
+        self._refusals += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._refusal_logged_at >= 1.0:
+            logger.warning("refused %s: max_clients (%d) reached (%d refused since the last "
+                           "warning)", client, self.max_clients, self._refusals)
+            self._refusal_logged_at, self._refusals = now, 0
 
     def _session_started(self, session: Session) -> None:
         self._sessions.add(session)

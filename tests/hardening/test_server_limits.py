@@ -249,7 +249,6 @@ FLOOD_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FLOOD_BUG)
 def test_fd_exhaustion_does_not_flood_the_log(tmp_path):
     server = ServerProcess(tmp_path, "[timeouts]\nhandshake = 60\n" + LOOPBACK_ONLY_RULES,
                            nofile=40).start()

@@ -151,16 +151,11 @@ UNSPECIFIED_BUG = (
         (Address.domain("0177.0.0.1"), "v4"),
         (Address.domain("alias.test"), "v4"),
         (Address.domain("ALIAS.test."), "v4"),
-        pytest.param(Address.ipv4("0.0.0.0"), "v4",
-                     marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG)),
-        pytest.param(Address.ipv6("::ffff:0.0.0.0"), "v4",
-                     marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG)),
-        pytest.param(Address.ipv6("::"), "v6",
-                     marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG)),
-        pytest.param(Address.domain("0"), "v4",
-                     marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG)),
-        pytest.param(Address.domain("0.0.0.0"), "v4",
-                     marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG)),
+        pytest.param(Address.ipv4("0.0.0.0"), "v4"),
+        pytest.param(Address.ipv6("::ffff:0.0.0.0"), "v4"),
+        pytest.param(Address.ipv6("::"), "v6"),
+        pytest.param(Address.domain("0"), "v4"),
+        pytest.param(Address.domain("0.0.0.0"), "v4"),
     ],
     ids=str,
 )
@@ -188,8 +183,7 @@ def test_deny_rule_holds_for_socks4a_names(socks_server, listeners):
     ("host", "denied"),
     [("127.0.0.1", False),  # the control: without the rule the datagram arrives
      ("127.0.0.1", True), ("::ffff:127.0.0.1", True),
-     pytest.param("0.0.0.0", True,
-                  marks=pytest.mark.xfail(strict=True, reason=UNSPECIFIED_BUG))],
+     pytest.param("0.0.0.0", True)],
 )
 def test_deny_rule_holds_for_udp_datagrams(socks_server, host, denied):
     """A datagram to a denied address is dropped by the relay, whatever its spelling."""
@@ -257,7 +251,6 @@ LOG_INJECTION_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=LOG_INJECTION_BUG)
 def test_socks4_userid_cannot_forge_log_lines(tmp_path, listeners):
     server = ServerProcess(tmp_path, "").start()
     try:

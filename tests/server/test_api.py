@@ -79,3 +79,37 @@ def test_format_record():
               "bytes_up": 10, "bytes_down": 20, "duration": 1.23456}
     assert format_record(record) == (
         "[::1]:5000 user=- connect [2001:db8::1]:443 ok up=10 down=20 time=1.235s")
+
+
+def test_format_record_escapes_client_chosen_text():
+    record = {"client": "127.0.0.1:5000", "user": "mallory\nsocksify-server: FORGED",
+              "command": "connect", "destination": "evil\r\n.test", "port": 80,
+              "outcome": "ok", "bytes_up": 0, "bytes_down": 0, "duration": 0.0}
+    line = format_record(record)
+    assert "\n" not in line and "\r" not in line
+    assert "user=mallory\\nsocksify-server: FORGED" in line and "evil\\r\\n.test:80" in line
+
+
+def test_client_cap_fits_the_open_files_limit():
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, resource; logging.basicConfig();"
+        "from socksify.server._server import client_cap, FDS_PER_SESSION;"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 10000));"
+        "print(client_cap(1000, 1), resource.getrlimit(resource.RLIMIT_NOFILE)[0]);"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100));"
+        "cap = client_cap(1024, 1); print(cap); assert cap * FDS_PER_SESSION < 100"
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 10000:
+        pytest.skip("needs a hard open-files limit of at least 10000")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    raised, capped = result.stdout.splitlines()
+    assert 1 <= int(capped) < 14
+    assert "max_clients lowered from 1024" in result.stderr
+    assert raised.split()[0] == "1000" and int(raised.split()[1]) >= 7000  # soft limit raised

@@ -136,3 +136,11 @@ def test_bad_rules_name_the_key(table, message):
     with pytest.raises(RuleError, match="rule 7") as info:
         rule_from_dict(table, "rule 7")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "::ffff:0.0.0.0"])
+def test_unspecified_destination_is_judged_as_loopback(address):
+    # connect() to 0.0.0.0 or :: reaches this host: a loopback deny rule must hold.
+    tables = [{"action": "deny", "to": ["127.0.0.0/8", "::1"]}, {"action": "allow"}]
+    assert decide(tables, query(address=ip(address))) is False
+    assert decide(tables, query(address=ip("192.0.2.1"))) is True

@@ -1,0 +1,1 @@
+"""Helpers of the hardening scripts (scripts/leak-audit, scripts/load_connections)."""

@@ -141,15 +141,24 @@ socks pass {{
 """
 
 
-def _create_system_user(name: str, password: str) -> None:
-    subprocess.run(
-        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-        check=True, capture_output=True, timeout=30,
-    )
+#: GECOS field of the throwaway accounts, so a leftover one is recognised and reused.
+_GECOS = "socksify test account"
+
+
+def _set_password(name: str, password: str) -> None:
     subprocess.run(
         ["chpasswd"], input=f"{name}:{password}\n".encode(), check=True, capture_output=True,
         timeout=30,
     )
+
+
+def _create_system_user(name: str, password: str) -> None:
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", _GECOS,
+         name],
+        check=True, capture_output=True, timeout=30,
+    )
+    _set_password(name, password)
 
 
 def _delete_system_user(name: str) -> None:
@@ -162,8 +171,8 @@ def danted(tmp_path):
 
     SOCKS4 and SOCKS5 (Dante 1.4 rejects SOCKS4a) on a free 127.0.0.1 port; with
     ``users`` the SOCKS5 method is username/password against throwaway system accounts of
-    those names (root only; a name that is already a system account skips the test),
-    deleted after the test.
+    those names (root only; marked in their GECOS field and deleted after the test; a name
+    that is a real system account skips the test).
     """
     program = require_peer("danted")
     started: list[PeerProxy] = []
@@ -175,19 +184,19 @@ def danted(tmp_path):
             if os.geteuid() != 0:
                 pytest.skip("MISSING PRIVILEGE: danted(users=...) needs root to create users")
             for name, password in users.items():
-                if name not in created:
-                    try:
-                        pwd.getpwnam(name)
-                    except KeyError:
-                        pass
-                    else:
-                        pytest.skip(f"danted(users=...): system account {name!r} already "
-                                    "exists; pick a throwaway name")
+                try:
+                    existing = pwd.getpwnam(name)
+                except KeyError:
+                    existing = None
+                if existing is None:
                     _create_system_user(name, password)
-                    created.append(name)
+                elif existing.pw_gecos == _GECOS:  # ours, left over from an earlier run
+                    _set_password(name, password)
                 else:
-                    subprocess.run(["chpasswd"], input=f"{name}:{password}\n".encode(),
-                                   check=True, capture_output=True, timeout=30)
+                    pytest.skip(f"danted(users=...): {name!r} is a real system account; "
+                                "pick a throwaway name")
+                if name not in created:
+                    created.append(name)
                 accounts[name] = password
         port = free_port()
         commands = ["connect"]

@@ -9,6 +9,11 @@ Rules:
   ``_connection.py`` dispatches on the exact type.
 - Version-specific limits (no IPv6 or UDP in SOCKS4, reply codes 90..93) are checked by the
   encoders, which know the version.
+- Each class writes its own ``__init__`` (``init=False``) that validates and sets the fields
+  in one frame: a handshake builds several events, and the generated frozen ``__init__`` plus
+  ``__post_init__`` and a helper per check cost about twice as much. The checks are the same
+  as they always were; ``dataclass`` still provides ``repr``, ``==``, ``hash``, ``fields()``,
+  ``__slots__`` and immutability.
 """
 
 from dataclasses import dataclass
@@ -30,35 +35,34 @@ __all__ = [
 _set = object.__setattr__
 
 
-def _check_byte(name: str, value: int) -> None:
-    if not isinstance(value, int) or not 0 <= value <= 255:
-        raise LocalProtocolError(f"{name} must be an int in 0..255, not {value!r}")
+# The checks below are written out at each use (one frame per event, not one per field);
+# these build the messages.
 
 
-def _check_port(port: int) -> None:
-    if not isinstance(port, int) or not 0 <= port <= 65535:
-        raise LocalProtocolError(f"port must be an int in 0..65535, not {port!r}")
+def _bad_byte(name: str, value: object) -> LocalProtocolError:
+    return LocalProtocolError(f"{name} must be an int in 0..255, not {value!r}")
 
 
-def _check_address(address: Address) -> None:
-    if address.__class__ is not Address:
-        raise LocalProtocolError(f"address must be an Address, not {type(address).__name__}")
+def _bad_port(port: object) -> LocalProtocolError:
+    return LocalProtocolError(f"port must be an int in 0..65535, not {port!r}")
 
 
-def _as_bytes(obj: object, name: str, value: "bytes | str") -> bytes:
-    """bytes as is; str is UTF-8 encoded (stored back so the event holds bytes)."""
+def _bad_address(address: object) -> LocalProtocolError:
+    return LocalProtocolError(f"address must be an Address, not {type(address).__name__}")
+
+
+def _as_bytes(name: str, value: "bytes | str") -> bytes:
+    """bytes as is; str is UTF-8 encoded (so the event holds bytes)."""
+    if value.__class__ is bytes:
+        return value
     if isinstance(value, str):
-        value = value.encode("utf-8")
-        _set(obj, name, value)
-    elif value.__class__ is not bytes:
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise LocalProtocolError(f"{name} must be bytes, not {type(value).__name__}")
-        value = bytes(value)
-        _set(obj, name, value)
-    return value
+        return value.encode("utf-8")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise LocalProtocolError(f"{name} must be bytes, not {type(value).__name__}")
+    return bytes(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Greeting:
     """Version identifier/method selection message, client -> server (RFC 1928 §3).
 
@@ -67,28 +71,30 @@ class Greeting:
 
     methods: "tuple[int, ...]"
 
-    def __post_init__(self) -> None:
-        methods = self.methods
+    def __init__(self, methods: "tuple[int, ...]") -> None:
         if methods.__class__ is not tuple:
             methods = tuple(methods)
-            _set(self, "methods", methods)
         if not 1 <= len(methods) <= 255:
             raise LocalProtocolError(f"a greeting offers 1 to 255 methods, not {len(methods)}")
         for method in methods:
-            _check_byte("method", method)
+            if not isinstance(method, int) or not 0 <= method <= 255:
+                raise _bad_byte("method", method)
+        _set(self, "methods", methods)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MethodSelected:
     """METHOD selection message, server -> client (RFC 1928 §3). X'FF': none acceptable."""
 
     method: int
 
-    def __post_init__(self) -> None:
-        _check_byte("method", self.method)
+    def __init__(self, method: int) -> None:
+        if not isinstance(method, int) or not 0 <= method <= 255:
+            raise _bad_byte("method", method)
+        _set(self, "method", method)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class UserPassAuth:
     """Username/password request, client -> server (RFC 1929 §2).
 
@@ -99,14 +105,15 @@ class UserPassAuth:
     username: bytes
     password: bytes
 
-    def __post_init__(self) -> None:
-        for name in ("username", "password"):
-            value = _as_bytes(self, name, getattr(self, name))
+    def __init__(self, username: bytes, password: bytes) -> None:
+        for name, value in (("username", username), ("password", password)):
+            value = _as_bytes(name, value)
             if len(value) > 255:
                 raise LocalProtocolError(f"{name} longer than 255 bytes ({len(value)})")
+            _set(self, name, value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class AuthResult:
     """Username/password response, server -> client (RFC 1929 §2): STATUS X'00' is success.
 
@@ -115,12 +122,13 @@ class AuthResult:
 
     success: bool
 
-    def __post_init__(self) -> None:
-        if self.success.__class__ is not bool:
-            raise LocalProtocolError(f"success must be a bool, not {self.success!r}")
+    def __init__(self, success: bool) -> None:
+        if success.__class__ is not bool:
+            raise LocalProtocolError(f"success must be a bool, not {success!r}")
+        _set(self, "success", success)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """CONNECT / BIND / UDP ASSOCIATE request, client -> server.
 
@@ -134,25 +142,29 @@ class Request:
     port: int
     user_id: bytes = b""
 
-    def __post_init__(self) -> None:
-        command = self.command
+    def __init__(self, command: Command, address: Address, port: int, user_id: bytes = b"") -> None:
         if command.__class__ is not Command:
             try:
-                _set(self, "command", Command(command))
+                command = Command(command)
             except ValueError:
                 raise LocalProtocolError(f"unknown command {command!r}") from None
-        _check_address(self.address)
-        _check_port(self.port)
-        user_id = self.user_id
+        if address.__class__ is not Address:
+            raise _bad_address(address)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise _bad_port(port)
+        _set(self, "command", command)
+        _set(self, "address", address)
+        _set(self, "port", port)
         if user_id:
-            user_id = _as_bytes(self, "user_id", user_id)
+            user_id = _as_bytes("user_id", user_id)
             if b"\0" in user_id:
                 raise LocalProtocolError("NUL byte in SOCKS4 user id")
         elif user_id.__class__ is not bytes:
-            _as_bytes(self, "user_id", user_id)
+            user_id = _as_bytes("user_id", user_id)
+        _set(self, "user_id", user_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Reply:
     """Reply to a request, server -> client (RFC 1928 §6, SOCKS4.protocol).
 
@@ -165,13 +177,19 @@ class Reply:
     address: Address
     port: int
 
-    def __post_init__(self) -> None:
-        _check_byte("reply code", self.code)
-        _check_address(self.address)
-        _check_port(self.port)
+    def __init__(self, code: int, address: Address, port: int) -> None:
+        if not isinstance(code, int) or not 0 <= code <= 255:
+            raise _bad_byte("reply code", code)
+        if address.__class__ is not Address:
+            raise _bad_address(address)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise _bad_port(port)
+        _set(self, "code", code)
+        _set(self, "address", address)
+        _set(self, "port", port)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class UdpDatagram:
     """One UDP datagram with its SOCKS5 request header (RFC 1928 §7).
 
@@ -184,11 +202,18 @@ class UdpDatagram:
     data: bytes
     frag: int = 0
 
-    def __post_init__(self) -> None:
-        _check_address(self.address)
-        _check_port(self.port)
-        _check_byte("frag", self.frag)
-        if self.data.__class__ is not bytes:
-            if not isinstance(self.data, (bytes, bytearray, memoryview)):
-                raise LocalProtocolError(f"data must be bytes, not {type(self.data).__name__}")
-            _set(self, "data", bytes(self.data))
+    def __init__(self, address: Address, port: int, data: bytes, frag: int = 0) -> None:
+        if address.__class__ is not Address:
+            raise _bad_address(address)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise _bad_port(port)
+        if not isinstance(frag, int) or not 0 <= frag <= 255:
+            raise _bad_byte("frag", frag)
+        if data.__class__ is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise LocalProtocolError(f"data must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        _set(self, "address", address)
+        _set(self, "port", port)
+        _set(self, "data", data)
+        _set(self, "frag", frag)

@@ -143,9 +143,21 @@ def _trusted(kind: AddressType, host: str, packed: bytes) -> Address:
     return addr
 
 
+#: 4 wire octets -> Address. Replies carry the same few BND.ADDRs over and over (0.0.0.0, the
+#: proxy's own address), and an Address is immutable, so a decoded one can be shared; this
+#: saves formatting the dotted quad and building the value on every reply. Bounded.
+_ipv4_cache: "dict[bytes, Address]" = {}
+
+
 def ipv4_from_packed(packed: bytes) -> Address:
     """Address for 4 wire octets (RFC 1928 §5 X'01', SOCKS4 DSTIP)."""
-    return _trusted(_IPV4, f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}", packed)
+    address = _ipv4_cache.get(packed)
+    if address is None:
+        address = _trusted(_IPV4, f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}", packed)
+        if len(_ipv4_cache) >= 256:
+            _ipv4_cache.clear()
+        _ipv4_cache[packed] = address
+    return address
 
 
 def ipv6_from_packed(packed: bytes) -> Address:

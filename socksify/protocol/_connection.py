@@ -88,6 +88,26 @@ _REJECTED = {Version.SOCKS5: Reply5.GENERAL_FAILURE, Version.SOCKS4: Reply4.REJE
 _NO_DECODERS: dict = {}
 _NOTHING: dict = {}
 _AFTER_HANDSHAKE = frozenset({State.TUNNEL, State.UDP_ASSOCIATED, State.CLOSED})
+# Enum members read on every event are module globals: ``AuthMethod.NO_ACCEPTABLE`` goes through
+# the enum metaclass and costs about 20 times a global lookup.
+_NO_ACCEPTABLE = AuthMethod.NO_ACCEPTABLE
+#: role -> (what we send, what the peer sends): the sender's TRANSITIONS for each direction
+_TABLES = {
+    Role.CLIENT: (TRANSITIONS[Role.CLIENT], TRANSITIONS[Role.SERVER]),
+    Role.SERVER: (TRANSITIONS[Role.SERVER], TRANSITIONS[Role.CLIENT]),
+}
+#: (role, version number) -> (Version, decoders, encoders, first state), looked up once per
+#: Connection instead of rebuilt (SOCKS4 has no method negotiation: the request comes first)
+_VERSION_SETUP = {
+    (role, int(version)): (
+        version,
+        _DECODERS[(role, version)],
+        _ENCODERS[version],
+        State.AWAIT_GREETING if version is Version.SOCKS5 else State.AWAIT_REQUEST,
+    )
+    for role in Role
+    for version in Version
+}
 
 
 class Connection:
@@ -126,8 +146,7 @@ class Connection:
         if not isinstance(max_buffer, int) or max_buffer < 1:
             raise LocalProtocolError(f"max_buffer must be a positive int, not {max_buffer!r}")
         self.role = role
-        self._sends = TRANSITIONS[role]
-        self._receives = TRANSITIONS[Role.SERVER if role is Role.CLIENT else Role.CLIENT]
+        self._sends, self._receives = _TABLES[role]
         self._buf = bytearray()
         self._ahead: list = []
         self._projected = None
@@ -137,26 +156,25 @@ class Connection:
         self._method = None
         self._offered: tuple = ()
         self._request = None
-        self._version = None
-        self._decoders = _NO_DECODERS
-        self._encoders = _NOTHING
-        self._state = State.AWAIT_GREETING
-        if version is not None:
+        if version is None:
+            if role is Role.CLIENT:
+                raise LocalProtocolError("a client Connection needs a version (4 or 5)")
+            self._version = None
+            self._decoders = _NO_DECODERS
+            self._encoders = _NOTHING
+            self._state = State.AWAIT_GREETING
+        else:
             self._set_version(version)
-        elif role is Role.CLIENT:
-            raise LocalProtocolError("a client Connection needs a version (4 or 5)")
 
     def _set_version(self, version: int) -> None:
-        if version == 5:
-            self._version = Version.SOCKS5
-        elif version == 4:
-            self._version = Version.SOCKS4
-            # SOCKS4 has no method negotiation: the request comes first.
-            self._state = State.AWAIT_REQUEST
-        else:
+        """Rule 4 of ``_state.py``: the version picks the codecs and the first state."""
+        try:
+            setup = _VERSION_SETUP.get((self.role, version))
+        except TypeError:  # unhashable
+            setup = None
+        if setup is None:
             raise LocalProtocolError(f"version must be 4 or 5, not {version!r}")
-        self._decoders = _DECODERS[(self.role, self._version)]
-        self._encoders = _ENCODERS[self._version]
+        self._version, self._decoders, self._encoders, self._state = setup
 
     def __repr__(self) -> str:
         version = f"SOCKS{int(self._version)}" if self._version else "SOCKS?"
@@ -406,7 +424,7 @@ class Connection:
             self._offered = event.methods
         elif cls is MethodSelected:
             method = event.method
-            if method != AuthMethod.NO_ACCEPTABLE and method not in self._offered:
+            if method != _NO_ACCEPTABLE and method not in self._offered:
                 raise error(f"method 0x{method:02x} selected but not offered by the client")
             entry = entry.get(method)
             if entry is None:

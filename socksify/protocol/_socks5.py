@@ -47,6 +47,8 @@ _ATYP_IPV4 = 0x01
 _ATYP_DOMAIN = 0x03
 _ATYP_IPV6 = 0x04
 
+#: reply_hint for a request with an unknown ATYP (a global: enum attribute access is slow)
+_ADDRESS_TYPE_NOT_SUPPORTED = Reply5.ADDRESS_TYPE_NOT_SUPPORTED
 #: CMD octet -> Command, for the three commands RFC 1928 §4 defines
 _COMMAND = {c.value: c for c in Command}
 _AUTH_OK = b"\x01\x00"
@@ -234,7 +236,7 @@ def maybe_decode_request(buf):
         return None
     if buf[2]:
         raise RemoteProtocolError(f"non-zero reserved byte 0x{buf[2]:02x}")
-    decoded = _maybe_decode_address(buf, 3, Reply5.ADDRESS_TYPE_NOT_SUPPORTED)
+    decoded = _maybe_decode_address(buf, 3, _ADDRESS_TYPE_NOT_SUPPORTED)
     if decoded is None:
         return None
     address, port, end = decoded

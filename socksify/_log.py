@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "configure", "log", "unconfigure"]
+__all__ = ["DEBUG", "ERROR", "INFO", "WARNING", "configure", "enabled", "log", "unconfigure"]
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 _LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR}
@@ -54,6 +54,12 @@ def _install_handler(logging) -> None:
     _saved_propagate = logger.propagate
     logger.propagate = False  # one line per message, even if the application logs too
     logger.setLevel(_threshold)
+
+
+def enabled(level: int) -> bool:
+    """False when ``log(..., level, ...)`` would drop the message at once: callers on hot
+    paths skip building costly arguments then."""
+    return level >= _threshold or "logging" in sys.modules
 
 
 def log(name: str, level: int, message: str, *args) -> None:

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING
 
 from . import errors
 from ._log import DEBUG, log
+from ._log import enabled as log_enabled
 from .errors import ProxyAuthError, ProxyError, ProxyProtocolError, ProxyUnreachableError
 from .protocol import (
     NEED_DATA,
     Address,
+    AddressType,
     AuthMethod,
     Command,
     Connection,
@@ -88,6 +90,14 @@ class Tunnel:
         return (self.reply.address.host, self.reply.port)
 
 
+# Enum members compared on every handshake, as globals: attribute access on an enum class goes
+# through its metaclass and costs about 20 times a global lookup.
+_CLIENT = Role.CLIENT
+_NO_AUTH = AuthMethod.NO_AUTH
+_USERNAME_PASSWORD = AuthMethod.USERNAME_PASSWORD
+_NO_ACCEPTABLE = AuthMethod.NO_ACCEPTABLE
+_IPV6 = AddressType.IPV6
+
 #: RFC 1928 §3 method offers: no authentication, plus RFC 1929 when we have a user name
 _GREETINGS = {
     False: Greeting((AuthMethod.NO_AUTH,)),
@@ -135,13 +145,17 @@ def _negotiate(
     RFC 1928 §3 (method selection), RFC 1929 §2 (username/password), RFC 1928 §4/§6
     (request/reply); SOCKS4.protocol and SOCKS4A.protocol for version 4.
     """
-    conn = Connection(Role.CLIENT, hop.version)
-    if hop.version == 5:
+    version = hop.version
+    conn = Connection(_CLIENT, version)
+    if version == 5:
         yield conn.send(_GREETINGS[hop.username is not None])
         # Built while the greeting is on its way: the work overlaps the round trip.
         request = Request(command, _wire_address(host, hop), port)
         selected = yield _Read(conn)
-        if selected.method == AuthMethod.USERNAME_PASSWORD:
+        method = selected.method
+        if method == _NO_AUTH:
+            pass  # the usual case: straight to the request
+        elif method == _USERNAME_PASSWORD:
             user = (hop.username or "").encode()
             password = (hop.password or "").encode()
             yield conn.send(UserPassAuth(user, password))
@@ -151,20 +165,20 @@ def _negotiate(
                     errors.ERRNO_AUTH_FAILED,
                     f"proxy {hop} rejected the user name or password (RFC 1929)",
                 )
-        elif selected.method == AuthMethod.NO_ACCEPTABLE:
+        elif method == _NO_ACCEPTABLE:
             raise ProxyAuthError(
                 errors.ERRNO_NO_ACCEPTABLE_METHOD,
                 f"proxy {hop} accepts none of our authentication methods"
                 + ("" if hop.username is not None else " (does it need a user name?)"),
             )
-        elif selected.method != AuthMethod.NO_AUTH:
+        else:
             raise ProxyProtocolError(
                 errors.ERRNO_PROTOCOL_VIOLATION,
                 f"proxy {hop} selected method 0x{selected.method:02x}, which we did not offer",
             )
     else:
         address = _wire_address(host, hop)
-        if address.type.name == "IPV6":
+        if address.type is _IPV6:
             raise ProxyError(
                 errno.EAFNOSUPPORT, f"SOCKS4 proxy {hop} cannot carry IPv6 destination {host}"
             )
@@ -172,18 +186,19 @@ def _negotiate(
     yield conn.send(request)
     reply = yield _Read(conn)
     if not conn.reply_succeeded(reply):
-        raise errors.refused(hop.version, reply.code, hop, f"{command.name} {host}:{port}")
-    log(
-        __name__,
-        DEBUG,
-        "%s: %s %s:%s granted, bound %s:%s",
-        hop,
-        command.name,
-        host,
-        port,
-        reply.address.host,
-        reply.port,
-    )
+        raise errors.refused(version, reply.code, hop, f"{command.name} {host}:{port}")
+    if log_enabled(DEBUG):  # the arguments cost more than the check (command.name)
+        log(
+            __name__,
+            DEBUG,
+            "%s: %s %s:%s granted, bound %s:%s",
+            hop,
+            command.name,
+            host,
+            port,
+            reply.address.host,
+            reply.port,
+        )
     return Tunnel(hop, conn, reply)
 
 

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = ["ConfigError", "ServerConfig", "load_config", "parse_listen", "parse_
 logger = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("127.0.0.1", 1080)
+_ASCII_DIGITS = re.compile(r"[0-9]{1,5}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -139,7 +141,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         port_text = port_text or str(DEFAULT_LISTEN[1])
     if not host:
         raise ConfigError(f"listen: {text!r} has no host")
-    if not port_text.isdigit() or not (0 <= int(port_text) <= 65535):
+    if not _ASCII_DIGITS.fullmatch(port_text) or not (0 <= int(port_text) <= 65535):
         raise ConfigError(f"listen: {text!r} has a bad port (0-65535)")
     return host, int(port_text)
 

@@ -12,7 +12,7 @@ Rules of this module:
 - Half-close is kept (RFC 1928 §6 asks the server to relay "as if directly connected"): EOF
   from one side becomes ``write_eof()`` (``shutdown(SHUT_WR)`` once the buffer is flushed)
   toward the other; the pair is closed when both directions are done, or at once when
-  either side fails.
+  either side fails (a reset or error on one side is passed on as a reset, SO_LINGER 0).
 - Idle timeout: one :class:`IdleSweeper` timer per server looks every quarter of the timeout
   at each relay's byte counters (nothing is timed per chunk, no timer per relay); four looks
   without traffic close the pair.
@@ -29,7 +29,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from ._splice import SPLICE_AVAILABLE, SpliceRelay
+from ._splice import SPLICE_AVAILABLE, SpliceRelay, set_linger_zero
 
 __all__ = ["IdleSweeper", "Relay", "start_relay"]
 
@@ -104,6 +104,12 @@ class _Endpoint(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if exc is not None:
+            # A reset (or another error) on this side is passed on as a reset.
+            peer_transport = self.peer.transport
+            if peer_transport is not None and not peer_transport.is_closing():
+                set_linger_zero(peer_transport.get_extra_info("socket"))
+                peer_transport.abort()
         self.relay._lost(exc)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,10 @@ def evaluate(rules: tuple[Rule, ...] | list[Rule], query: Query, now: datetime.d
 
 # -- building rules from a config table -----------------------------------------------------
 
+# ASCII digits only: int() would also take other scripts' digits.
+_PORT_RANGE = re.compile(r"([0-9]{1,5})(?:\s*-\s*([0-9]{1,5}))?")
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})")
+
 _KEYS = {"action", "from", "users", "to", "ports", "commands", "protocols", "days", "hours"}
 
 
@@ -195,12 +200,11 @@ def _port_range(item: Any) -> tuple[int, int]:
     if isinstance(item, int) and not isinstance(item, bool):
         lo = hi = item
     elif isinstance(item, str):
-        lo_text, _, hi_text = item.partition("-")
-        try:
-            lo = int(lo_text)
-            hi = int(hi_text) if hi_text else lo
-        except ValueError:
-            raise RuleError(f"'ports': {item!r} is not a port or range like 8000-8999") from None
+        match = _PORT_RANGE.fullmatch(item.strip())
+        if not match:
+            raise RuleError(f"'ports': {item!r} is not a port or range like 8000-8999")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) else lo
     else:
         raise RuleError(f"'ports': {item!r} is not a port or range")
     if not (0 <= lo <= hi <= 65535):
@@ -209,11 +213,14 @@ def _port_range(item: Any) -> tuple[int, int]:
 
 
 def _clock(text: str) -> datetime.time:
+    match = _CLOCK.fullmatch(text)
+    if not match:
+        raise RuleError(f"'hours': {text!r} is not a time like 08:30")
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if (hour, minute) == (24, 0):
+        return datetime.time.max
     try:
-        hour, minute = text.split(":")
-        if hour == "24" and minute == "00":
-            return datetime.time.max
-        return datetime.time(int(hour), int(minute))
+        return datetime.time(hour, minute)
     except ValueError:
         raise RuleError(f"'hours': {text!r} is not a time like 08:30") from None
 

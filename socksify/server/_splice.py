@@ -10,7 +10,7 @@ Rules of this module:
   data, 64 KiB by default, is in flight per direction, and it stays in the kernel).
 - EOF from the source, once the pipe is drained, becomes ``shutdown(SHUT_WR)`` on the
   destination (half-close); the relay is done when both directions are done, or at once on
-  an error from either socket.
+  an error from either socket, which the other side then sees as a reset (SO_LINGER 0).
 - A direction's pipe is created on its first data, so an idle relay holds no pipe.
 """
 
@@ -21,6 +21,7 @@ import errno
 import fcntl
 import os
 import socket
+import struct
 from collections.abc import Callable
 
 __all__ = ["SPLICE_AVAILABLE", "SpliceRelay"]
@@ -28,10 +29,19 @@ __all__ = ["SPLICE_AVAILABLE", "SpliceRelay"]
 SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_NONBLOCK")
 _FLAGS = (getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0))
 _CHUNK = 1 << 20
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: Pipe capacity per active direction (kernel memory, only while data is in flight).
 PIPE_SIZE = 1 << 20
 _IDLE_TICKS = 4  # as in _relay.py: idle after four sweeps without traffic
+
+
+def set_linger_zero(sock) -> None:
+    """Make the next close() of ``sock`` send an RST (SO_LINGER on, timeout 0)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    except OSError:
+        pass
 
 
 def _make_pipe() -> tuple[int, int]:
@@ -94,7 +104,7 @@ class _Direction:
         except BlockingIOError:
             return
         except OSError as exc:
-            self.relay._fail(exc)
+            self.relay._fail(exc, reset=self.dst)
             return
         if count == 0:
             self.eof = True
@@ -116,7 +126,7 @@ class _Direction:
                 self._want_write(True)
                 return
             except OSError as exc:
-                self.relay._fail(exc)
+                self.relay._fail(exc, reset=self.src)
                 return
             self.pending -= count
         self._want_write(False)
@@ -137,7 +147,7 @@ class _Direction:
             self.dst.shutdown(socket.SHUT_WR)
         except OSError as exc:
             if exc.errno != errno.ENOTCONN:
-                self.relay._fail(exc)
+                self.relay._fail(exc, reset=self.src)
                 return
         self._close_pipe()
         self.relay._direction_done()
@@ -194,9 +204,13 @@ class SpliceRelay:
         if self.up.done and self.down.done:
             self.close()
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception, reset: socket.socket | None = None) -> None:
+        """One socket failed (``exc``): close both, with a reset toward ``reset`` (the
+        other side), so a peer's RST reaches the far end as an RST, not as a clean EOF."""
         if self.error is None:
             self.error = exc
+        if reset is not None and not self.closing:
+            set_linger_zero(reset)
         self.close()
 
     def close(self) -> None:

@@ -68,7 +68,9 @@ class _Parser:
             end = self.text.find("\n", self.pos)
             end = len(self.text) if end < 0 else end
             body = self.text[self.pos + 1 : end]
-            for char in body[:-1] if body.endswith("\r") else body:
+            if body.endswith("\r") and end < len(self.text):
+                body = body[:-1]  # the CR of a CRLF line ending; a bare CR is an error
+            for char in body:
                 if (ord(char) < 0x20 and char != "\t") or char == "\x7f":
                     raise self.error("control character in comment")
             self.pos = end

@@ -67,12 +67,6 @@ def test_half_close_passes_through(shim, socks_server, tcp_echo_server, relay_to
     assert (record["bytes_up"], record["bytes_down"]) == (size, size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: socksify-server turns a target's TCP reset into a FIN toward the client "
-    "(server/_relay.py Relay._lost and _splice.py SpliceRelay._fail call close(), never an "
-    "abort with SO_LINGER 0), so the program sees a clean EOF instead of ECONNRESET",
-)
 @pytest.mark.parametrize("shim", SHIMS)
 def test_target_reset_reaches_the_client(shim, socks_server, relay_toml):
     srv = socks_server(config=relay_toml)

@@ -115,7 +115,9 @@ def test_parse_listen(text, expected):
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", [":80", "[::1", "[nope]:1", "h:x", "h:-1", "[::1]x"])
+@pytest.mark.parametrize(
+    "text", [":80", "[::1", "[nope]:1", "h:x", "h:-1", "[::1]x", "h:\u0661\u0662", "h:+80"]
+)
 def test_parse_listen_errors(text):
     with pytest.raises(ConfigError, match="listen"):
         parse_listen(text)

@@ -271,3 +271,42 @@ def test_connect_then_close_without_data(socks_server, tcp_echo_server, relay_to
             assert read_all(client.sock) == b""  # the echo server's EOF came back
     records = srv.wait_records(3)
     assert all((r["outcome"], r["bytes_up"], r["bytes_down"]) == ("ok", 0, 0) for r in records)
+
+
+def _reset(sock):
+    import struct
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_a_reset_is_passed_on_as_a_reset(socks_server, relay_toml):
+    """Target sends a line then resets: the client reads the line, then ECONNRESET; and a
+    client reset reaches the target as a reset."""
+    srv = socks_server(config=relay_toml)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(10)
+        target = ("127.0.0.1", listener.getsockname()[1])
+        # target -> client
+        with CoreClient(srv.address, 5) as client:
+            assert client.succeeded(client.request(CONNECT, *target))
+            accepted, _ = listener.accept()
+            accepted.sendall(b"hello\n")
+            assert client.recv_exactly(6) == b"hello\n"
+            _reset(accepted)
+            client.sock.settimeout(10)
+            with pytest.raises(ConnectionResetError):
+                while client.sock.recv(100):
+                    pass
+        # client -> target
+        client = CoreClient(srv.address, 5)
+        assert client.succeeded(client.request(CONNECT, *target))
+        accepted, _ = listener.accept()
+        with accepted:
+            _reset(client.sock)
+            accepted.settimeout(10)
+            with pytest.raises(ConnectionResetError):
+                while accepted.recv(100):
+                    pass

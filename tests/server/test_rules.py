@@ -123,6 +123,8 @@ def test_time_windows_with_injected_clock(window, now, expected, action):
         ({"action": "allow", "ports": ["80-20"]}, "'ports'"),
         ({"action": "allow", "ports": [70000]}, "'ports'"),
         ({"action": "allow", "ports": ["http"]}, "'ports'"),
+        ({"action": "allow", "ports": ["\u0668\u0660"]}, "'ports'"),  # Arabic-Indic "80"
+        ({"action": "allow", "hours": "\u0660\u0668:00-18:00"}, "'hours'"),
         ({"action": "allow", "commands": ["resolve"]}, "'commands'"),
         ({"action": "allow", "protocols": ["socks6"]}, "'protocols'"),
         ({"action": "allow", "days": ["funday"]}, "'days'"),

@@ -48,6 +48,8 @@ INVALID = [
     "a.b = 1\n[a]\nc = 2\n[a]\n",
     "x = tru\n",
     "a = 'no\nnewline'\n",
+    "# bare CR at the end\r",
+    "# bare CR \r in a comment\n",
 ]
 
 

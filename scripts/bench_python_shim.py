@@ -5,9 +5,11 @@ Usage: python scripts/bench_python_shim.py [--count N] [--rounds R]
 
 Everything runs on loopback. microsocks is the proxy (C, so the proxy is not the
 bottleneck) and the destination is a separate process that accepts and closes, so neither
-shares this process's GIL. Each method makes N connections per round; the figure reported
-is the median over all connections, and the best per-round median (steadier on a busy
-machine), in microseconds; rounds interleave the methods:
+shares this process's GIL. Each method makes N connections per round; the figures reported
+are the median over all connections, the best per-round median (steadier on a busy
+machine), and the CPU time this process spent per connection (``time.process_time``, user +
+system, median over rounds: what the client itself costs, whatever the machine's load), in
+microseconds; rounds interleave the methods:
 
 - direct:               socket.create_connection() to the destination, no proxy
 - hand-written:         the least a SOCKS5 client can do: greeting, recv(2), request, recv(10)
@@ -72,15 +74,17 @@ def hand_written(proxy, target):
     return sock
 
 
-def one_round(connect, count: int) -> list[float]:
-    """Seconds for each of ``count`` connect + handshake + close."""
+def one_round(connect, count: int) -> tuple[list[float], float]:
+    """Seconds for each of ``count`` connect + handshake + close, and the CPU seconds this
+    process spent per connection."""
     times = []
+    cpu_start = time.process_time()
     for _ in range(count):
         start = time.perf_counter()
         sock = connect()
         sock.close()
         times.append(time.perf_counter() - start)
-    return times
+    return times, (time.process_time() - cpu_start) / count
 
 
 def startup(url: str, runs: int = 15, preload: str = "") -> tuple[float, float]:
@@ -166,17 +170,20 @@ def main() -> None:
         # Rounds interleave the methods, so a busy machine slows them all alike.
         samples = {name: [] for name, _ in methods}
         round_medians = {name: [] for name, _ in methods}
+        round_cpu = {name: [] for name, _ in methods}
         for _ in range(1 + args.rounds):  # the first round warms up and is not counted
             for name, connect in methods:
                 with socksify.patched(url) if name == patched_name else nullcontext():
-                    times = one_round(connect, args.count)
+                    times, cpu = one_round(connect, args.count)
                 samples[name] += times
                 round_medians[name].append(statistics.median(times))
+                round_cpu[name].append(cpu)
         results = [
             (
                 name,
                 statistics.median(samples[name][args.count :]) * 1e6,
                 min(round_medians[name][1:]) * 1e6,
+                statistics.median(round_cpu[name][1:]) * 1e6,
             )
             for name, _ in methods
         ]
@@ -185,11 +192,16 @@ def main() -> None:
             f"\n{args.rounds} x {args.count} connections each, Python "
             f"{sys.version.split()[0]}, microsocks as the proxy\n"
         )
-        print(f"{'method':38} {'median us':>10} {'best round':>10} {'vs hand':>8}")
-        for name, median, round_median in results:
+        cpu_baseline = results[1][3]
+        print(
+            f"{'method':38} {'median us':>10} {'best round':>10} {'vs hand':>8}"
+            f" {'cpu us':>8} {'vs hand':>8}"
+        )
+        for name, median, round_median, cpu in results:
             print(
                 f"{name:38} {median:10.1f} {round_median:10.1f} "
-                f"{100 * (median / baseline - 1):+7.1f}%"
+                f"{100 * (median / baseline - 1):+7.1f}% {cpu:8.1f} "
+                f"{100 * (cpu / cpu_baseline - 1):+7.1f}%"
             )
         print()
         for label, preload in [("fresh", ""), ("socket imported", "import socket")]:

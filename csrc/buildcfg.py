@@ -14,6 +14,7 @@ Environment switches (read at build time):
 
 - ``SOCKSIFY_SANITIZE=1``: build both with AddressSanitizer and UndefinedBehaviorSanitizer
   (run the tests with the ASan runtime preloaded; see README.rst "Native shim").
+  ``SOCKSIFY_SANITIZE=undefined`` (or ``address``) picks one; a comma list picks several.
 - ``SOCKSIFY_WERROR=1``: warnings are errors (the test build and CI).
 """
 
@@ -37,9 +38,31 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in ("1", "yes", "true", "on")
 
 
+_SANITIZERS = ("address", "undefined")
+
+
+def sanitizers(env: Mapping[str, str]) -> list[str]:
+    """The sanitizers SOCKSIFY_SANITIZE asks for: "1"/"yes" means address and undefined.
+
+    Raises:
+        ValueError: for a name other than address and undefined.
+    """
+    value = env.get("SOCKSIFY_SANITIZE", "").strip().lower()
+    if value in ("", "0", "no", "false", "off"):
+        return []
+    if value in ("1", "yes", "true", "on"):
+        return list(_SANITIZERS)
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    bad = [name for name in names if name not in _SANITIZERS]
+    if bad:
+        raise ValueError(f"SOCKSIFY_SANITIZE: unknown sanitizer {bad[0]!r} "
+                         f"(use 1, address, undefined or a comma list)")
+    return names
+
+
 def sanitize_enabled(env: Mapping[str, str]) -> bool:
-    """True when SOCKSIFY_SANITIZE asks for an ASan + UBSan build."""
-    return _flag(env, "SOCKSIFY_SANITIZE")
+    """True when SOCKSIFY_SANITIZE asks for a sanitizer build."""
+    return bool(sanitizers(env))
 
 
 def compile_args(env: Mapping[str, str]) -> list[str]:
@@ -48,7 +71,8 @@ def compile_args(env: Mapping[str, str]) -> list[str]:
     if _flag(env, "SOCKSIFY_WERROR"):
         args.append("-Werror")
     if sanitize_enabled(env):
-        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+        args += [f"-fsanitize={','.join(sanitizers(env))}", "-fno-omit-frame-pointer", "-O1",
+                 "-g"]
     else:
         args.append("-O2")
     return args
@@ -60,7 +84,7 @@ def link_args(env: Mapping[str, str]) -> list[str]:
     for extensions forbids it, so the test suite checks ``nm -D`` instead)."""
     args = ["-Wl,--as-needed"]
     if sanitize_enabled(env):
-        args.append("-fsanitize=address,undefined")
+        args.append(f"-fsanitize={','.join(sanitizers(env))}")
     return args
 
 

@@ -15,10 +15,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int sfy_log_level = SFY_LOG_ERROR;
 static int log_fd = 2;
+static dev_t log_dev; /* identity of SOCKSIFY_LOG_FILE, to notice the fd being reused */
+static ino_t log_ino;
 
 int sfy_log_fd(void)
 {
@@ -29,7 +32,10 @@ void sfy_log_open(const char *path)
 {
     if (path && *path) {
         int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd >= 0) {
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0) {
+            log_dev = st.st_dev;
+            log_ino = st.st_ino;
             log_fd = fd;
             sfy_fd_mark_internal(fd, 1);
         }
@@ -62,8 +68,16 @@ void sfy_log(int level, const char *file, int line, const char *func, const char
         n = (int)sizeof buf - 2;
     buf[n++] = '\n';
     ssize_t (*real_write)(int, const void *, size_t) = SFY_REAL(write);
+    int fd = log_fd;
+    if (fd != 2) {
+        /* close_range()/closefrom() bypass the close hook: never write into whatever file
+         * now has the log file's number; fall back to stderr */
+        struct stat st;
+        if (fstat(fd, &st) != 0 || st.st_dev != log_dev || st.st_ino != log_ino)
+            fd = 2;
+    }
     if (real_write)
-        (void)!real_write(log_fd, buf, (size_t)n);
+        (void)!real_write(fd, buf, (size_t)n);
 out:
     errno = saved;
 }

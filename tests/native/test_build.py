@@ -30,6 +30,9 @@ def test_flags_default_and_switches():
     assert "-fsanitize=address,undefined" in sanitized
     assert "-fsanitize=address,undefined" in cfg.link_args({"SOCKSIFY_SANITIZE": "1"})
     assert not cfg.sanitize_enabled({"SOCKSIFY_SANITIZE": "0"})
+    assert cfg.compile_args({"SOCKSIFY_SANITIZE": "undefined"})[-4] == "-fsanitize=undefined"
+    with pytest.raises(ValueError, match="unknown sanitizer 'thread'"):
+        cfg.sanitizers({"SOCKSIFY_SANITIZE": "address,thread"})
 
 
 def test_sources_lists():
@@ -55,13 +58,15 @@ def test_library_uses_no_python_symbols(libsocksify):
     assert undefined
     python = [s for s in undefined if s.startswith(("Py", "_Py"))]
     assert python == []
-    weak_or_sanitizer = ("_ITM_", "__gmon_start__", "__asan", "__ubsan", "__sanitizer")
-    foreign = [s for s in undefined if "@" not in s and not s.startswith(weak_or_sanitizer)]
-    assert foreign == [], foreign
     needed = subprocess.run(["readelf", "-d", libsocksify], capture_output=True, text=True,
                             check=True, timeout=30).stdout
     libs = re.findall(r"Shared library: \[(.+?)\]", needed)
     assert not any("python" in lib for lib in libs), libs
+    if any(lib.startswith(("libasan", "libubsan")) for lib in libs):
+        return  # a sanitizer build binds libc names to the sanitizer's interceptors
+    weak = ("_ITM_", "__gmon_start__")
+    foreign = [s for s in undefined if "@" not in s and not s.startswith(weak)]
+    assert foreign == [], foreign  # every symbol is libc's (versioned GLIBC_*)
 
 
 def test_library_exports_only_hooks(libsocksify):

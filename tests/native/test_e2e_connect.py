@@ -322,3 +322,36 @@ def test_program_talking_to_the_proxy_itself_is_untouched(shim, socks_server, ht
     result = curl(shim, http_server.url("/"), srv.url("socks5"), "--socks5", srv.url("socks5"))
     assert result.returncode == 0, result.stderr
     assert len(srv.wait_records(1)) == 1
+
+
+LOG_FD_SURVIVES = textwrap.dedent("""
+    import os, socket, sys
+    log_path, port, other = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    closed = []
+    for fd in range(3, 64):  # a "rude" program closing every fd it did not open
+        try:
+            os.close(fd)
+            closed.append(fd)
+        except OSError:
+            pass
+    socket.create_connection(("127.0.0.1", port), timeout=20).close()
+    os.closerange(3, 64)  # close_range(2) bypasses close(): the log fd may really go now
+    with open(other, "w") as f:  # ... and its number be reused by the program
+        socket.create_connection(("127.0.0.1", port), timeout=20).close()
+        f.write("program data\\n")
+    print(len(closed))
+""")
+
+
+def test_log_file_survives_rude_programs(shim, socks_server, tcp_echo_server, tmp_path):
+    srv = socks_server()
+    log, other = tmp_path / "shim.log", tmp_path / "program.txt"
+    result = shim.run([sys.executable, "-c", LOG_FD_SURVIVES, str(log),
+                       str(tcp_echo_server[1]), str(other)],
+                      srv.url("socks5"), SOCKSIFY_LOG="debug", SOCKSIFY_LOG_FILE=str(log))
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    assert text.count(f"proxied 127.0.0.1:{tcp_echo_server[1]}") >= 1
+    assert "refusing to close internal fd" in text
+    assert other.read_text() == "program data\n"  # no log line ever written into it
+    assert all(line.startswith("socksify: ") for line in text.splitlines())

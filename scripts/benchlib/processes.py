@@ -276,6 +276,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by the process tree under ``pid``, including
+    exited threads and reaped children (utime, stime, cutime, cstime of /proc/PID/stat).
+    CPU per unit of work moves far less with the machine's load than wall-clock rates."""
+    total = 0
+    for proc_id in descendants(pid):
+        try:
+            with open(f"/proc/{proc_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])
+    return total / _TICKS
+
+
 def tree_memory_kib(pid: int) -> dict[str, int]:
     """Rss, Pss and USS (Private_Clean + Private_Dirty) in KiB summed over the process
     tree, from /proc/PID/smaps_rollup."""

@@ -66,6 +66,7 @@ def measures() -> list[Measure]:
     connect = Measure("pyconnect", "Python shim: per connect", "us", False,
                       "median of N x (connect through the proxy, close) in one interpreter")
     connect.targets = [CONNECT_TARGET]
+    connect.extra_columns = [("cpu_us", "client CPU (us)")]
     startup = Measure("pystartup", "Python shim: interpreter start-up", "ms", False,
                       "median wall time of `python -c CODE`, start to exit")
     startup.extra_columns = [("in_process_ms", "in-process (ms)")]
@@ -100,6 +101,7 @@ def connect_round(ctx: Context, measure: Measure, subject: str) -> None:
     out = run_keyvalues(argv, timeout=120)
     measure.row(subject).rounds.append(out["median_us"])
     measure.row(subject).extra.setdefault("mean_us", []).append(out["mean_us"])
+    measure.row(subject).extra.setdefault("cpu_us", []).append(out["cpu_us"])
 
 
 def startup_round(ctx: Context, measure: Measure, subject: str) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from .context import Context, clean_env, last_line, run_keyvalues
-from .processes import SERVER_STARTERS, Unavailable, stop, tree_memory_kib
+from .processes import SERVER_STARTERS, Unavailable, stop, tree_cpu_seconds, tree_memory_kib
 from .results import (
     DIRECT,
     Measure,
@@ -34,6 +34,8 @@ def measures() -> list[Measure]:
     relay4 = Measure("relay4", "Relay throughput, 4 streams", "MB/s", True,
                      "4 parallel streams, ~2 GB in all")
     relay4.targets = [RELAY4_AHEAD]
+    for m in (relay1, relay4):
+        m.extra_columns = [("cpu_s_per_gb", "proxy CPU (s/GB)")]
     rate1 = Measure("rate1", "Connection setup, concurrency 1", "conn/s", True,
                     "connect + SOCKS5 greeting + CONNECT + reply + close, one at a time",
                     has_latency=True)
@@ -41,6 +43,8 @@ def measures() -> list[Measure]:
     rate50 = Measure("rate50", "Connection setup, concurrency 50", "conn/s", True,
                      "the same with 50 connections in flight", has_latency=True)
     rate50.targets = [RATE_MICROSOCKS, P99_DANTE_50]
+    for m in (rate1, rate50):
+        m.extra_columns = [("cpu_us_per_conn", "proxy CPU (us/conn)")]
     memory = Measure("memory", "Memory per idle proxied connection", "KiB", False,
                      "PSS of the server's process tree before/after N idle CONNECTed "
                      "connections, divided by N")
@@ -90,20 +94,35 @@ def _endpoint(ctx: Context, subject: str) -> list[str]:
     return [server.host, str(server.port), "socks5", *target]
 
 
+def _server_pid(ctx: Context, subject: str) -> int | None:
+    return None if subject == DIRECT else server_for(ctx, subject).proc.pid
+
+
 def relay_round(ctx: Context, measure: Measure, subject: str, streams: int) -> None:
     per_stream = max(1, ctx.sizes.relay_bytes // streams)
     argv = [ctx.loadgen, "relay", *_endpoint(ctx, subject), str(streams), str(per_stream)]
+    pid = _server_pid(ctx, subject)
+    cpu_before = tree_cpu_seconds(pid) if pid else 0.0
     # bounded: even 20 MB/s finishes the full size in time
     out = run_keyvalues(argv, timeout=30 + ctx.sizes.relay_bytes / 20e6)
-    measure.row(subject).rounds.append(out["bytes"] / out["seconds"] / 1e6)
+    row = measure.row(subject)
+    row.rounds.append(out["bytes"] / out["seconds"] / 1e6)
+    if pid:
+        cpu = tree_cpu_seconds(pid) - cpu_before
+        row.extra.setdefault("cpu_s_per_gb", []).append(cpu / (out["bytes"] / 1e9))
 
 
 def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int) -> None:
     argv = [ctx.loadgen, "rate", *_endpoint(ctx, subject), str(concurrency),
             str(ctx.sizes.rate_millis)]
+    pid = _server_pid(ctx, subject)
+    cpu_before = tree_cpu_seconds(pid) if pid else 0.0
     out = run_keyvalues(argv, timeout=60 + ctx.sizes.rate_millis / 1000)
     row = measure.row(subject)
     row.rounds.append(out["count"] / out["seconds"])
+    if pid:
+        cpu = tree_cpu_seconds(pid) - cpu_before
+        row.extra.setdefault("cpu_us_per_conn", []).append(cpu / out["count"] * 1e6)
     row.p50.append(out["p50_us"])
     row.p99.append(out["p99_us"])
     row.extra["errors"] = row.extra.get("errors", 0) + int(out["errors"])

@@ -7,6 +7,7 @@ tests never send traffic off the machine even when random bytes happen to form a
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import socket
 import struct
@@ -56,8 +57,6 @@ def safe_for_loopback(payload: bytes) -> bool:
             elif isinstance(event, Request):
                 if not event.address.is_ip:
                     return False
-                import ipaddress
-
                 ip = ipaddress.ip_address(event.address.host)
                 if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
                     ip = ip.ipv4_mapped

@@ -7,6 +7,10 @@
 - Failed logins are logged with the client's address and port, never with a password, and
   nothing a client sends can forge a log line.
 - A config file holding plain-text passwords that others can read draws a warning.
+
+Constant-time credential checks are not timed here (no timing assertions in this suite);
+tests/server/test_auth.py checks that an unknown user costs the same scrypt work and that
+the comparison is hmac.compare_digest.
 """
 
 import socket
@@ -294,3 +298,45 @@ def test_readable_plaintext_password_config_warns(tmp_path, users, mode, warned)
         assert server.stop() == 0
     assert ("readable by group/others" in log) is warned, log
     assert "plain\n" not in log and "scrypt$" not in log
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def _login(address, user: bytes, password: bytes) -> bool:
+    """One RFC 1929 username/password exchange; True when the server says success."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"\x05\x01\x02")
+        assert sock.recv(2) == b"\x05\x02"
+        sock.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+        status = sock.recv(2)
+    assert status[:1] == b"\x01"
+    return status[1:] == b"\x00"
+
+
+EMPTY_PASSWORD_BUG = (
+    "bug: _auth.Authenticator.verify picks the stored secret with `or`, so a user whose "
+    "password is empty is checked against the unknown-user dummy (32 NUL bytes): the empty "
+    "password is refused and 32 NULs are accepted"
+)
+
+
+@pytest.mark.parametrize(
+    ("password", "accepted"),
+    [
+        pytest.param(b"", True, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                 reason=EMPTY_PASSWORD_BUG)),
+        pytest.param(b"\0" * 32, False,
+                     marks=pytest.mark.xfail(strict=True, raises=AssertionError,
+                                                 reason=EMPTY_PASSWORD_BUG)),
+        (b"x", False),
+    ],
+    ids=["empty", "32-nuls", "other"],
+)
+def test_user_with_an_empty_password(tmp_path, password, accepted):
+    server = ServerProcess(tmp_path, "", args=["--user", "alice:"]).start()
+    try:
+        assert _login(server.address, b"alice", password) is accepted
+        assert _login(server.address, b"mallory", b"\0" * 32) is False
+    finally:
+        assert server.stop() == 0

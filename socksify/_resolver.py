@@ -26,10 +26,10 @@ Rules of this module:
 
 from __future__ import annotations
 
+import _thread  # the C locks threading.Lock() returns, without importing threading
 import ipaddress
 import os
 import socket
-import threading
 import weakref
 
 __all__ = ["PlaceholderMap", "RemoteResolver", "is_ip_literal"]
@@ -79,7 +79,7 @@ _maps: weakref.WeakSet = weakref.WeakSet()
 
 def _relock_after_fork() -> None:
     for placeholder_map in list(_maps):
-        placeholder_map._lock = threading.Lock()
+        placeholder_map._lock = _thread.allocate_lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -91,7 +91,7 @@ class PlaceholderMap:
 
     def __init__(self, networks):
         self._ranges = {network.version: _Range(network) for network in networks}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         _maps.add(self)
 
     def has_family(self, version: int) -> bool:

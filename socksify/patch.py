@@ -29,13 +29,12 @@ Rules of this module (after gevent's ``monkey`` and trio's socket factory):
 from __future__ import annotations
 
 import _socket
+import _thread  # the C RLock threading.RLock() returns, without importing threading
 import contextlib
 import errno
-import importlib
 import os
 import socket as _stdlib_socket
 import sys
-import threading
 import time
 
 from . import _log
@@ -55,7 +54,9 @@ class _LazyModule:
         self._name = name
 
     def __getattr__(self, attribute: str):
-        module = importlib.import_module(f"{__package__}.{self._name}")
+        name = f"{__package__}.{self._name}"
+        __import__(name)  # (importlib.import_module would cost importlib at start-up)
+        module = sys.modules[name]
         globals()[self._name] = module
         return getattr(module, attribute)
 
@@ -66,7 +67,7 @@ _udp = _LazyModule("_udp")
 _MISSING = object()
 #: (owner, attribute name) -> the original value, or _MISSING if it was inherited
 _saved: dict = {}
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _active: _Active | None = None
 
 _base = _socket.socket

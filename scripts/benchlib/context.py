@@ -26,7 +26,7 @@ class Sizes:
 
 FULL = Sizes(relay_bytes=2_000_000_000, rate_millis=2000, idle_connections=2000,
              curl_runs=20, native_connects=1000, python_connects=2000, startup_runs=15)
-SMOKE = Sizes(relay_bytes=8_000_000, rate_millis=150, idle_connections=40,
+SMOKE = Sizes(relay_bytes=8_000_000, rate_millis=150, idle_connections=200,
               curl_runs=2, native_connects=50, python_connects=40, startup_runs=2)
 
 

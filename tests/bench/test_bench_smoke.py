@@ -5,6 +5,7 @@ and every subject that can run produced figures."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def test_smoke_every_available_subject_has_figures(smoke):
         for row in m["rows"]:
             where = f"{m['key']}/{row['subject']}"
             if row["status"] == "ok":
-                assert row["rounds"] and row["median"] is not None and row["median"] > 0, where
+                assert row["rounds"] and math.isfinite(row["median"]), where
+                # a memory delta over a few connections can be noise around zero
+                assert row["median"] > 0 or m["key"] == "memory", where
                 if m["key"].startswith("rate"):
                     assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"], where
             elif row["status"] == "missing":

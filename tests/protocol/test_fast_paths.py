@@ -1,0 +1,79 @@
+"""The core's performance shortcuts keep its API.
+
+- Events write their own ``__init__`` but are still frozen, slotted dataclasses: keyword
+  arguments, defaults, ``fields()``, ``replace()`` (which re-validates), ``repr`` and ``==``.
+- Decoded IPv4 addresses may be shared between replies (a bounded cache): they are equal to
+  freshly built ones and immutable.
+"""
+
+import dataclasses
+
+import pytest
+
+from socksify.protocol import (
+    UNSPECIFIED_V4,
+    Address,
+    AddressType,
+    Command,
+    Connection,
+    Greeting,
+    LocalProtocolError,
+    Reply,
+    Request,
+    Role,
+    UdpDatagram,
+    UserPassAuth,
+    _address,
+)
+
+EVENTS = [
+    Greeting((0, 2)),
+    UserPassAuth(b"u", b"p"),
+    Request(Command.BIND, Address.from_host("10.1.2.3"), 21, b"joe"),
+    Reply(0, UNSPECIFIED_V4, 0),
+    UdpDatagram(Address.domain("example.org"), 53, b"q", frag=1),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda event: type(event).__name__)
+def test_events_keep_the_dataclass_api(event):
+    cls = type(event)
+    assert dataclasses.is_dataclass(event) and not hasattr(event, "__dict__")
+    values = {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}
+    assert cls(**values) == event and hash(cls(**values)) == hash(event)
+    assert dataclasses.replace(event) == event
+    assert repr(event).startswith(f"{cls.__name__}(")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(event, dataclasses.fields(event)[0].name, None)
+
+
+def test_defaults_and_keywords():
+    address = Address.from_host("192.0.2.7")
+    assert Request(command=Command.CONNECT, address=address, port=1).user_id == b""
+    assert UdpDatagram(address=address, port=1, data=b"").frag == 0
+    with pytest.raises(LocalProtocolError, match="port"):
+        dataclasses.replace(Reply(0, address, 80), port=70000)
+    with pytest.raises(TypeError):
+        Reply(0, address)  # missing argument, as with the generated __init__
+
+
+def test_decoded_ipv4_addresses_equal_fresh_ones_and_stay_bounded():
+    first = _socks5_reply_address(b"\xc0\x00\x02\x07")
+    second = _socks5_reply_address(b"\xc0\x00\x02\x07")
+    assert first == second == Address.ipv4("192.0.2.7")
+    assert first.type is AddressType.IPV4 and first.packed == b"\xc0\x00\x02\x07"
+    for index in range(1000):
+        _socks5_reply_address(index.to_bytes(4, "big"))
+    assert len(_address._ipv4_cache) <= 256
+    with pytest.raises(AttributeError):
+        first.host = "10.0.0.1"
+
+
+def _socks5_reply_address(packed: bytes) -> Address:
+    conn = Connection(Role.CLIENT, 5)
+    conn.send(Greeting((0,)))
+    conn.receive_data(b"\x05\x00")
+    conn.next_event()
+    conn.send(Request(Command.CONNECT, UNSPECIFIED_V4, 80))
+    conn.receive_data(b"\x05\x00\x00\x01" + packed + b"\x00\x50")
+    return conn.next_event().address

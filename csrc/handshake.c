@@ -49,10 +49,12 @@ int64_t sfy_deadline_for(int fd)
 
 /* ------------------------------------------------------------ first hop address */
 
+#define MAX_HOP_ADDRS 4
+
 static pthread_once_t hop_once = PTHREAD_ONCE_INIT;
-static struct sockaddr_storage hop_ss;
-static socklen_t hop_len;
-static int hop_errno;
+static struct sockaddr_storage hop_ss[MAX_HOP_ADDRS];
+static socklen_t hop_len[MAX_HOP_ADDRS];
+static int hop_count;
 
 static void resolve_first_hop(void)
 {
@@ -65,32 +67,39 @@ static void resolve_first_hop(void)
     hints.ai_flags = AI_NUMERICSERV;
     snprintf(port, sizeof port, "%u", hop->port);
     /* The proxy's own name is resolved locally, with the real resolver: it is the one name
-     * that must be (curl does the same for --socks5-hostname). */
+     * that must be (curl does the same for --socks5-hostname). All its addresses are kept:
+     * "localhost" may give ::1 first while the proxy listens on 127.0.0.1 only. */
     rc = SFY_REAL(getaddrinfo)(hop->host, port, &hints, &res);
     if (rc != 0 || !res) {
         SFY_ERR("cannot resolve the proxy %s: %s", hop->host, gai_strerror(rc));
-        hop_errno = EHOSTUNREACH;
         return;
     }
-    memcpy(&hop_ss, res->ai_addr, res->ai_addrlen);
-    hop_len = res->ai_addrlen;
+    for (struct addrinfo *ai = res; ai && hop_count < MAX_HOP_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof hop_ss[0])
+            continue;
+        memcpy(&hop_ss[hop_count], ai->ai_addr, ai->ai_addrlen);
+        hop_len[hop_count++] = ai->ai_addrlen;
+    }
     SFY_REAL(freeaddrinfo)(res);
 }
 
-int sfy_first_hop_sockaddr(struct sockaddr_storage *ss, socklen_t *len)
+int sfy_first_hop_addrs(struct sockaddr_storage *ss, socklen_t *len, int max)
 {
+    int n = 0;
     if (!sfy_cfg.valid) {
         errno = SFY_ERRNO_NOT_CONFIGURED;
         return -1;
     }
     pthread_once(&hop_once, resolve_first_hop);
-    if (!hop_len) {
-        errno = hop_errno ? hop_errno : EHOSTUNREACH;
+    if (!hop_count) {
+        errno = EHOSTUNREACH;
         return -1;
     }
-    *ss = hop_ss;
-    *len = hop_len;
-    return 0;
+    for (; n < hop_count && n < max; n++) {
+        ss[n] = hop_ss[n];
+        len[n] = hop_len[n];
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------ I/O under a deadline */
@@ -337,31 +346,27 @@ static int replace_socket(int fd, int family)
     return 0;
 }
 
-static int connect_first_hop(int fd, int64_t deadline)
+/* One connect attempt to `ss` under the deadline: 0, or -1 with the connect errno. */
+static int connect_one(int fd, struct sockaddr_storage *ss, socklen_t len, int64_t deadline)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int domain, err = 0;
+    int domain = socket_domain(fd), err = 0;
     socklen_t errlen = sizeof err;
-    if (sfy_first_hop_sockaddr(&ss, &len) < 0)
-        return -1;
-    domain = socket_domain(fd);
-    if (domain == AF_INET6 && ss.ss_family == AF_INET) {
+    if (domain == AF_INET6 && ss->ss_family == AF_INET) {
         /* reach an IPv4 proxy from an IPv6 socket through its v4-mapped address */
-        struct sockaddr_in in = *(struct sockaddr_in *)&ss;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in in = *(struct sockaddr_in *)ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
         memset(in6, 0, sizeof *in6);
         in6->sin6_family = AF_INET6;
         in6->sin6_port = in.sin_port;
         in6->sin6_addr.s6_addr[10] = in6->sin6_addr.s6_addr[11] = 0xff;
         memcpy(&in6->sin6_addr.s6_addr[12], &in.sin_addr, 4);
         len = sizeof *in6;
-    } else if (domain == AF_INET && ss.ss_family == AF_INET6) {
+    } else if (domain == AF_INET && ss->ss_family == AF_INET6) {
         if (replace_socket(fd, AF_INET6) < 0 ||
             fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
             return -1;
     }
-    if (SFY_REAL(connect)(fd, (struct sockaddr *)&ss, len) == 0)
+    if (SFY_REAL(connect)(fd, (struct sockaddr *)ss, len) == 0)
         return 0;
     if (errno != EINPROGRESS && errno != EINTR)
         return -1;
@@ -374,6 +379,25 @@ static int connect_first_hop(int fd, int64_t deadline)
         return -1;
     }
     return 0;
+}
+
+/* Connect to the first hop, trying each of its addresses in order (a failed TCP connect
+ * leaves the socket unconnected, so it can try again). errno of the last attempt. */
+static int connect_first_hop(int fd, int64_t deadline)
+{
+    struct sockaddr_storage ss[MAX_HOP_ADDRS];
+    socklen_t len[MAX_HOP_ADDRS];
+    int n = sfy_first_hop_addrs(ss, len, MAX_HOP_ADDRS), err = EHOSTUNREACH;
+    for (int i = 0; i < n; i++) {
+        if (connect_one(fd, &ss[i], len[i], deadline) == 0)
+            return 0;
+        err = errno;
+        if (err == ETIMEDOUT)
+            break; /* the deadline is spent */
+    }
+    if (n >= 0)
+        errno = err;
+    return -1;
 }
 
 /* ------------------------------------------------------------ public */

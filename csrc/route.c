@@ -102,18 +102,20 @@ static void log_not_configured(void)
         SFY_ERR("refusing network access: %s", sfy_cfg.error);
 }
 
-/* 1 when a is the first hop's own address (the program talking to the proxy itself). */
+/* 1 when a is one of the first hop's own addresses (the program talking to the proxy). */
 static int is_first_hop(const struct sfy_addr *a)
 {
-    struct sockaddr_storage ss;
-    struct sfy_addr hop;
-    socklen_t len = 0;
-    if (sfy_first_hop_sockaddr(&ss, &len) < 0)
-        return 0;
-    if (sfy_addr_from_sockaddr(&hop, (struct sockaddr *)&ss, len) < 0)
-        return 0;
-    return hop.atyp == a->atyp && hop.port == a->port &&
-           memcmp(hop.ip, a->ip, a->atyp == SFY_ATYP_IPV4 ? 4 : 16) == 0;
+    struct sockaddr_storage ss[4];
+    socklen_t len[4];
+    int n = sfy_first_hop_addrs(ss, len, 4);
+    for (int i = 0; i < n; i++) {
+        struct sfy_addr hop;
+        if (sfy_addr_from_sockaddr(&hop, (struct sockaddr *)&ss[i], len[i]) == 0 &&
+            hop.atyp == a->atyp && hop.port == a->port &&
+            memcmp(hop.ip, a->ip, a->atyp == SFY_ATYP_IPV4 ? 4 : 16) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 enum sfy_route sfy_route(const struct sockaddr *addr, socklen_t len, int socktype,

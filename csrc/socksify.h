@@ -330,9 +330,9 @@ int sfy_udp_connect(int fd, const struct sockaddr *addr, socklen_t len,
 #define SFY_DEFAULT_TIMEOUT_MS 30000
 
 int64_t sfy_now_ms(void);
-/* The first hop's socket address (resolved once, with the real resolver, for a name):
- * 0 and the address in ss and len, or -1 with errno. */
-int sfy_first_hop_sockaddr(struct sockaddr_storage *ss, socklen_t *len);
+/* The first hop's socket addresses (resolved once, with the real resolver, for a name):
+ * the number copied (1..max) into ss[] and len[], or -1 with errno. */
+int sfy_first_hop_addrs(struct sockaddr_storage *ss, socklen_t *len, int max);
 /* Deadline (CLOCK_MONOTONIC ms) for a handshake on fd: SO_SNDTIMEO if set, else default. */
 int64_t sfy_deadline_for(int fd);
 /* Connect fd (a TCP socket) to the first hop, CONNECT through each further hop, then send

@@ -355,3 +355,11 @@ def test_log_file_survives_rude_programs(shim, socks_server, tcp_echo_server, tm
     assert "refusing to close internal fd" in text
     assert other.read_text() == "program data\n"  # no log line ever written into it
     assert all(line.startswith("socksify: ") for line in text.splitlines())
+
+
+def test_proxy_given_by_name(shim, socks_server, http_server):
+    """The proxy's own name is resolved locally (the one name that must be)."""
+    srv = socks_server()
+    result = curl(shim, http_server.url("/"), f"socks5h://localhost:{srv.port}")
+    assert result.returncode == 0, result.stderr
+    assert srv.wait_records(1)[0]["destination"] == "127.0.0.1"

@@ -246,3 +246,28 @@ def test_git_clone_over_git_protocol(shim, named_proxy, git_daemon, tmp_path):
     assert (target / "README").read_bytes() == gitd.FILES["README"]
     records = named_proxy.wait_records(1)
     assert {(r["destination"], r["port"]) for r in records} == {(NAME, git_daemon.port)}
+
+
+def test_gethostbyname_r_buffer_rules(shim, named_proxy):
+    """The reentrant form fills the caller's buffer, or says ERANGE when it is too small."""
+    code = textwrap.dedent("""
+        import ctypes, socket
+        libc = ctypes.CDLL(None)
+        class Hostent(ctypes.Structure):
+            _fields_ = [("h_name", ctypes.c_char_p), ("h_aliases", ctypes.c_void_p),
+                        ("h_addrtype", ctypes.c_int), ("h_length", ctypes.c_int),
+                        ("h_addr_list", ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)))]
+        he, result, herr = Hostent(), ctypes.c_void_p(), ctypes.c_int()
+        small = ctypes.create_string_buffer(8)
+        print(libc.gethostbyname_r(b"r.example", ctypes.byref(he), small, 8,
+                                   ctypes.byref(result), ctypes.byref(herr)), bool(result))
+        big = ctypes.create_string_buffer(1024)
+        rc = libc.gethostbyname2_r(b"r.example", socket.AF_INET6, ctypes.byref(he), big, 1024,
+                                   ctypes.byref(result), ctypes.byref(herr))
+        addr = bytes(he.h_addr_list[0][:he.h_length])
+        print(rc, he.h_name.decode(), he.h_addrtype == socket.AF_INET6,
+              socket.inet_ntop(socket.AF_INET6, addr))
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == ["34 False", "0 r.example True 100::1"]

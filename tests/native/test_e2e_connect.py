@@ -363,3 +363,78 @@ def test_proxy_given_by_name(shim, socks_server, http_server):
     result = curl(shim, http_server.url("/"), f"socks5h://localhost:{srv.port}")
     assert result.returncode == 0, result.stderr
     assert srv.wait_records(1)[0]["destination"] == "127.0.0.1"
+
+
+class SlowProxy:
+    """A SOCKS5 server on loopback that waits ``delay`` seconds before each answer (never
+    answering when delay is None), then relays nothing: enough for handshake timing cases."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(20)
+        self.port = self.listener.getsockname()[1]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(20)
+            try:
+                conn.recv(16)  # greeting
+                if self.delay is None:
+                    self.done.wait(20)
+                    return
+                self.done.wait(self.delay)
+                conn.sendall(b"\x05\x00")
+                conn.recv(64)  # request
+                self.done.wait(self.delay)
+                conn.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x50")
+                conn.recv(1)
+            except OSError:
+                pass
+
+    def close(self):
+        self.done.set()
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+def test_so_sndtimeo_bounds_the_handshake(shim):
+    proxy = SlowProxy(delay=None)
+    code = textwrap.dedent("""
+        import socket, struct
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 300000))
+        print(s.connect_ex(("127.0.0.1", 9)))
+    """)
+    try:
+        result = shim.python(code, f"socks5://127.0.0.1:{proxy.port}")
+    finally:
+        proxy.close()
+    assert result.stdout.strip() == str(errno.ETIMEDOUT).encode(), result.stderr
+
+
+def test_signals_during_the_handshake_do_not_break_it(shim):
+    """EINTR inside the handshake restarts the wait with the time left."""
+    proxy = SlowProxy(delay=0.3)
+    code = textwrap.dedent("""
+        import signal, socket
+        hits = []
+        signal.signal(signal.SIGALRM, lambda *a: hits.append(1))
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+        s = socket.socket()
+        rc = s.connect_ex(("127.0.0.1", 80))
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        print(rc, len(hits) > 0)
+    """)
+    try:
+        result = shim.python(code, f"socks5://127.0.0.1:{proxy.port}")
+    finally:
+        proxy.close()
+    assert result.stdout.split() == [b"0", b"True"], result.stderr

@@ -71,13 +71,25 @@ def test_python_client_error(name, scheme, user, script, kind, errno_name, direc
 
 
 _CHILD = textwrap.dedent("""
-    import json, socket, sys
+    import asyncio, json, socket, sys
     import socksify
+
+    def blocking(port):
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+
+    def with_asyncio(port):
+        async def main():
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port), 10)
+            writer.close()
+        asyncio.run(main())
+
+    connect = blocking if sys.argv[2] == "blocking" else with_asyncio
     out = []
     for url, port in json.loads(sys.argv[1]):
         socksify.patch(url)
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            connect(port)
             out.append(["ok", 0, False])
         except OSError as exc:
             out.append([type(exc).__name__, exc.errno, isinstance(exc, socksify.ProxyError)])
@@ -86,15 +98,17 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def test_patched_socket_in_a_program(direct_target):
-    """The same cases through ``socket.create_connection`` in a patched program."""
+@pytest.mark.parametrize("api", ["blocking", "asyncio"])
+def test_patched_socket_in_a_program(api, direct_target):
+    """The same cases in a patched program: ``socket.create_connection`` and
+    ``asyncio.open_connection`` (the shim's asyncio handshake)."""
     port = direct_target.getsockname()[1]
     proxies = [FakeProxy(script) for _n, _s, _u, script, _k, _e in CASES]
     try:
         pairs = zip(proxies, CASES, strict=True)
         urls = [[_url(proxy, case[1], case[2]), port] for proxy, case in pairs]
         result = subprocess.run(
-            [sys.executable, "-c", _CHILD, json.dumps(urls)],
+            [sys.executable, "-c", _CHILD, json.dumps(urls), api],
             capture_output=True, text=True, timeout=60,
         )
         assert result.returncode == 0, result.stderr

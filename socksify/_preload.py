@@ -7,10 +7,11 @@ Rules of this module:
 - ``build_env()`` is pure: it puts the library IN FRONT of an existing ``LD_PRELOAD``
   (after any sanitizer runtime, which must come first) and exports the ``SOCKSIFY_*``
   settings from :mod:`socksify.proxy`, so the shim reads exactly what the CLI parsed.
-- ``check_program()`` refuses what the loader will not preload into, instead of a silent
-  leak: a statically linked ELF (no PT_INTERP) and a set-uid/set-gid file (the loader
-  drops LD_PRELOAD in secure-execution mode). Scripts (``#!``) are checked through their
-  interpreter.
+- ``check_program()`` refuses what the shim cannot cover, instead of a silent leak: a
+  statically linked ELF (no PT_INTERP), a set-uid/set-gid file (the loader drops
+  LD_PRELOAD in secure-execution mode), and a Go program (its net package makes raw
+  system calls, never libc's connect(), even when dynamically linked). Scripts (``#!``)
+  are checked through their interpreter.
 - ``exec_with_preload()`` replaces the current process (``os.execvp``): no extra process,
   the program's exit status is the command's.
 """
@@ -104,6 +105,10 @@ def _resolve(program: str, path: str | None) -> str | None:
     return shutil.which(program, path=path)
 
 
+#: section names only the Go toolchain writes
+_GO_SECTIONS = (b".note.go.buildid", b".go.buildinfo")
+
+
 def _elf_has_interp(header: bytes, f) -> bool | None:
     """True/False for an ELF file (has a PT_INTERP program header); None if not ELF."""
     if header[:4] != b"\x7fELF":
@@ -125,6 +130,33 @@ def _elf_has_interp(header: bytes, f) -> bool | None:
     return False
 
 
+def _elf_is_go(header: bytes, f) -> bool:
+    """True when the ELF file has a section only Go writes (read from the section headers
+    and the section-name string table; a stripped or odd file just gives False)."""
+    try:
+        is64 = header[4] == 2
+        endian = "<" if header[5] == 1 else ">"
+        if is64:
+            shoff, = struct.unpack_from(endian + "Q", header, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", header, 0x3A)
+        else:
+            shoff, = struct.unpack_from(endian + "I", header, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", header, 0x2E)
+        if not shoff or not shnum or shstrndx >= shnum or shnum > 4096:
+            return False
+        f.seek(shoff)
+        table = f.read(shentsize * shnum)
+        # name offset, then the string table's own offset and size (sh_offset, sh_size)
+        offset_fmt, at = (endian + "QQ", 0x18) if is64 else (endian + "II", 0x10)
+        strtab_off, strtab_size = struct.unpack_from(offset_fmt, table,
+                                                     shstrndx * shentsize + at)
+        f.seek(strtab_off)
+        names = f.read(min(strtab_size, 1 << 20))
+        return any(b"\0" + name + b"\0" in b"\0" + names for name in _GO_SECTIONS)
+    except struct.error:
+        return False
+
+
 def check_program(program: str, path: str | None = None, _depth: int = 0) -> str:
     """Make sure the shim can cover ``program``; return its resolved path.
 
@@ -140,6 +172,7 @@ def check_program(program: str, path: str | None = None, _depth: int = 0) -> str
         with open(resolved, "rb") as f:
             header = f.read(64)
             interp = _elf_has_interp(header, f) if len(header) >= 52 else None
+            is_go = interp is not None and _elf_is_go(header, f)
     except OSError as exc:
         raise NotCoverable(f"{program}: {exc.strerror}") from None
     if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
@@ -152,6 +185,12 @@ def check_program(program: str, path: str | None = None, _depth: int = 0) -> str
             f"{resolved} is statically linked: LD_PRELOAD cannot hook it, so its traffic "
             "would not go through the proxy; refusing to run it (use a dynamically linked "
             "build, or python -m socksify for Python programs)"
+        )
+    if is_go:
+        raise NotCoverable(
+            f"{resolved} is a Go program: Go makes its own system calls instead of calling "
+            "libc's connect(), so LD_PRELOAD cannot route its traffic; refusing to run it "
+            "(Go's net/http itself honours HTTPS_PROXY=socks5://HOST:PORT)"
         )
     if interp is None and header[:2] == b"#!" and _depth < 4:
         line = header[2:].split(b"\n", 1)[0].strip().split()

@@ -171,3 +171,18 @@ def test_socksify_run_passes_curls_failure_status(shim, http_server):
                            "--max-time", "20", http_server.url("/")])
     assert result.returncode == 7
     assert http_server.requests == []
+
+
+def test_go_programs_are_refused(shim, tmp_path):
+    """Go's net package makes raw system calls: the shim would see nothing, so refuse."""
+    objcopy = require_peer("objcopy")
+    note = tmp_path / "buildid"
+    note.write_bytes(b"\x04\x00\x00\x00\x08\x00\x00\x00\x04\x00\x00\x00Go\x00\x00fakeid00")
+    fake_go = tmp_path / "gotool"
+    subprocess.run([objcopy, "--add-section", f".note.go.buildid={note}", shutil.which("true"),
+                    str(fake_go)], check=True, capture_output=True, timeout=60)
+    fake_go.chmod(0o755)
+    result = shim.run_cli(["--proxy", "socks5://h", str(fake_go)])
+    assert result.returncode == 126
+    assert b"is a Go program" in result.stderr
+    assert _preload.check_program(shutil.which("true"))  # the original is fine

@@ -23,6 +23,7 @@ from ._config import ServerConfig
 from ._handler import ClientProtocol, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
+from ._splice import SPLICE_AVAILABLE
 from ._text import printable
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
@@ -47,14 +48,17 @@ def format_record(record: dict[str, Any]) -> str:
 
 #: Listen backlog; asyncio also accepts up to this many connections per wake-up.
 _BACKLOG = 256
-#: Descriptors one session may hold at once: client, remote, two pipes (splice path),
-#: and one transient (the dup when the splice path takes a socket, a BIND listener).
-FDS_PER_SESSION = 7
+#: Descriptors a relayed session holds: client and remote sockets (copy path); with the
+#: splice path also two pipes (two descriptors each) and, briefly, the dup of the client
+#: socket. BIND (one more while it waits) and UDP ASSOCIATE (two more UDP sockets) are
+#: not budgeted: out of descriptors, those requests fail with reply 1.
+FDS_PER_SESSION_COPY = 2
+FDS_PER_SESSION_SPLICE = 7
 #: Descriptors kept for everything else: stdio, the event loop, listeners, threads.
 _FD_RESERVE = 24
 
 
-def client_cap(max_clients: int, listeners: int) -> int:
+def client_cap(max_clients: int, listeners: int, per_session: int) -> int:
     """``max_clients``, lowered so that the sessions fit the open-files limit.
 
     Raises the soft RLIMIT_NOFILE toward the hard limit first when that is needed (what
@@ -66,7 +70,7 @@ def client_cap(max_clients: int, listeners: int) -> int:
         import resource
     except ImportError:  # not POSIX
         return max_clients
-    needed = _FD_RESERVE + listeners + max_clients * FDS_PER_SESSION
+    needed = _FD_RESERVE + listeners + max_clients * per_session
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -77,7 +81,7 @@ def client_cap(max_clients: int, listeners: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return max_clients
-    cap = max(1, (soft - _FD_RESERVE - listeners) // FDS_PER_SESSION)
+    cap = max(1, (soft - _FD_RESERVE - listeners) // per_session)
     logger.warning(
         "max_clients lowered from %d to %d to fit the open-files limit (ulimit -n %d)",
         max_clients, cap, soft,
@@ -156,7 +160,11 @@ class Server:
     async def start(self) -> None:
         """Open every listener (raises OSError if one cannot be bound)."""
         self.config.check()
-        self.max_clients = client_cap(self.config.max_clients, len(self.config.listen))
+        splice = self.config.splice and SPLICE_AVAILABLE
+        per_session = FDS_PER_SESSION_SPLICE if splice else FDS_PER_SESSION_COPY
+        self.max_clients = client_cap(
+            self.config.max_clients, len(self.config.listen), per_session
+        )
         loop = asyncio.get_running_loop()
         _quiet_accept_errors(loop)
         try:

@@ -97,11 +97,12 @@ def test_client_cap_fits_the_open_files_limit():
 
     code = (
         "import logging, resource; logging.basicConfig();"
-        "from socksify.server._server import client_cap, FDS_PER_SESSION;"
+        "from socksify.server._server import client_cap;"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 10000));"
-        "print(client_cap(1000, 1), resource.getrlimit(resource.RLIMIT_NOFILE)[0]);"
+        "print(client_cap(1000, 1, 7), resource.getrlimit(resource.RLIMIT_NOFILE)[0]);"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100));"
-        "cap = client_cap(1024, 1); print(cap); assert cap * FDS_PER_SESSION < 100"
+        "cap = client_cap(1024, 1, 7); print(cap); assert cap * 7 < 100;"
+        "print(client_cap(1024, 1, 2))"
     )
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 10000:
@@ -109,7 +110,8 @@ def test_client_cap_fits_the_open_files_limit():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 0, result.stderr
-    raised, capped = result.stdout.splitlines()
+    raised, capped, capped_copy = result.stdout.splitlines()
     assert 1 <= int(capped) < 14
+    assert int(capped) * 3 <= int(capped_copy) < 50  # the copy relay needs 2 per session
     assert "max_clients lowered from 1024" in result.stderr
     assert raised.split()[0] == "1000" and int(raised.split()[1]) >= 7000  # soft limit raised

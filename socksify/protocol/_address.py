@@ -53,6 +53,26 @@ def encode_domain(host: str) -> bytes:
     return name
 
 
+def _dotted_quad(host: str) -> "bytes | None":
+    """The 4 octets of ``host`` if it is a dotted quad in canonical form ("192.0.2.7").
+
+    The common case of ``ipaddress.IPv4Address`` at about half its cost. ``ipaddress``
+    accepts exactly the canonical form (ASCII decimal octets 0..255, no leading zeros), and the
+    round trip below admits nothing else (no signs, spaces, "_", other digits, leading
+    zeros); None sends the host to ``ipaddress`` as before, for the same result or error.
+    """
+    parts = host.split(".")
+    if len(parts) != 4:
+        return None
+    try:
+        packed = bytes(map(int, parts))  # ValueError: not a number, or outside 0..255
+    except ValueError:
+        return None
+    if f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}" != host:
+        return None
+    return packed
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
     """An address as SOCKS carries it: ``type`` is the ATYP, ``host`` its text form.
@@ -80,6 +100,11 @@ class Address:
         if kind is _DOMAIN:
             _set(self, "packed", encode_domain(host))
             return
+        if kind is _IPV4:
+            packed = _dotted_quad(host)
+            if packed is not None:  # already canonical (see _dotted_quad)
+                _set(self, "packed", packed)
+                return
         try:
             ip = ipaddress.IPv4Address(host) if kind is _IPV4 else ipaddress.IPv6Address(host)
         except ValueError as exc:
@@ -117,6 +142,9 @@ class Address:
         if ":" in host:
             return cls(_IPV6, host)
         if host[-1:].isdigit():
+            packed = _dotted_quad(host)
+            if packed is not None:
+                return _trusted(_IPV4, host, packed)
             try:
                 ip = ipaddress.IPv4Address(host)
             except ValueError:

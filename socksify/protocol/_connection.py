@@ -272,6 +272,8 @@ class Connection:
                     self._state = State.ERROR
                     raise
             return NEED_DATA
+        if not self._buf:  # every decoder needs a byte (saves a call per read when empty)
+            return self._need_data()
         try:
             decoded = decode(self._buf)
             if decoded is None:

@@ -2,11 +2,15 @@
 
 - Events write their own ``__init__`` but are still frozen, slotted dataclasses: keyword
   arguments, defaults, ``fields()``, ``replace()`` (which re-validates), ``repr`` and ``==``.
+- ``Address`` parses canonical dotted quads without ``ipaddress``: the same set, same result.
 - Decoded IPv4 addresses may be shared between replies (a bounded cache): they are equal to
   freshly built ones and immutable.
 """
 
 import dataclasses
+import ipaddress
+import itertools
+import random
 
 import pytest
 
@@ -77,3 +81,30 @@ def _socks5_reply_address(packed: bytes) -> Address:
     conn.send(Request(Command.CONNECT, UNSPECIFIED_V4, 80))
     conn.receive_data(b"\x05\x00\x00\x01" + packed + b"\x00\x50")
     return conn.next_event().address
+
+
+def test_dotted_quad_shortcut_accepts_exactly_what_ipaddress_accepts():
+    pieces = ["0", "00", "1", "01", "9", "10", "99", "255", "256", "1000", "", "a", "٤", "²"]
+    pieces += ["-1", " 1", "+1", "1_0", "0x1", "1 "]
+    checked = 0
+    for count in (3, 4, 5):
+        for octets in itertools.product(pieces, repeat=count) if count != 4 else _sample(pieces):
+            host = ".".join(octets)
+            try:
+                expected = ipaddress.IPv4Address(host).packed
+            except ValueError:
+                expected = None
+            assert _address._dotted_quad(host) == expected, repr(host)
+            if expected is not None:
+                assert Address.from_host(host).packed == Address.ipv4(host).packed == expected
+                assert Address.from_host(host).host == host
+            checked += 1
+    assert checked > 10_000
+
+
+def _sample(pieces):
+    """Every 4-octet combination of the first pieces, and seeded random ones of all."""
+    yield from itertools.product(pieces[:9], repeat=4)
+    rng = random.Random(1928)
+    for _ in range(20_000):
+        yield tuple(rng.choice(pieces) for _ in range(4))

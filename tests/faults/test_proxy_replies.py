@@ -20,9 +20,10 @@ import pytest
 
 import socksify
 from socksify import errors
+from socksify.protocol import AuthMethod, MethodSelected
 
 from ._cases import CASES, HELD_OPEN
-from ._fake_proxy import RESET, FakeProxy
+from ._fake_proxy import CLOSE, RESET, FakeProxy, Raw, reply
 from ._native import run_under_shim
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +192,77 @@ def test_python_proxy_reset_mid_handshake_is_a_proxy_error(step, direct_target):
             socksify.create_connection(("127.0.0.1", port), proxy=proxy.url(), timeout=10)
     assert info.value.errno == errno.ECONNRESET
     assert isinstance(info.value, socksify.ProxyError)
+
+
+# --- a proxy that accepts and then says nothing: bounded by the program's own timeout -------
+
+SILENT = {"greeting": Raw(b"", then_close=False)}
+
+
+def test_python_silent_proxy_times_out(direct_target):
+    port = direct_target.getsockname()[1]
+    with FakeProxy(SILENT, hold=5) as proxy:
+        with pytest.raises(TimeoutError):
+            socksify.create_connection(("127.0.0.1", port), proxy=proxy.url(), timeout=0.5)
+        proxy.wait_finished(1)
+    assert proxy.client_hung_up == [True]
+
+
+def test_native_silent_proxy_times_out_with_sndtimeo(progs, direct_target):
+    port = direct_target.getsockname()[1]
+    with FakeProxy(SILENT, hold=5) as proxy:
+        result = run_under_shim(
+            [progs("connect_errno"), "sndtimeo", "127.0.0.1", str(port)], proxy.url()
+        )
+        proxy.wait_finished(1)
+    assert result.stdout.split() == ["errno", "ETIMEDOUT"], result.stderr
+    assert proxy.client_hung_up == [True]
+
+
+# --- a fault at the second hop of a chain: reported through the first hop ------------------
+
+CHAIN_CASES = [
+    ("second-hop-reply-4", {"request": reply(4)}, "ProxyRefusedError", "EHOSTUNREACH"),
+    ("second-hop-auth-none", {"greeting": MethodSelected(AuthMethod.NO_ACCEPTABLE)},
+     "ProxyAuthError", "EACCES"),
+    ("second-hop-garbage", {"greeting": Raw(b"\x00\x5a", False)}, "ProxyProtocolError",
+     "EPROTO"),
+    ("second-hop-closes", {"request": CLOSE}, "ProxyProtocolError", "EPROTO"),
+]
+
+
+@pytest.mark.parametrize("name, script, kind, errno_name", CHAIN_CASES,
+                         ids=[c[0] for c in CHAIN_CASES])
+def test_chain_second_hop_faults(name, script, kind, errno_name, socks_server, progs,
+                                 direct_target):
+    first = socks_server()
+    port = direct_target.getsockname()[1]
+    with FakeProxy(script) as second:
+        chain = f"{first.url('socks5')},{second.url('socks5')}"
+        with pytest.raises(socksify.ProxyError) as info:
+            socksify.create_connection(("127.0.0.1", port), proxy=chain, timeout=10)
+        native = run_under_shim(
+            [progs("connect_errno"), "block", "127.0.0.1", str(port)], chain
+        )
+        second.wait_finished(2)
+    assert (type(info.value).__name__, info.value.errno) == (kind, getattr(errno, errno_name))
+    assert native.stdout.split() == ["errno", errno_name], native.stderr
+    assert all(r["port"] == second.port for r in first.wait_records(2))
+
+
+def test_chain_second_hop_unreachable_is_the_first_hops_reply(socks_server, progs,
+                                                              direct_target):
+    """SPEC: a later hop that cannot be reached shows as the previous hop's reply (5)."""
+    first = socks_server()
+    port = direct_target.getsockname()[1]
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    chain = f"{first.url('socks5')},socks5://127.0.0.1:{dead}"
+    with pytest.raises(socksify.ProxyRefusedError) as info:
+        socksify.create_connection(("127.0.0.1", port), proxy=chain, timeout=10)
+    assert (info.value.errno, info.value.reply_code) == (errno.ECONNREFUSED, 5)
+    native = run_under_shim([progs("connect_errno"), "block", "127.0.0.1", str(port)], chain)
+    assert native.stdout.split() == ["errno", "ECONNREFUSED"], native.stderr

@@ -3,6 +3,7 @@
  *
  * MODE "block": a blocking connect(). MODE "nonblock": O_NONBLOCK, connect(), then (on
  * EINPROGRESS) poll for POLLOUT (20 s at most) and read SO_ERROR, as event loops do.
+ * MODE "sndtimeo": a blocking connect() on a socket with a 1 s SO_SNDTIMEO.
  * Prints "ok" or "errno NAME" on stdout and exits 0, so a crash or a hang is not confused
  * with an error the shim reported; exit 1 is a usage or local failure.
  */
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static int report(int err)
@@ -36,7 +38,7 @@ static int report(int err)
 int main(int argc, char **argv)
 {
     if (argc != 4)
-        return fprintf(stderr, "usage: connect_errno block|nonblock HOST PORT\n"), 1;
+        return fprintf(stderr, "usage: connect_errno block|nonblock|sndtimeo HOST PORT\n"), 1;
     int nonblock = strcmp(argv[1], "nonblock") == 0;
     struct sockaddr_in sin;
     memset(&sin, 0, sizeof sin);
@@ -47,6 +49,10 @@ int main(int argc, char **argv)
     int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0)
         return perror("socket"), 1;
+    if (strcmp(argv[1], "sndtimeo") == 0) {
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
     if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0)
         return report(0);
     if (!nonblock || errno != EINPROGRESS)

@@ -38,6 +38,17 @@ to = ["127.0.0.0/8", "::1"]
 """
 
 
+def only_to(port: int) -> str:
+    """Rules that let the server reach 127.0.0.1:``port`` and nothing else (random requests
+    must not poke at other services on this machine)."""
+    return f"""
+[[rules]]
+action = "allow"
+to = ["127.0.0.1"]
+ports = [{port}]
+"""
+
+
 def server_env() -> dict:
     """The environment for a server subprocess: it imports the same socksify as this process
     (the installed package under tox, the checkout with an editable install)."""

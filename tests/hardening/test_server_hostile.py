@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from _hardening_support import LOOPBACK_ONLY_RULES, ServerProcess, echo_round_trip
+from _hardening_support import ServerProcess, echo_round_trip, only_to
 from _hostile_streams import make_streams, send_hostile
 from support.targets import pattern_bytes
 
@@ -42,7 +42,11 @@ from socksify.protocol import (  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-HOSTILE_CONFIG = "[timeouts]\nhandshake = 1.0\n" + LOOPBACK_ONLY_RULES
+
+
+def hostile_config(echo) -> str:
+    """A short handshake timeout; only the echo server may be reached."""
+    return "[timeouts]\nhandshake = 1.0\n" + only_to(echo[1])
 
 
 class GoodClient(threading.Thread):
@@ -79,7 +83,7 @@ def _run_hostile(address, streams, workers=24):
 
 
 def test_hostile_streams_subprocess_no_crash_no_fd_leak(tmp_path, tcp_echo_server):
-    server = ServerProcess(tmp_path, HOSTILE_CONFIG).start()
+    server = ServerProcess(tmp_path, hostile_config(tcp_echo_server)).start()
     try:
         # Warm up (first connections import and allocate), then take the baseline.
         assert echo_round_trip(server.address, tcp_echo_server, b"warm-up") == b"warm-up"
@@ -120,7 +124,7 @@ async def _other_tasks():
 
 
 def test_hostile_streams_in_process_no_task_left_one_record_each(socks_server, tcp_echo_server):
-    srv = socks_server(config=HOSTILE_CONFIG)
+    srv = socks_server(config=hostile_config(tcp_echo_server))
     loop = srv.server._loop  # the server's event loop thread (ThreadedServer)
     before = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result(5)
 
@@ -166,18 +170,19 @@ def _udp_associate(proxy, udp_port):
             return control, (event.address.host, event.port)
 
 
-def _loopback_or_undecodable(datagram: bytes) -> bool:
-    """Never let a random datagram name a host or a non-loopback address (no traffic off
-    this machine, no DNS query)."""
+def _harmless(datagram: bytes, echo) -> bool:
+    """Undecodable, or addressed to the echo server: a random datagram must not name a host
+    (DNS) or reach anything else (the rules drop those too)."""
     try:
         decoded = decode_udp_datagram(datagram)
     except RemoteProtocolError:
         return True
-    return decoded.address.is_ip and ipaddress.ip_address(decoded.address.host).is_loopback
+    return (decoded.address.is_ip and decoded.port == echo[1]
+            and ipaddress.ip_address(decoded.address.host) == ipaddress.ip_address(echo[0]))
 
 
 def test_random_datagrams_to_the_udp_relay(socks_server, udp_echo_server):
-    srv = socks_server(config=HOSTILE_CONFIG)
+    srv = socks_server(config=hostile_config(udp_echo_server))
     rng = random.Random(77)
     header = encode_udp_datagram(UdpDatagram(Address.ipv4("127.0.0.1"), udp_echo_server[1], b""))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -196,7 +201,7 @@ def test_random_datagrams_to_the_udp_relay(socks_server, udp_echo_server):
                     datagram = bytes(datagram)
                 else:  # truncated headers
                     datagram = header[: rng.randrange(len(header))]
-                if _loopback_or_undecodable(datagram):
+                if _harmless(datagram, udp_echo_server):
                     udp.sendto(datagram, relay)
                     sent += 1
             # Drain what the echo server sent back for the datagrams that were valid.

@@ -112,7 +112,7 @@ def _expect(condition: bool, message: str) -> None:
 # --- core, server role ----------------------------------------------------------------------
 
 
-def _server_answer(conn: Connection, event, trace: list) -> bool:
+def _server_answer(conn: Connection, event) -> bool:
     """Answer ``event`` as a permissive server would; False once the handshake is over."""
     if isinstance(event, Greeting):
         if AuthMethod.NO_AUTH in event.methods:
@@ -177,7 +177,7 @@ def _drive_server(pieces: list[bytes], max_buffer: int) -> list:
             if event is NEED_DATA:
                 break
             trace.append(event)
-            if not _server_answer(conn, event, trace):
+            if not _server_answer(conn, event):
                 _expect(conn.state in _AFTER, f"ended in {conn.state}")
                 # What the peer sent past the handshake, whether already buffered or not.
                 tail = conn.trailing_data + b"".join(pieces[index + 1 :])

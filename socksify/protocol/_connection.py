@@ -416,13 +416,12 @@ class Connection:
             self._illegal(event)
         cls = event.__class__
         if cls is Greeting:
-            if error is LocalProtocolError:
+            if error is LocalProtocolError and not _IMPLEMENTED_METHODS.issuperset(event.methods):
                 unknown = set(event.methods) - _IMPLEMENTED_METHODS
-                if unknown:
-                    raise LocalProtocolError(
-                        f"method(s) {sorted(unknown)} offered but not implemented"
-                        " (only NO_AUTH and USERNAME_PASSWORD are)"
-                    )
+                raise LocalProtocolError(
+                    f"method(s) {sorted(unknown)} offered but not implemented"
+                    " (only NO_AUTH and USERNAME_PASSWORD are)"
+                )
             self._offered = event.methods
         elif cls is MethodSelected:
             method = event.method

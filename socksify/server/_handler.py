@@ -392,6 +392,7 @@ class Session:
 
     def _reply(self, code: int, host: str = "0.0.0.0", port: int = 0) -> None:
         """Send a Reply; SOCKS4 gets 90/91 and an IPv4 address (0.0.0.0 if there is none)."""
+        host = host.split("%", 1)[0]  # an IPv6 scope id (fe80::1%eth0) has no wire form
         if self.conn.version == 4:
             code = Reply4.GRANTED if code == Reply5.SUCCEEDED else Reply4.REJECTED
             address = Address.from_host(host)

@@ -120,8 +120,13 @@ class Authenticator:
 
     def verify(self, username: bytes, password: bytes) -> bool:
         """True when ``username``/``password`` match a configured user (constant time)."""
-        known = username in self._plain or username in self._hashed
-        stored = self._hashed.get(username) or self._plain.get(username) or self._dummy
+        # Explicit membership tests: an empty plain password is falsy but real.
+        if username in self._hashed:
+            known, stored = True, self._hashed[username]
+        elif username in self._plain:
+            known, stored = True, self._plain[username]
+        else:
+            known, stored = False, self._dummy
         if isinstance(stored, ScryptHash):
             ok = hmac.compare_digest(stored.compute(password), stored.digest)
         else:

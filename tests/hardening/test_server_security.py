@@ -314,21 +314,11 @@ def _login(address, user: bytes, password: bytes) -> bool:
     return status[1:] == b"\x00"
 
 
-EMPTY_PASSWORD_BUG = (
-    "bug: _auth.Authenticator.verify picks the stored secret with `or`, so a user whose "
-    "password is empty is checked against the unknown-user dummy (32 NUL bytes): the empty "
-    "password is refused and 32 NULs are accepted"
-)
-
-
 @pytest.mark.parametrize(
     ("password", "accepted"),
     [
-        pytest.param(b"", True, marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                                 reason=EMPTY_PASSWORD_BUG)),
-        pytest.param(b"\0" * 32, False,
-                     marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                                 reason=EMPTY_PASSWORD_BUG)),
+        (b"", True),
+        (b"\0" * 32, False),
         (b"x", False),
     ],
     ids=["empty", "32-nuls", "other"],

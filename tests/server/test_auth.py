@@ -74,3 +74,10 @@ def test_unknown_user_does_the_same_scrypt_work(monkeypatch):
 def test_malformed_hashes_are_rejected(stored):
     with pytest.raises(ValueError):
         parse_hash(stored)
+
+
+def test_empty_plain_password_is_a_real_password():
+    auth = Authenticator({"alice": ""})
+    assert auth.verify(b"alice", b"")
+    assert not auth.verify(b"alice", b"\0" * 32)
+    assert not auth.verify(b"alice", b"x")

@@ -113,6 +113,29 @@ static int sfy_connect(int fd, const struct sockaddr *addr, socklen_t len)
     return 0;
 }
 
+int sfy_tcp_fastopen(int fd, const struct sockaddr *to, socklen_t tolen, int flags)
+{
+    struct sfy_fdinfo info;
+    struct sfy_addr dest;
+    int err = 0;
+    if (!(flags & MSG_FASTOPEN) || !to || sfy_socktype(fd) != SOCK_STREAM)
+        return 1;
+    if (sfy_fd_get(fd, &info) && info.kind == SFY_FD_CONNECT)
+        return 0; /* already connected through the proxy: the address is ignored */
+    switch (sfy_route(to, tolen, SOCK_STREAM, &dest, &err)) {
+    case SFY_PASS:
+        return 1;
+    case SFY_DENY:
+        errno = err;
+        return -1;
+    case SFY_PROXY:
+        break;
+    }
+    if (sfy_connect(fd, to, tolen) == 0 || errno == EINPROGRESS || errno == EISCONN)
+        return 0;
+    return -1;
+}
+
 SFY_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int rc;

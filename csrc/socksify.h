@@ -325,6 +325,15 @@ socklen_t sfy_addr_to_sockaddr(const struct sfy_addr *a, struct sockaddr_storage
 int sfy_udp_connect(int fd, const struct sockaddr *addr, socklen_t len,
                     const struct sfy_addr *dest);
 
+/* ------------------------------------------------------------------ hook_connect.c */
+
+/* TCP Fast Open: sendto()/sendmsg() with MSG_FASTOPEN and an address on an unconnected TCP
+ * socket makes the KERNEL connect, directly. hook_sendto.c / hook_sendmsg.c call this
+ * first. Returns 1 when the call is not affected (send unchanged), 0 when the socket is now
+ * connected through the proxy (send the data WITHOUT the address and without
+ * MSG_FASTOPEN), or -1 with an errno valid for sendto(). */
+int sfy_tcp_fastopen(int fd, const struct sockaddr *to, socklen_t tolen, int flags);
+
 /* ------------------------------------------------------------------ handshake.c */
 
 #define SFY_DEFAULT_TIMEOUT_MS 30000

@@ -451,6 +451,7 @@ class Session:
             sweeper=self.server.sweeper,
             on_done=self._relay_done,
             splice=self.config.splice,
+            pipes=self.server.pipes,
         )
 
     def _detach(self) -> None:

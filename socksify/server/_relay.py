@@ -29,7 +29,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from ._splice import SPLICE_AVAILABLE, SpliceRelay, set_linger_zero
+from ._splice import SPLICE_AVAILABLE, PipeBudget, SpliceRelay, set_linger_zero
 
 __all__ = ["IdleSweeper", "Relay", "start_relay"]
 
@@ -216,6 +216,7 @@ async def start_relay(
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[Relay], None] | None = None,
     splice: bool = False,
+    pipes: PipeBudget | None = None,
 ) -> Relay:
     """Start relaying between ``client_transport`` and the connected ``remote_sock``.
 
@@ -238,7 +239,9 @@ async def start_relay(
         except OSError:  # out of file descriptors: the portable path needs none extra
             pass
         else:
-            return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done)
+            return await _start_splice(
+                client_sock, remote_sock, to_remote, sweeper, on_done, pipes
+            )
     loop = asyncio.get_running_loop()
     relay = Relay(sweeper, on_done)
     relay.client.transport = client_transport
@@ -278,8 +281,10 @@ def _take_socket(transport: asyncio.Transport) -> socket.socket:
     return sock
 
 
-async def _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done) -> SpliceRelay:
-    relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done)
+async def _start_splice(
+    client_sock, remote_sock, to_remote, sweeper, on_done, pipes
+) -> SpliceRelay:
+    relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done, pipes)
     if to_remote:
         relay.up.received += len(to_remote)
         try:

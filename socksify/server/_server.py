@@ -23,7 +23,7 @@ from ._config import ServerConfig
 from ._handler import ClientProtocol, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
-from ._splice import SPLICE_AVAILABLE
+from ._splice import PipeBudget
 from ._text import printable
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
@@ -48,17 +48,30 @@ def format_record(record: dict[str, Any]) -> str:
 
 #: Listen backlog; asyncio also accepts up to this many connections per wake-up.
 _BACKLOG = 256
-#: Descriptors a relayed session holds: client and remote sockets (copy path); with the
-#: splice path also two pipes (two descriptors each) and, briefly, the dup of the client
-#: socket. BIND (one more while it waits) and UDP ASSOCIATE (two more UDP sockets) are
-#: not budgeted: out of descriptors, those requests fail with reply 1.
-FDS_PER_SESSION_COPY = 2
-FDS_PER_SESSION_SPLICE = 7
+#: Descriptors a relayed session needs: its client and remote sockets. The splice path's
+#: pipes come from what is left (a PipeBudget; without one a direction copies instead).
+#: BIND (one more while it waits) and UDP ASSOCIATE (two more UDP sockets) are not
+#: budgeted: out of descriptors, those requests fail with reply 1.
+FDS_PER_SESSION = 2
 #: Descriptors kept for everything else: stdio, the event loop, listeners, threads.
 _FD_RESERVE = 24
 
 
-def client_cap(max_clients: int, listeners: int, per_session: int) -> int:
+def pipe_budget(max_clients: int, listeners: int) -> int | None:
+    """Descriptors for splice pipes: half of what is left once the sessions' sockets are
+    budgeted; the other half stays free for short-lived ones (the dup the splice path
+    makes of a client socket, BIND listeners, UDP sockets)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(0, soft - _FD_RESERVE - listeners - max_clients * FDS_PER_SESSION) // 2
+
+
+def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESSION) -> int:
     """``max_clients``, lowered so that the sessions fit the open-files limit.
 
     Raises the soft RLIMIT_NOFILE toward the hard limit first when that is needed (what
@@ -146,6 +159,7 @@ class Server:
         self._admitted = 0
         self.max_clients = self.config.max_clients  #: lowered by start() to fit RLIMIT_NOFILE
         self._refusals = 0
+        self.pipes = PipeBudget(None)  #: set by start() from RLIMIT_NOFILE
         self._refusal_logged_at = float("-inf")
 
     @property
@@ -160,11 +174,9 @@ class Server:
     async def start(self) -> None:
         """Open every listener (raises OSError if one cannot be bound)."""
         self.config.check()
-        splice = self.config.splice and SPLICE_AVAILABLE
-        per_session = FDS_PER_SESSION_SPLICE if splice else FDS_PER_SESSION_COPY
-        self.max_clients = client_cap(
-            self.config.max_clients, len(self.config.listen), per_session
-        )
+        listeners = len(self.config.listen)
+        self.max_clients = client_cap(self.config.max_clients, listeners)
+        self.pipes = PipeBudget(pipe_budget(self.max_clients, listeners))
         loop = asyncio.get_running_loop()
         _quiet_accept_errors(loop)
         try:

@@ -11,7 +11,9 @@ Rules of this module:
 - EOF from the source, once the pipe is drained, becomes ``shutdown(SHUT_WR)`` on the
   destination (half-close); the relay is done when both directions are done, or at once on
   an error from either socket, which the other side then sees as a reset (SO_LINGER 0).
-- A direction's pipe is created on its first data, so an idle relay holds no pipe.
+- A direction's pipe is created on its first data, so an idle relay holds no pipe; when
+  the server's pipe budget is spent (or the system refuses a pipe), that direction copies
+  through a 64 KiB buffer instead, with the same back-pressure and half-close.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import socket
 import struct
 from collections.abc import Callable
 
-__all__ = ["SPLICE_AVAILABLE", "SpliceRelay"]
+__all__ = ["SPLICE_AVAILABLE", "PipeBudget", "SpliceRelay"]
 
 SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_NONBLOCK")
 _FLAGS = (getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0))
 _CHUNK = 1 << 20
+_COPY_CHUNK = 64 * 1024  # read size when a direction copies (no pipe available)
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 #: Pipe capacity per active direction (kernel memory, only while data is in flight).
@@ -54,21 +57,52 @@ def _make_pipe() -> tuple[int, int]:
     return read_fd, write_fd
 
 
+class PipeBudget:
+    """How many more pipe descriptors the server may open (None: no limit).
+
+    Pipes are what the splice path costs beyond the two sockets of a session; when the
+    budget is spent, a direction copies through a small buffer instead, so the number of
+    sessions is bounded by sockets alone (see ``_server.client_cap``).
+    """
+
+    __slots__ = ("free",)
+
+    def __init__(self, free: int | None):
+        self.free = free
+
+    def take(self) -> bool:
+        if self.free is None:
+            return True
+        if self.free < 2:
+            return False
+        self.free -= 2
+        return True
+
+    def give(self) -> None:
+        if self.free is not None:
+            self.free += 2
+
+
+_UNLIMITED = PipeBudget(None)
+
+
 class _Direction:
     __slots__ = ("relay", "src", "dst", "src_fd", "dst_fd", "pipe_r", "pipe_w", "pending",
-                 "received", "eof", "done", "reading", "writing")
+                 "received", "eof", "done", "reading", "writing", "copying", "outbuf")
 
     def __init__(self, relay: SpliceRelay, src: socket.socket, dst: socket.socket):
         self.relay = relay
         self.src, self.dst = src, dst
         self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
         self.pipe_r = self.pipe_w = -1
-        self.pending = 0  # bytes sitting in the pipe
+        self.pending = 0  # bytes in flight: in the pipe, or in outbuf when copying
         self.received = 0
         self.eof = False
         self.done = False
         self.reading = False
         self.writing = False
+        self.copying = False  # no pipe could be had: recv/send through outbuf instead
+        self.outbuf = memoryview(b"")
 
     def start(self) -> None:
         self._want_read(True)
@@ -89,18 +123,29 @@ class _Direction:
             loop.remove_writer(self.dst_fd)
         self.writing = on
 
+    def _open_pipe(self) -> None:
+        """Get a pipe for this direction, or switch it to copying."""
+        budget = self.relay.pipes
+        if budget.take():
+            try:
+                self.pipe_r, self.pipe_w = _make_pipe()
+                return
+            except OSError:  # EMFILE, ENFILE: no descriptors left for a pipe
+                budget.give()
+        self.copying = True
+
     def _readable(self) -> None:
         try:
-            if self.pipe_w < 0:
+            if self.pipe_w < 0 and not self.copying:
                 # No pipe yet: a short connection often brings only EOF, which a peek
                 # sees without creating a pipe (four system calls fewer).
-                if not self.src.recv(1, socket.MSG_PEEK):
-                    count = 0
+                if self.src.recv(1, socket.MSG_PEEK):
+                    self._open_pipe()
+                    count = self._read_some()
                 else:
-                    self.pipe_r, self.pipe_w = _make_pipe()
-                    count = os.splice(self.src_fd, self.pipe_w, _CHUNK, flags=_FLAGS)
+                    count = 0
             else:
-                count = os.splice(self.src_fd, self.pipe_w, _CHUNK, flags=_FLAGS)
+                count = self._read_some()
         except BlockingIOError:
             return
         except OSError as exc:
@@ -116,10 +161,21 @@ class _Direction:
         self.pending += count
         self._flush()
 
+    def _read_some(self) -> int:
+        if self.copying:
+            data = self.src.recv(_COPY_CHUNK)
+            self.outbuf = memoryview(data)
+            return len(data)
+        return os.splice(self.src_fd, self.pipe_w, _CHUNK, flags=_FLAGS)
+
     def _flush(self) -> None:
         while self.pending:
             try:
-                count = os.splice(self.pipe_r, self.dst_fd, self.pending, flags=_FLAGS)
+                if self.copying:
+                    count = self.dst.send(self.outbuf)
+                    self.outbuf = self.outbuf[count:]
+                else:
+                    count = os.splice(self.pipe_r, self.dst_fd, self.pending, flags=_FLAGS)
             except BlockingIOError:
                 # The destination is full: stop reading until it drains.
                 self._want_read(False)
@@ -139,7 +195,7 @@ class _Direction:
         self._flush()
 
     def _finish(self) -> None:
-        """Source EOF and pipe drained: half-close toward the destination."""
+        """Source EOF and everything passed on: half-close toward the destination."""
         if self.done:
             return
         self.done = True
@@ -160,21 +216,25 @@ class _Direction:
         self._close_pipe()
 
     def _close_pipe(self) -> None:
-        for fd in (self.pipe_r, self.pipe_w):
-            if fd >= 0:
-                os.close(fd)
-        self.pipe_r = self.pipe_w = -1
+        if self.pipe_r >= 0:
+            os.close(self.pipe_r)
+            os.close(self.pipe_w)
+            self.pipe_r = self.pipe_w = -1
+            self.relay.pipes.give()
+        self.outbuf = memoryview(b"")
 
 
 class SpliceRelay:
     """Relays between two connected non-blocking sockets with ``os.splice``."""
 
     __slots__ = ("loop", "client_sock", "remote_sock", "up", "down", "on_done", "sweeper",
-                 "closing", "error", "_done", "_last", "_ticks")
+                 "pipes", "closing", "error", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
-                 on_done: Callable[[SpliceRelay], None] | None):
+                 on_done: Callable[[SpliceRelay], None] | None,
+                 pipes: PipeBudget | None = None):
         self.loop = asyncio.get_running_loop()
+        self.pipes = pipes or _UNLIMITED
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)
         self.down = _Direction(self, remote_sock, client_sock)

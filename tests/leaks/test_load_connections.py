@@ -133,15 +133,6 @@ def test_copy_relay_holds_as_many_connections_as_descriptors_allow():
     assert result.closed.fds == result.baseline.fds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug/limitation: the default relay (splice = true) holds two pipes per connection "
-    "(6 descriptors, budgeted as 7), so with the DEFAULT configuration one socksify-server "
-    "under a descriptor limit of L serves only (L - 25) // 7 connections: 282 of 900 under "
-    "2,000 here, 2,853 of the 9,000 the Hardening issue asks for under 20,000. Fix: fall "
-    "back to the copy relay for sessions beyond what the splice budget fits (or share pipes "
-    "per event loop), so max_clients is capped at 2 descriptors per session",
-)
 def test_default_configuration_holds_as_many_connections_as_descriptors_allow():
     result = load.run(900, splice=True, rounds=1, server_fd_limit=2000)
     assert result.established == 900, (result.established, result.max_clients_log)

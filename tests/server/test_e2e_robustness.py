@@ -310,3 +310,40 @@ def test_a_reset_is_passed_on_as_a_reset(socks_server, relay_toml):
             with pytest.raises(ConnectionResetError):
                 while accepted.recv(100):
                     pass
+
+
+def test_splice_relay_without_pipes_copies(socks_server, tcp_echo_server):
+    """Out of pipe budget, the splice path copies: same bytes, half-close, back-pressure."""
+    import threading
+
+    from socksify.server._splice import PipeBudget
+
+    srv = socks_server(config="[server]\nsplice = true\n")
+    srv.server._server.pipes = PipeBudget(0)  # no descriptors left for pipes
+    payload = pattern_bytes(4 * 1024 * 1024)
+    with CoreClient(srv.address, 5) as client:
+        assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
+        sender = threading.Thread(
+            target=lambda: (client.sock.sendall(payload), client.sock.shutdown(socket.SHUT_WR))
+        )
+        sender.start()
+        echoed = client.conn.trailing_data + read_all(client.sock, timeout=30)
+        sender.join(30)
+    assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+    record = srv.wait_records(1)[0]
+    assert record["bytes_up"] == record["bytes_down"] == len(payload)
+    assert srv.server._server.pipes.free == 0  # none taken, none given back
+
+
+def test_pipe_budget_is_given_back(socks_server, tcp_echo_server):
+    srv = socks_server(config="[server]\nsplice = true\n")
+    budget = srv.server._server.pipes
+    before = budget.free
+    with CoreClient(srv.address, 5) as client:
+        assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
+        client.sock.sendall(b"x" * 1000)
+        assert client.recv_exactly(1000) == b"x" * 1000
+        if before is not None:
+            assert budget.free == before - 4  # a pipe per direction while relaying
+    srv.wait_records(1)
+    assert budget.free == before

@@ -1,5 +1,9 @@
 /*
  * hook_sendmsg.c -- sendmsg() and sendmmsg() through the SOCKS5 UDP relay (udp.c).
+ *
+ * TCP Fast Open (MSG_FASTOPEN with msg_name on a TCP socket) is a connect in disguise:
+ * sfy_tcp_fastopen() (hook_connect.c) connects through the proxy first, then the message
+ * goes out without its address and without the flag (as in hook_sendto.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* sendmmsg, recvmmsg, struct mmsghdr */
@@ -12,6 +16,19 @@
 /* sendmsg() logic: payload bytes sent, -1 errno, or SFY_UDP_NOT_MINE. */
 static ssize_t sfy_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+    if ((flags & MSG_FASTOPEN) && msg->msg_name) {
+        struct msghdr plain;
+        int tfo = sfy_tcp_fastopen(fd, (const struct sockaddr *)msg->msg_name,
+                                   msg->msg_namelen, flags);
+        if (tfo < 0)
+            return -1;
+        if (tfo == 0) {
+            plain = *msg;
+            plain.msg_name = NULL;
+            plain.msg_namelen = 0;
+            return SFY_REAL(sendmsg)(fd, &plain, flags & ~MSG_FASTOPEN);
+        }
+    }
     return sfy_udp_send(fd, msg->msg_iov, (size_t)msg->msg_iovlen, flags,
                         (const struct sockaddr *)msg->msg_name, msg->msg_namelen, msg);
 }

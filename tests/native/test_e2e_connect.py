@@ -440,8 +440,6 @@ def test_signals_during_the_handshake_do_not_break_it(shim):
     assert result.stdout.split() == [b"0", b"True"], result.stderr
 
 
-@pytest.mark.xfail(reason="TCP Fast Open: hook_sendto.c (native-hooks-2) must call "
-                   "sfy_tcp_fastopen() before libc's sendto", strict=False)
 def test_tcp_fast_open_goes_through_the_proxy(shim, socks_server, tcp_echo_server):
     """sendto(MSG_FASTOPEN, address) on a TCP socket makes the kernel connect: it must be a
     proxied connect like connect() itself."""
@@ -451,6 +449,22 @@ def test_tcp_fast_open_goes_through_the_proxy(shim, socks_server, tcp_echo_serve
         s = socket.socket()
         s.settimeout(20)
         print(s.sendto(b"fast", socket.MSG_FASTOPEN, {tuple(tcp_echo_server)!r}),
+              s.recv(10).decode())
+    """)
+    result = shim.python(code, srv.url("socks5"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"4", b"fast"]
+    assert srv.wait_records(1, timeout=5)[0]["port"] == tcp_echo_server[1]
+
+
+def test_tcp_fast_open_by_sendmsg_goes_through_the_proxy(shim, socks_server, tcp_echo_server):
+    """sendmsg(MSG_FASTOPEN) with msg_name: the same connect in disguise as sendto's."""
+    srv = socks_server()
+    code = textwrap.dedent(f"""
+        import socket
+        s = socket.socket()
+        s.settimeout(20)
+        print(s.sendmsg([b"fa", b"st"], [], socket.MSG_FASTOPEN, {tuple(tcp_echo_server)!r}),
               s.recv(10).decode())
     """)
     result = shim.python(code, srv.url("socks5"))

@@ -329,7 +329,7 @@ class Session:
         self.destination = str(request.address)
         self.port = request.port
         if self.conn.version == 4:
-            self.user = request.user_id.decode("utf-8", "replace")
+            self.user = request.user_id.decode("utf-8", "replace") or None  # "" = none given
         if not self._request_allowed(request):
             self._denied()
             return

@@ -98,7 +98,8 @@ class _Frozen:
 
     They behave as the frozen dataclasses they replace: keyword or positional construction,
     ``==`` and ``hash()`` over the fields (same class only), a ``repr`` naming the fields in
-    ``_repr_fields``, ``AttributeError`` on assignment, and pickle/copy by re-construction.
+    ``_repr_fields``, ``AttributeError`` on assignment, pickle/copy by re-construction, and
+    ``__match_args__``. (``dataclasses.fields()``/``replace()`` do not apply to them.)
     """
 
     __slots__ = ()
@@ -136,6 +137,7 @@ class ProxyConfig(_Frozen):
     """One proxy hop. ``str()`` is safe to log: the password shows as ``***``."""
 
     __slots__ = ("scheme", "host", "port", "username", "password")
+    __match_args__ = __slots__
     _repr_fields = ("scheme", "host", "port", "username")  # never the password
 
     scheme: str
@@ -368,7 +370,7 @@ class NoProxy(_Frozen):
     """
 
     __slots__ = ("names", "suffixes", "networks", "everything", "source")
-    _repr_fields = __slots__
+    __match_args__ = _repr_fields = __slots__
 
     names: frozenset[str]
     suffixes: tuple[str, ...]
@@ -508,7 +510,7 @@ class Settings(_Frozen):
     """Everything the shims need: read once, immutable afterwards."""
 
     __slots__ = ("chain", "no_proxy", "log_level", "dns_range")
-    _repr_fields = __slots__
+    __match_args__ = _repr_fields = __slots__
 
     chain: tuple[ProxyConfig, ...]
     no_proxy: NoProxy

@@ -7,16 +7,17 @@
  *
  *   loadgen serve
  *       The target. Listens on 127.0.0.1:0, prints "port N", serves until stdin closes.
- *       Per connection: "GET " -> a fixed HTTP/1.0 reply, then close; otherwise an 8-byte
- *       little-endian length L, then L bytes that are discarded, then a 1-byte ack (so the
- *       sender knows the bytes arrived without relying on a proxy's half-close); no bytes
- *       -> the connection is held idle until the peer closes it.
+ *       Per connection, by its first byte: "GET " -> a fixed HTTP/1.0 reply, then close;
+ *       "Q" -> close at once; "S" -> an 8-byte little-endian length L, then L bytes that are
+ *       discarded, then a 1-byte ack (so the sender knows the bytes arrived without relying
+ *       on a proxy's half-close); no bytes -> held idle until the peer closes it.
  *   loadgen relay PROXY_HOST PROXY_PORT direct|socks5 TARGET_HOST TARGET_PORT STREAMS BYTES
  *       STREAMS threads, each sends BYTES through its own connection and waits for the ack.
  *       Prints "bytes B seconds S" (clock from after every handshake to the last ack).
  *   loadgen rate PROXY_HOST PROXY_PORT direct|socks5 TARGET_HOST TARGET_PORT CONC MILLIS
  *       One epoll thread keeps CONC connections in flight for MILLIS ms: connect, SOCKS5
- *       greeting, CONNECT, reply, close (direct: connect, close). Prints
+ *       greeting, CONNECT, reply (direct: connect) -- the latency ends here --, then "Q"
+ *       through the tunnel, the target closes, the client closes after the EOF. Prints
  *       "count N seconds S p50_us A p99_us B errors E" from per-connection timings.
  *   loadgen idle PROXY_HOST PROXY_PORT direct|socks5 TARGET_HOST TARGET_PORT N
  *       Opens N connections (handshake done), prints "ready N", holds them until stdin
@@ -240,11 +241,20 @@ static int serve(void)
                 }
                 size_t off = 0;
                 if (cs->phase == PHASE_NEW) {
-                    if (r >= 4 && memcmp(buf, "GET ", 4) == 0) {
+                    if (buf[0] == 'G') { /* "GET ..." (one segment from curl) */
                         write_full(fd, HTTP_REPLY, sizeof HTTP_REPLY - 1);
                         closing = 1;
                         break;
                     }
+                    if (buf[0] == 'Q') { /* the rate client's "close first" */
+                        closing = 1;
+                        break;
+                    }
+                    if (buf[0] != 'S') {
+                        closing = 1;
+                        break;
+                    }
+                    off = 1;
                     cs->phase = PHASE_HEADER;
                 }
                 while (off < (size_t)r && cs->phase == PHASE_HEADER) {
@@ -295,10 +305,10 @@ static void *stream_main(void *arg)
     pthread_barrier_wait(s->ready);
     if (s->fd < 0)
         return NULL;
-    uint8_t header[8];
+    uint8_t header[9] = {'S'};
     for (int k = 0; k < 8; k++)
-        header[k] = (uint8_t)(s->bytes >> (8 * k));
-    if (write_full(s->fd, header, 8))
+        header[1 + k] = (uint8_t)(s->bytes >> (8 * k));
+    if (write_full(s->fd, header, 9))
         return NULL;
     uint64_t left = s->bytes;
     while (left) {
@@ -347,12 +357,12 @@ static int relay(char **argv)
 
 /* ---------------------------------------------------------------- rate */
 
-enum { ST_CONNECTING, ST_METHOD, ST_REPLY };
+enum { ST_CONNECTING, ST_METHOD, ST_REPLY, ST_CLOSING };
 
 struct slot {
     int fd;
     int state;
-    double started;
+    double started, latency;
     uint8_t buf[262];
     size_t got;
 };
@@ -421,7 +431,7 @@ static int rate(char **argv)
         }
         for (int i = 0; i < n; i++) {
             struct slot *sl = events[i].data.ptr;
-            int done = 0, bad = 0;
+            int ready = 0, done = 0, bad = 0;
             if (sl->state == ST_CONNECTING) {
                 int err = 0;
                 socklen_t len = sizeof err;
@@ -429,7 +439,7 @@ static int rate(char **argv)
                 if (err) {
                     bad = 1;
                 } else if (!socks) {
-                    done = 1;
+                    ready = 1;
                 } else if (write_full(sl->fd, greeting, 3)) {
                     bad = 1;
                 } else {
@@ -437,6 +447,13 @@ static int rate(char **argv)
                     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sl};
                     epoll_ctl(ep, EPOLL_CTL_MOD, sl->fd, &ev);
                 }
+            } else if (sl->state == ST_CLOSING) {
+                char sink[64];
+                ssize_t r = recv(sl->fd, sink, sizeof sink, 0);
+                if (r < 0 && errno == EAGAIN)
+                    continue;
+                if (r <= 0) /* EOF (or a reset) from the target's close */
+                    done = 1;
             } else {
                 ssize_t r = recv(sl->fd, sl->buf + sl->got, sizeof sl->buf - sl->got, 0);
                 if (r < 0 && errno == EAGAIN)
@@ -458,8 +475,22 @@ static int rate(char **argv)
                         if (total < 0 || (total > 0 && sl->buf[1] != 0))
                             bad = 1;
                         else if (total > 0 && sl->got >= (size_t)total)
-                            done = 1;
+                            ready = 1;
                     }
+                }
+            }
+            if (ready) {
+                /* Set up: the latency ends here. Then one byte through the tunnel asks the
+                 * target to close first, so TIME_WAIT lands on the listening ports and not on
+                 * the ephemeral ports that later servers (and Dante's bind before connect)
+                 * need; 2-second rounds at 15,000 conn/s would otherwise exhaust them. */
+                sl->latency = now() - sl->started;
+                if (write_full(sl->fd, "Q", 1)) {
+                    bad = 1;
+                } else {
+                    sl->state = ST_CLOSING;
+                    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sl};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, sl->fd, &ev);
                 }
             }
             if (done || bad) {
@@ -470,7 +501,7 @@ static int rate(char **argv)
                 if (bad)
                     errors++;
                 else if (count < cap)
-                    lat[count++] = t - sl->started;
+                    lat[count++] = sl->latency;
                 if (t < end) {
                     if (start_slot(ep, sl, first) == 0)
                         active++;

@@ -10,6 +10,7 @@ but did not start); the harness reports it in the table instead of stopping.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -48,10 +49,29 @@ def find_program(name: str) -> str:
     return path
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free 127.0.0.1 port BELOW the ephemeral range. The connection measures leave tens
+    of thousands of TIME_WAIT sockets on ephemeral ports, and ``bind(port 0)`` (which picks
+    from that range) then fails with EADDRINUSE although ``connect()`` still works."""
+    low = _ephemeral_low()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise Unavailable("failed", "no free port below the ephemeral range")
 
 
 def build_loadgen(workdir: Path) -> str:
@@ -156,7 +176,9 @@ def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None) ->
         lines += ["[hosts]"] + [f'"{name}" = "{ip}"' for name, ip in hosts.items()]
     config = workdir / f"socksify-server-{time.monotonic_ns()}.toml"
     config.write_text("\n".join(lines) + "\n")
-    args = [*command, "--listen", "127.0.0.1:0", "--log-level", "error", "--config", str(config)]
+    # an explicit port below the ephemeral range (see free_port), not 127.0.0.1:0
+    args = [*command, "--listen", f"127.0.0.1:{free_port()}", "--log-level", "error",
+            "--config", str(config)]
     log = workdir / f"socksify-server-{time.monotonic_ns()}.log"
     with open(log, "wb") as errfile:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -206,11 +228,16 @@ def start_microsocks(workdir: Path, hosts: dict[str, str] | None = None) -> Serv
     return Server("microsocks", proc, port, resolves, args)
 
 
+#: Dante binds its outgoing sockets to the external address (port 0) before connecting; an
+#: address of its own keeps the TIME_WAIT sockets other subjects leave on 127.0.0.1 from
+#: making that bind fail (EADDRINUSE), which would count against Dante
+DANTED_EXTERNAL = "127.0.0.5"
+
 DANTED_CONF = """\
 logoutput: {log}
 debug: 0
 internal: 127.0.0.1 port = {port}
-external: 127.0.0.1
+external: {external}
 clientmethod: none
 socksmethod: none
 user.privileged: root
@@ -236,7 +263,8 @@ def start_danted(workdir: Path) -> Server:
     program = find_program("danted")
     port = free_port()
     conf = workdir / f"danted-{port}.conf"
-    conf.write_text(DANTED_CONF.format(port=port, log=workdir / f"danted-{port}.log"))
+    conf.write_text(DANTED_CONF.format(port=port, external=DANTED_EXTERNAL,
+                                       log=workdir / f"danted-{port}.log"))
     args = [program, "-f", str(conf), "-N", "1", "-p", str(workdir / f"danted-{port}.pid")]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=str(workdir)))

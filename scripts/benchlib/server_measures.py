@@ -37,8 +37,8 @@ def measures() -> list[Measure]:
     for m in (relay1, relay4):
         m.extra_columns = [("cpu_s_per_gb", "proxy CPU (s/GB)")]
     rate1 = Measure("rate1", "Connection setup, concurrency 1", "conn/s", True,
-                    "connect + SOCKS5 greeting + CONNECT + reply + close, one at a time",
-                    has_latency=True)
+                    "connect + SOCKS5 greeting + CONNECT + reply (latency ends here), 1 byte "
+                    "through, the target closes; one at a time", has_latency=True)
     rate1.targets = [P99_DANTE_1]
     rate50 = Measure("rate50", "Connection setup, concurrency 50", "conn/s", True,
                      "the same with 50 connections in flight", has_latency=True)

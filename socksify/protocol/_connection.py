@@ -272,10 +272,9 @@ class Connection:
                     self._state = State.ERROR
                     raise
             return NEED_DATA
-        if not self._buf:  # every decoder needs a byte (saves a call per read when empty)
-            return self._need_data()
         try:
-            decoded = decode(self._buf)
+            # Every decoder needs a byte: with none buffered, skip the call (once per read).
+            decoded = decode(self._buf) if self._buf else None
             if decoded is None:
                 return self._need_data()
             event, consumed = decoded

@@ -15,6 +15,7 @@ import random
 import pytest
 
 from socksify.protocol import (
+    NEED_DATA,
     UNSPECIFIED_V4,
     Address,
     AddressType,
@@ -22,9 +23,11 @@ from socksify.protocol import (
     Connection,
     Greeting,
     LocalProtocolError,
+    RemoteProtocolError,
     Reply,
     Request,
     Role,
+    State,
     UdpDatagram,
     UserPassAuth,
     _address,
@@ -108,3 +111,16 @@ def _sample(pieces):
     rng = random.Random(1928)
     for _ in range(20_000):
         yield tuple(rng.choice(pieces) for _ in range(4))
+
+
+@pytest.mark.parametrize("buffered", [b"", b"\x05"])
+def test_eof_while_waiting_is_an_error_and_moves_to_error(buffered):
+    conn = Connection(Role.CLIENT, 5)
+    conn.send(Greeting((0,)))
+    conn.receive_data(buffered)  # b"" is EOF at once
+    if buffered:
+        assert conn.next_event() is NEED_DATA
+        conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="connection closed"):
+        conn.next_event()
+    assert conn.state is State.ERROR

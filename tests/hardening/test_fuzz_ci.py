@@ -23,40 +23,13 @@ CI_INPUTS = 200
 CI_SEED = 20261127
 
 
-def _eof_error_leaves_the_state_behind() -> bool:
-    """The core bug of commit e8a6e9c: with nothing buffered, next_event raises the EOF
-    error before its try block, so the state stays AWAIT_* instead of ERROR (against the
-    documented contract); the core fuzz targets catch it at once."""
-    from socksify.protocol import Connection, RemoteProtocolError, Role, State
-
-    conn = Connection(Role.SERVER, 5)
-    conn.receive_data(b"")
-    try:
-        conn.next_event()
-    except RemoteProtocolError:
-        return conn.state is not State.ERROR
-    return False
-
-
-_CORE_EOF_BUG = pytest.mark.xfail(
-    _eof_error_leaves_the_state_behind(), strict=True, raises=AssertionError,
-    reason="bug: socksify/protocol/_connection.py next_event: an EOF with an empty buffer "
-    "raises RemoteProtocolError but leaves the state AWAIT_* instead of ERROR",
-)
-
-
-def _core_params():
-    return [pytest.param(name, marks=[_CORE_EOF_BUG] if name.startswith("core-") else [])
-            for name in targets.TARGETS]
-
-
 def _skip_if_unavailable(target):
     reason = target.unavailable()
     if reason:
         pytest.skip(f"{target.name}: {reason}")
 
 
-@pytest.mark.parametrize("name", _core_params())
+@pytest.mark.parametrize("name", list(targets.TARGETS))
 def test_fixed_seed_pass(name):
     target = targets.get(name)
     _skip_if_unavailable(target)
@@ -65,7 +38,7 @@ def test_fixed_seed_pass(name):
     assert result.inputs == CI_INPUTS
 
 
-@pytest.mark.parametrize("name", _core_params())
+@pytest.mark.parametrize("name", list(targets.TARGETS))
 def test_seed_corpus_passes(name):
     target = targets.get(name)
     _skip_if_unavailable(target)

@@ -7,10 +7,16 @@
  * the library (init itself, the resolver called from a hook, a signal handler interrupting
  * a hook) pass straight to libc: no recursion, no deadlock on the pthread_once.
  * After sfy_init returns, sfy_cfg and sfy_map never change, so they are read without locks.
+ *
+ * Lazy start-up: the constructor takes the SOCKSIFY_* environment and registers a fork
+ * handler; nothing else. sfy_init runs at the first hooked call that needs it (or before a
+ * fork, so the shared DNS map exists before the process tree splits). The data-path fast
+ * paths (read/write/send/recv on fds that are not relayed UDP sockets) never call it.
  */
 #include "socksify.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,13 +32,35 @@ static __thread int depth __attribute__((tls_model("initial-exec")));
 
 #define SFY_DNSMAP_MAX_SLOTS 65536u
 
-/* Our own load address, to detect dlsym handing back our wrapper (circular reference). */
-static void *self_base(void)
+/* Our own mapped address range, to detect dlsym handing back our wrapper (circular
+ * reference). Found ONCE with dl_iterate_phdr (the PT_LOAD segments of the object that
+ * contains this function); each symbol is then checked with two compares. (dladdr() per
+ * symbol walked libc's symbol table every time: 92% of the start-up instructions.) */
+struct self_range {
+    uintptr_t probe, lo, hi;
+};
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 {
-    Dl_info info;
-    if (dladdr((void *)self_base, &info) && info.dli_fbase)
-        return info.dli_fbase;
-    return NULL;
+    struct self_range *r = data;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    int i;
+    (void)size;
+    for (i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        if (info->dlpi_addr + ph->p_vaddr < lo)
+            lo = info->dlpi_addr + ph->p_vaddr;
+        if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > hi)
+            hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+    if (r->probe >= lo && r->probe < hi) {
+        r->lo = lo;
+        r->hi = hi;
+        return 1;
+    }
+    return 0;
 }
 
 void *sfy_dlsym_next(const char *name)
@@ -44,12 +72,13 @@ void *sfy_dlsym_next(const char *name)
  * out to be our own wrapper, aborts: running on would recurse or leak traffic. */
 static void resolve(void **slot, const char *name, int mandatory)
 {
-    static void *base;
-    Dl_info info;
+    static struct self_range self;
     void *sym = dlsym(RTLD_NEXT, name);
-    if (!base)
-        base = self_base();
-    if (sym && base && dladdr(sym, &info) && info.dli_fbase == base) {
+    if (!self.probe) {
+        self.probe = (uintptr_t)(void *)find_self;
+        dl_iterate_phdr(find_self, &self);
+    }
+    if (sym && (uintptr_t)sym >= self.lo && (uintptr_t)sym < self.hi) {
         SFY_ERR("circular reference: dlsym(RTLD_NEXT, \"%s\") returned our own wrapper", name);
         abort();
     }
@@ -100,14 +129,37 @@ static void resolve_all(void)
     OPTIONAL(res_send);
 }
 
+/* The SOCKSIFY_* values as the program was started with them. Taken by the constructor
+ * (six getenv calls), so a program that edits its environment before its first network
+ * call (setenv, unsetenv, clearenv) still gets the configuration it was run with: the
+ * strings of the initial environment stay valid whatever the program does to environ. */
+static struct {
+    int taken;
+    const char *proxy, *all_proxy_lc, *all_proxy_uc, *no_proxy, *log, *dns_range, *log_file;
+} start_env;
+
+static void take_env(void)
+{
+    if (start_env.taken)
+        return;
+    start_env.proxy = getenv("SOCKSIFY_PROXY");
+    start_env.all_proxy_lc = getenv("all_proxy");
+    start_env.all_proxy_uc = getenv("ALL_PROXY");
+    start_env.no_proxy = getenv("SOCKSIFY_NO_PROXY");
+    start_env.log = getenv("SOCKSIFY_LOG");
+    start_env.dns_range = getenv("SOCKSIFY_DNS_RANGE");
+    start_env.log_file = getenv("SOCKSIFY_LOG_FILE");
+    start_env.taken = 1;
+}
+
 static void sfy_init(void)
 {
+    take_env();
     resolve_all();
-    sfy_config_load(&sfy_cfg, getenv("SOCKSIFY_PROXY"), getenv("all_proxy"),
-                    getenv("ALL_PROXY"), getenv("SOCKSIFY_NO_PROXY"), getenv("SOCKSIFY_LOG"),
-                    getenv("SOCKSIFY_DNS_RANGE"));
+    sfy_config_load(&sfy_cfg, start_env.proxy, start_env.all_proxy_lc, start_env.all_proxy_uc,
+                    start_env.no_proxy, start_env.log, start_env.dns_range);
     sfy_log_level = sfy_cfg.log_level;
-    sfy_log_open(getenv("SOCKSIFY_LOG_FILE"));
+    sfy_log_open(start_env.log_file);
     if (!sfy_cfg.valid) {
         /* Logged at the first refused call (route.c), not here: a program that never
          * opens a socket should not print anything. */
@@ -143,8 +195,21 @@ void sfy_hook_leave(void)
     depth = 0;
 }
 
-__attribute__((constructor)) static void sfy_constructor(void)
+/* Before fork(): the DNS map must exist BEFORE the process tree splits, so that parent and
+ * children share one MAP_SHARED map (dnsmap.c); init is otherwise lazy. */
+static void init_before_fork(void)
 {
     if (sfy_hook_enter())
         sfy_hook_leave();
+}
+
+/* Start-up is lazy: the constructor only takes the environment and registers the fork
+ * handler; the symbol table, the configuration, the log and the DNS map are set up by the
+ * first hooked call that needs them (sfy_hook_enter), or before the first fork(). A
+ * program that never touches the network pays for nothing else (scripts/bench_native_shim.py
+ * measures the start-up). Hooks that run before this constructor still initialise fully. */
+__attribute__((constructor)) static void sfy_constructor(void)
+{
+    take_env();
+    pthread_atfork(init_before_fork, NULL, NULL);
 }

@@ -34,7 +34,7 @@
  *   datagram is read into a scratch buffer and copied out (MSG_TRUNC semantics preserved).
  *
  * Thread safety: fdtable holds the per-socket state; `assoc_lock` serialises the creation
- * of associations so two threads' first datagrams make one association. `maybe_udp` is a
+ * of associations so two threads' first datagrams make one association. `sfy_udp_maybe_fd` is a
  * lock-free hint table for the data-path hooks.
  */
 #include "udp.h"
@@ -59,28 +59,18 @@ enum udp_state_bits {
 #define UDP_HEADER_MAX 262
 #define UDP_PAYLOAD_MAX 65535
 
-#define FAST_FDS 65536
-static unsigned char maybe_udp[FAST_FDS];
-static int any_udp;
+unsigned char sfy_udp_maybe_fd[SFY_UDP_FAST_FDS];
+int sfy_udp_any;
 static pthread_mutex_t assoc_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int sfy_udp_maybe(int fd)
-{
-    if (!__atomic_load_n(&any_udp, __ATOMIC_RELAXED))
-        return 0;
-    if (fd < 0)
-        return 0;
-    if (fd >= FAST_FDS)
-        return 1;
-    return __atomic_load_n(&maybe_udp[fd], __ATOMIC_RELAXED);
-}
+/* sfy_udp_maybe() is inline in udp.h: the data-path hooks' one memory load. */
 
 static void hint_set(int fd, unsigned char on)
 {
     if (on)
-        __atomic_store_n(&any_udp, 1, __ATOMIC_RELAXED);
-    if (fd >= 0 && fd < FAST_FDS)
-        __atomic_store_n(&maybe_udp[fd], on, __ATOMIC_RELAXED);
+        __atomic_store_n(&sfy_udp_any, 1, __ATOMIC_RELAXED);
+    if (fd >= 0 && fd < SFY_UDP_FAST_FDS)
+        __atomic_store_n(&sfy_udp_maybe_fd[fd], on, __ATOMIC_RELAXED);
 }
 
 /* fd's entry when it is a UDP one (1), else 0 (and the stale hint is cleared). */

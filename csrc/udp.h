@@ -28,7 +28,20 @@
 /* 1 when fd may be a relayed UDP socket: lock-free, no syscall; false positives allowed,
  * never a false negative. The data-path hooks (read, write, recv, send...) test this before
  * anything else, so traffic on other fds pays one memory load. */
-int sfy_udp_maybe(int fd);
+#define SFY_UDP_FAST_FDS 65536
+extern unsigned char sfy_udp_maybe_fd[SFY_UDP_FAST_FDS]; /* udp.c: 1 for a relayed fd */
+extern int sfy_udp_any;                                /* udp.c: any relayed fd so far */
+static inline int sfy_udp_maybe(int fd)
+{
+    /* inline, so that the hooks' pass-through path is this load and nothing else */
+    if (!__atomic_load_n(&sfy_udp_any, __ATOMIC_RELAXED))
+        return 0;
+    if (fd < 0)
+        return 0;
+    if (fd >= SFY_UDP_FAST_FDS)
+        return 1;
+    return __atomic_load_n(&sfy_udp_maybe_fd[fd], __ATOMIC_RELAXED);
+}
 
 /* connect() of a UDP socket to `addr`, which sfy_route() sends to the proxy as `dest`
  * (declared in socksify.h too; hook_connect.c routes, then calls this for SFY_PROXY only).

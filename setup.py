@@ -7,6 +7,12 @@ Two products (decisions in csrc/buildcfg.py, documented in README.rst "Native sh
   ``pip install .`` (wheel) and ``pip install -e .`` (in place) both put it into the package,
   but it is not a Python module: it gets a fixed file name, links no Python library and
   uses no Python symbol.
+- ``socksify-run``, the native launcher (csrc/launcher/socksify-run.c, no Python start per
+  run), linked by BuildExt after the extensions with the same compiler. It goes next to the
+  library in the package (``socksify/socksify-run``, which finds the library beside itself)
+  and, as a data file, into the installation's ``bin/`` (the command on PATH; it finds the
+  library under ``../lib/python3*/{site,dist}-packages`` or falls back to
+  ``python3 -m socksify.run``). Decision and figures: the launcher's header comment.
 - ``socksify._native``, the cffi binding over the shim's pure parts: csrc/build_ffi.py
   defines the FFI; BuildExt writes its C source into the build directory and compiles it
   like any extension (cffi's ``cffi_modules`` hook would replace this build_ext class).
@@ -39,6 +45,31 @@ class BuildExt(build_ext):
                 ffibuilder.emit_c_code(c_file)
                 ext.sources.insert(0, c_file)
         super().run()
+        self.build_launcher()
+
+    def build_launcher(self):
+        """Compile and link csrc/launcher/socksify-run.c into the package directory and
+        into build/launcher/ (the data_files copy that lands in bin/)."""
+        package_dir = "socksify" if self.inplace else os.path.join(self.build_lib, "socksify")
+        objects = self.compiler.compile(
+            buildcfg.launcher_sources(),
+            output_dir=os.path.join(self.build_temp, "launcher"),
+            macros=[("_GNU_SOURCE", "1")],
+            include_dirs=["csrc"],
+            extra_postargs=buildcfg.compile_args(os.environ),
+            depends=buildcfg.headers(),
+        )
+        for out_dir in (package_dir, buildcfg.LAUNCHER_SCRIPT_DIR):
+            os.makedirs(out_dir, exist_ok=True)
+            self.compiler.link_executable(
+                objects, buildcfg.LAUNCHER_FILENAME, output_dir=out_dir,
+                extra_postargs=buildcfg.link_args(os.environ),
+            )
+
+    def get_outputs(self):
+        # the launcher is part of the package (wheel and editable installs record it)
+        package_dir = "socksify" if self.inplace else os.path.join(self.build_lib, "socksify")
+        return [*super().get_outputs(), os.path.join(package_dir, buildcfg.LAUNCHER_FILENAME)]
 
     def get_ext_filename(self, fullname):
         # called with the dotted name and, from get_ext_fullpath, with its last part only
@@ -81,4 +112,9 @@ native = Extension(
     extra_link_args=buildcfg.link_args(os.environ),
 )
 
-setup(ext_modules=[preload, native], cmdclass={"build_ext": BuildExt})
+setup(
+    ext_modules=[preload, native],
+    cmdclass={"build_ext": BuildExt},
+    # the launcher IS the socksify-run command on PATH (no console_scripts wrapper)
+    data_files=[("bin", [os.path.join(buildcfg.LAUNCHER_SCRIPT_DIR, buildcfg.LAUNCHER_FILENAME)])],
+)

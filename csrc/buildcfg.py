@@ -28,6 +28,13 @@ PRELOAD_EXT_NAME = "socksify.libsocksify"
 PRELOAD_FILENAME = "libsocksify.so"
 #: the pure sources the cffi binding compiles (no hooks, no globals, no dlsym)
 BINDING_SOURCES = ("codec.c", "config.c", "dnsmap.c", "errmap.c")
+#: the native socksify-run launcher (csrc/launcher/socksify-run.c): its own main() plus the
+#: library's pure config parser; never part of libsocksify.so (preload_sources() lists only
+#: the .c files directly in csrc/)
+LAUNCHER_SOURCES = ("launcher/socksify-run.c", "config.c")
+LAUNCHER_FILENAME = "socksify-run"
+#: where the build leaves a copy of the launcher for data_files (installed into bin/)
+LAUNCHER_SCRIPT_DIR = os.path.join("build", "launcher")
 #: build-only Python files that must travel in the sdist with the C sources
 BUILD_SCRIPTS = ("buildcfg.py", "build_ffi.py")
 
@@ -93,6 +100,11 @@ def preload_sources(csrc: str = CSRC) -> list[str]:
     return sorted(
         os.path.join("csrc", name) for name in os.listdir(csrc) if name.endswith(".c")
     )
+
+
+def launcher_sources(csrc: str = CSRC) -> list[str]:
+    """The launcher's sources, relative to the working directory (the project root)."""
+    return [os.path.relpath(os.path.join(csrc, name)) for name in LAUNCHER_SOURCES]
 
 
 def headers(csrc: str = CSRC) -> list[str]:

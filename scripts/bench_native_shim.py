@@ -1,17 +1,29 @@
 #!/usr/bin/env python3
 """Benchmark of the native shim (not a test: numbers depend on the machine).
 
-    scripts/bench_native_shim.py [--runs 30] [--connects 1000]
+    scripts/bench_native_shim.py [--runs 200] [--connects 1000] [--library PATH]
+                                 [--launcher PATH]
 
 Everything runs on loopback: a local HTTP page (Python's http.server in a thread) and
 microsocks as the proxy for every proxied variant, so the figures compare the CLIENT side:
 
-1. Whole-process cost of one ``curl`` fetch (median wall time over --runs), side by side:
-   plain curl (direct), curl --socks5-hostname, socksify-run curl, LD_PRELOAD=libsocksify.so
-   curl, proxychains4 -q curl, torsocks curl.
+0. Start-up: ``/bin/true`` plain, with the library preloaded, and through each socksify-run
+   (the native launcher and ``python -m socksify.run``): median wall time, and the
+   instruction count under valgrind's callgrind when valgrind is installed (exact and
+   repeatable, unlike wall time on a busy machine).
+1. Whole-process cost of one ``curl`` fetch (median wall time over --runs; the variants
+   run in turn within each round, so drift of the machine hits all alike), side by side:
+   plain curl (direct), curl --socks5-hostname, socksify-run curl (native launcher),
+   python -m socksify.run curl, LD_PRELOAD=libsocksify.so curl, proxychains4 -q curl,
+   torsocks curl; "vs --socks5-hostname" is the overhead the performance target counts.
 2. Per-connect cost over --connects sequential connect()+close() in ONE process (a small C
    program compiled here): direct, preloaded but bypassed (NO_PROXY: the hook's own cost),
    preloaded and proxied, and proxychains4 for comparison.
+3. Pass-through cost: ns per write() to /dev/null and per read() from /dev/zero (hooked
+   calls on fds the shim does not own), direct and preloaded.
+
+``--library`` / ``--launcher`` measure another build (say, an older commit's) instead of the
+package's own files.
 
 Requires curl, microsocks and cc; proxychains4 and torsocks are measured when installed.
 """
@@ -63,6 +75,31 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     printf("%.1f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n);
+    return 0;
+}
+"""
+
+
+PASS_LOOP = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    char buf[64] = {0};
+    int out = open("/dev/null", O_WRONLY), in = open("/dev/zero", O_RDONLY);
+    struct timespec a, b, c;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < n; i++)
+        if (write(out, buf, sizeof buf) != sizeof buf) return 1;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    for (long i = 0; i < n; i++)
+        if (read(in, buf, sizeof buf) != sizeof buf) return 1;
+    clock_gettime(CLOCK_MONOTONIC, &c);
+    printf("%.1f %.1f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n,
+           ((c.tv_sec - b.tv_sec) * 1e9 + (c.tv_nsec - b.tv_nsec)) / n);
     return 0;
 }
 """
@@ -135,49 +172,118 @@ def accept_and_close():
         listener.close()
 
 
-def median_ms(argv, env, runs: int) -> float | None:
-    times = []
+def run_ms(argv, env) -> float | None:
+    """Wall time of one run in ms (fork+exec+wait), None when it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, timeout=60)
+    elapsed = (time.perf_counter() - start) * 1000
+    if result.returncode != 0:
+        print(f"  ! {argv[0]} failed: {result.stderr.decode(errors='replace')[:200]}")
+        return None
+    return elapsed
+
+
+def medians_ms(variants, runs: int) -> dict[str, float]:
+    """Median ms per variant name; the variants take turns within each round."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    failed: set[str] = set()
     for _ in range(runs):
-        start = time.perf_counter()
-        result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, timeout=60)
-        times.append((time.perf_counter() - start) * 1000)
-        if result.returncode != 0:
-            print(f"  ! {argv[0]} failed: {result.stderr.decode(errors='replace')[:200]}")
-            return None
-    return statistics.median(times)
+        for name, argv, env in variants:
+            if name in failed:
+                continue
+            ms = run_ms(argv, env)
+            if ms is None:
+                failed.add(name)
+            else:
+                times[name].append(ms)
+    return {name: statistics.median(t) for name, t in times.items()
+            if t and name not in failed}
+
+
+def instructions(argv, env) -> int | None:
+    """Instructions a run executes (valgrind --tool=callgrind), or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if not valgrind:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+             "--trace-children=yes", *argv],
+            env=env, capture_output=True, text=True, timeout=120)
+    counts = [int(line.rsplit(":", 1)[1].replace(",", "").strip())
+              for line in result.stderr.splitlines() if "Collected :" in line]
+    return sum(counts) if counts else None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--connects", type=int, default=1000)
+    parser.add_argument("--passes", type=int, default=1_000_000)
+    parser.add_argument("--library", help="preload library to measure (default: the package's)")
+    parser.add_argument("--launcher", help="native socksify-run to measure (default: the "
+                        "package's)")
     args = parser.parse_args()
     for tool in ("curl", "microsocks", "cc"):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is required")
-    library = _preload.library_path()
+    library = os.path.abspath(args.library) if args.library else _preload.library_path()
+    launcher = args.launcher or _preload.launcher_path()
+    if not os.access(launcher, os.X_OK):
+        print(f"(no native launcher at {launcher}: its rows are left out)")
+        launcher = None
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("SOCKSIFY_", "LD_PRELOAD", "ALL_PROXY", "all_proxy"))}
+    if args.library:
+        base["SOCKSIFY_LIBRARY"] = library  # the launcher then preloads this build too
     curl = shutil.which("curl")
+    true = shutil.which("true")
     with tempfile.TemporaryDirectory() as tmp, http_page(tmp) as http_port, \
             microsocks() as proxy_port, accept_and_close() as sink_port:
         url = f"http://127.0.0.1:{http_port}/index.html"
-        proxy = f"socks5://127.0.0.1:{proxy_port}"
+        proxy = f"socks5h://127.0.0.1:{proxy_port}"
         pc_conf = os.path.join(tmp, "proxychains.conf")
         with open(pc_conf, "w") as f:
             f.write(f"strict_chain\nproxy_dns\n[ProxyList]\nsocks5 127.0.0.1 {proxy_port}\n")
         ts_conf = os.path.join(tmp, "torsocks.conf")
         with open(ts_conf, "w") as f:
             f.write(f"TorAddress 127.0.0.1\nTorPort {proxy_port}\nAllowOutboundLocalhost 1\n")
-        fetch = [curl, "-s", "-o", "/dev/null", url]
         shim_env = dict(base, LD_PRELOAD=library, SOCKSIFY_PROXY=proxy)
+        python_run = [sys.executable, "-m", "socksify.run", "--proxy", proxy, "--"]
+        python_env = dict(base, PYTHONPATH=ROOT)
+
+        startup = [("true", [true], base),
+                   ("LD_PRELOAD=libsocksify.so true", [true], shim_env)]
+        if launcher:
+            startup.append(("socksify-run true (native)", [launcher, "--proxy", proxy, true],
+                            base))
+        startup.append(("python -m socksify.run true", [*python_run, true], python_env))
+        print(f"0. start-up, median of {args.runs} runs (ms) and instructions (callgrind)")
+        medians = medians_ms(startup, args.runs)
+        for name, argv, env in startup:
+            if name in medians:
+                count = instructions(argv, env) if "python" not in name else None
+                shown = f"{count:>12,}" if count else ""
+                print(f"   {name:34s} {medians[name]:7.2f}  {shown}")
+        if launcher:
+            # callgrind counts the image that exits, so the launcher's own work is measured
+            # on a command that does not exist (every step but the exec: exit 127)
+            count = instructions([launcher, "--proxy", proxy, "/nonexistent/program"], base)
+            if count:
+                print(f"   {'socksify-run itself (no exec)':34s} {'':7s}  {count:>12,}")
+
+        fetch = [curl, "-s", "-o", "/dev/null", url]
         variants = [
             ("plain curl (direct)", fetch, base),
             ("curl --socks5-hostname", [curl, "-s", "-o", "/dev/null", "--socks5-hostname",
                                         f"127.0.0.1:{proxy_port}", url], base),
-            ("socksify-run curl", [sys.executable, "-m", "socksify.run", "--proxy", proxy,
-                                   "--", *fetch], dict(base, PYTHONPATH=ROOT)),
+        ]
+        if launcher:
+            variants.append(("socksify-run curl (native)",
+                             [launcher, "--proxy", proxy, "--", *fetch], base))
+        variants += [
+            ("python -m socksify.run curl", [*python_run, *fetch], python_env),
             ("LD_PRELOAD=libsocksify.so curl", fetch, shim_env),
         ]
         if shutil.which("proxychains4"):
@@ -186,14 +292,15 @@ def main() -> int:
         if shutil.which("torsocks"):
             variants.append(("torsocks curl", [shutil.which("torsocks"), *fetch],
                              dict(base, TORSOCKS_CONF_FILE=ts_conf)))
-        print(f"1. one curl fetch of a local page, median of {args.runs} runs (ms)")
-        plain = None
-        for name, argv, env in variants:
-            ms = median_ms(argv, env, args.runs)
-            if ms is None:
-                continue
-            plain = plain if plain is not None else ms
-            print(f"   {name:34s} {ms:7.2f}   (+{ms - plain:6.2f})")
+        print(f"\n1. one curl fetch of a local page, median of {args.runs} runs (ms)")
+        medians = medians_ms(variants, args.runs)
+        plain = medians.get("plain curl (direct)")
+        reference = medians.get("curl --socks5-hostname")
+        print(f"   {'':34s} {'ms':>7s}   {'vs direct':>9s}   {'vs --socks5-hostname':>20s}")
+        for name, _, _ in variants:
+            if name in medians and plain is not None and reference is not None:
+                ms = medians[name]
+                print(f"   {name:34s} {ms:7.2f}   {ms - plain:+9.2f}   {ms - reference:+20.2f}")
 
         src = os.path.join(tmp, "connect_loop.c")
         with open(src, "w") as f:
@@ -214,6 +321,25 @@ def main() -> int:
         for name, argv, env in per_connect:
             out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
             shown = out.stdout.strip() if out.returncode == 0 else f"failed: {out.stderr[:100]}"
+            print(f"   {name:34s} {shown}")
+
+        src = os.path.join(tmp, "pass_loop.c")
+        with open(src, "w") as f:
+            f.write(PASS_LOOP)
+        prog = os.path.join(tmp, "pass_loop")
+        subprocess.run(["cc", "-O2", "-o", prog, src], check=True, timeout=60)
+        print(f"\n3. pass-through: ns per write(/dev/null) and read(/dev/zero), "
+              f"best of 5 x {args.passes:,}")
+        for name, env in (("direct", base), ("preloaded", shim_env)):
+            best = None
+            for _ in range(5):
+                out = subprocess.run([prog, str(args.passes)], env=env, capture_output=True,
+                                     text=True, timeout=300)
+                if out.returncode != 0:
+                    break
+                w, r = map(float, out.stdout.split())
+                best = (w, r) if best is None else (min(best[0], w), min(best[1], r))
+            shown = f"write {best[0]:6.1f}   read {best[1]:6.1f}" if best else "failed"
             print(f"   {name:34s} {shown}")
     return 0
 

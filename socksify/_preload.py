@@ -32,10 +32,13 @@ __all__ = [
     "build_env",
     "check_program",
     "exec_with_preload",
+    "launcher_path",
     "library_path",
 ]
 
 LIBRARY_NAME = "libsocksify.so"
+#: the native socksify-run launcher, built next to the library (csrc/launcher/)
+LAUNCHER_NAME = "socksify-run"
 #: exit status when the program cannot be covered by the shim (like a shell's "cannot
 #: execute": 126) and when it is not found (127)
 EXIT_NOT_COVERABLE = 126
@@ -67,6 +70,12 @@ def library_path() -> str:
             "(pip install .) to build it"
         )
     return os.path.abspath(path)
+
+
+def launcher_path() -> str:
+    """Path of the native ``socksify-run`` launcher in the package (next to the library;
+    it may be missing when the native part was not built)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), LAUNCHER_NAME)
 
 
 def _is_sanitizer_runtime(entry: str) -> bool:

@@ -74,7 +74,7 @@ def _hangs_under_asan(program: str) -> bool:
     (curl and wget on Debian 12: a hang in setlocale(), without socksify involved)."""
     try:
         subprocess.run([program, "--version"], env=clean_env(), capture_output=True,
-                       timeout=10)
+                       timeout=5)
     except subprocess.TimeoutExpired:
         return True
     return False
@@ -115,12 +115,14 @@ class Shim:
             input=input,
         )
 
-    def run_cli(self, args, *, timeout: float = TIMEOUT, **extra: str):
-        """``socksify-run ARGS`` (through this Python), bounded."""
+    def run_cli(self, args, *, timeout: float = TIMEOUT, launcher: str | None = None,
+                **extra: str):
+        """``socksify-run ARGS``, bounded: the Python implementation (``python -m
+        socksify.run``), or the native launcher at ``launcher``."""
         _skip_programs_broken_by_asan(args)
+        command = [launcher] if launcher else [sys.executable, "-m", "socksify.run"]
         return subprocess.run(
-            [sys.executable, "-m", "socksify.run", *args], env=clean_env(**extra),
-            capture_output=True, timeout=timeout,
+            [*command, *args], env=clean_env(**extra), capture_output=True, timeout=timeout,
         )
 
     def python(self, code: str, proxy: str | None, **extra: str) -> subprocess.CompletedProcess:
@@ -131,3 +133,23 @@ class Shim:
 @pytest.fixture
 def shim(libsocksify):
     return Shim(libsocksify)
+
+
+@pytest.fixture(scope="session")
+def launcher(libsocksify):
+    """The native socksify-run launcher next to the library (csrc/launcher/)."""
+    from socksify import _preload
+
+    path = _preload.launcher_path()
+    if not os.access(path, os.X_OK):
+        _fail_or_skip(f"MISSING: the native launcher {path} is not built; run pip install -e .")
+    return path
+
+
+@pytest.fixture(params=["python", "native"])
+def socksify_run(request, shim):
+    """``socksify_run(args, **env)``: run socksify-run through each implementation (the
+    Python socksify/run.py and the native launcher), which must behave the same."""
+    if request.param == "python":
+        return shim.run_cli
+    return functools.partial(shim.run_cli, launcher=request.getfixturevalue("launcher"))

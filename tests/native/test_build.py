@@ -45,6 +45,18 @@ def test_sources_lists():
     assert "csrc/socksify.h" in cfg.headers(str(CSRC))
 
 
+def test_launcher_is_not_part_of_the_library(libsocksify):
+    """csrc/launcher/ has its own main(): never globbed into libsocksify.so."""
+    cfg = buildcfg()
+    assert not any("launcher" in p for p in cfg.preload_sources(str(CSRC)))
+    assert [pathlib.Path(p).name for p in cfg.launcher_sources(str(CSRC))] == [
+        "socksify-run.c", "config.c"]
+    nm = require_peer("nm")
+    symbols = subprocess.run([nm, "-D", "--defined-only", libsocksify], capture_output=True,
+                             text=True, check=True, timeout=60).stdout.split()
+    assert "main" not in symbols
+
+
 def _dynsyms(library, *flags):
     out = subprocess.run(["nm", "-D", *flags, library], capture_output=True, text=True,
                          check=True, timeout=30).stdout

@@ -1,5 +1,9 @@
 """socksify-run and socksify._preload: locating the library, the environment, exec, and
-refusing programs the loader will not preload into (static, set-uid/set-gid)."""
+refusing programs the loader will not preload into (static, set-uid/set-gid, Go).
+
+Every command-line test runs twice through the ``socksify_run`` fixture: the Python
+implementation (socksify/run.py) and the native launcher (csrc/launcher/socksify-run.c),
+which must behave the same."""
 
 import os
 import shutil
@@ -19,8 +23,8 @@ from .conftest import clean_env, without_sanitizer
 SETTINGS = load_settings("socks5h://127.0.0.1:1080", environ={})
 
 
-def test_print_library(shim, libsocksify):
-    result = shim.run_cli(["--print-library"])
+def test_print_library(socksify_run, libsocksify):
+    result = socksify_run(["--print-library"])
     assert result.returncode == 0, result.stderr
     path = result.stdout.decode().strip()
     assert os.path.isabs(path) and os.path.samefile(path, libsocksify)
@@ -42,8 +46,8 @@ def test_build_env_keeps_a_sanitizer_runtime_first(libsocksify):
     assert env["LD_PRELOAD"] == f"/usr/lib/libasan.so.8:{libsocksify}:/x/libfoo.so"
 
 
-def test_environment_reaches_the_program_and_exit_status_passes_through(shim):
-    result = shim.run_cli(
+def test_environment_reaches_the_program_and_exit_status_passes_through(socksify_run):
+    result = socksify_run(
         ["--proxy", "socks5://127.0.0.1:9", "--log-level", "debug", "--",
          "sh", "-c", 'echo "$LD_PRELOAD|$SOCKSIFY_PROXY|$SOCKSIFY_LOG"; exit 7'],
         LD_PRELOAD="/nonexistent/other.so",
@@ -56,14 +60,14 @@ def test_environment_reaches_the_program_and_exit_status_passes_through(shim):
     assert (proxy, level) == ("socks5://127.0.0.1:9", "debug")
 
 
-def test_flags_win_over_the_environment(shim):
-    result = shim.run_cli(["--proxy", "socks4://127.0.0.1:5", "sh", "-c", "echo $SOCKSIFY_PROXY"],
+def test_flags_win_over_the_environment(socksify_run):
+    result = socksify_run(["--proxy", "socks4://127.0.0.1:5", "sh", "-c", "echo $SOCKSIFY_PROXY"],
                           SOCKSIFY_PROXY="socks5://127.0.0.1:6")
     assert result.stdout.strip() == b"socks4://127.0.0.1:5"
 
 
-def test_program_arguments_pass_through(shim):
-    result = shim.run_cli(["--proxy", "socks5://h", "--", "sh", "-c", 'echo "$@"', "sh",
+def test_program_arguments_pass_through(socksify_run):
+    result = socksify_run(["--proxy", "socks5://h", "--", "sh", "-c", 'echo "$@"', "sh",
                            "--proxy", "x", "-v"])
     assert result.returncode == 0
     assert result.stdout.strip() == b"--proxy x -v"
@@ -76,20 +80,20 @@ def test_program_arguments_pass_through(shim):
     (["--proxy", "socks5://h"], b"no command given"),
     (["--proxy", "socks5://h", "--log-level", "loud", "true"], b"bad log level"),
 ])
-def test_usage_errors_exit_2(shim, args, message):
-    result = shim.run_cli(args)
+def test_usage_errors_exit_2(socksify_run, args, message):
+    result = socksify_run(args)
     assert result.returncode == 2
     assert result.stderr.startswith(b"socksify: error: ") and message in result.stderr
     assert b"Traceback" not in result.stderr
 
 
-def test_all_proxy_socks_url_is_used(shim):
-    result = shim.run_cli(["sh", "-c", "echo $SOCKSIFY_PROXY"], ALL_PROXY="socks5h://10.0.0.1:7")
+def test_all_proxy_socks_url_is_used(socksify_run):
+    result = socksify_run(["sh", "-c", "echo $SOCKSIFY_PROXY"], ALL_PROXY="socks5h://10.0.0.1:7")
     assert result.stdout.strip() == b"socks5h://10.0.0.1:7"
 
 
-def test_missing_program_exits_127(shim):
-    result = shim.run_cli(["--proxy", "socks5://h", "no-such-program-xyz"])
+def test_missing_program_exits_127(socksify_run):
+    result = socksify_run(["--proxy", "socks5://h", "no-such-program-xyz"])
     assert result.returncode == 127
     assert b"no-such-program-xyz: command not found" in result.stderr
 
@@ -107,8 +111,8 @@ def static_binary(tmp_path_factory):
     return str(out)
 
 
-def test_static_binary_is_refused(shim, static_binary):
-    result = shim.run_cli(["--proxy", "socks5://h", static_binary])
+def test_static_binary_is_refused(socksify_run, static_binary):
+    result = socksify_run(["--proxy", "socks5://h", static_binary])
     assert result.returncode == 126
     assert b"is statically linked" in result.stderr
     assert b"static\n" not in result.stdout  # it never ran
@@ -128,13 +132,13 @@ def test_dynamic_binary_and_script_are_accepted(tmp_path, static_binary):
 
 
 @pytest.mark.parametrize("bit", [stat.S_ISUID, stat.S_ISGID])
-def test_setuid_and_setgid_binaries_are_refused(shim, tmp_path, bit):
+def test_setuid_and_setgid_binaries_are_refused(socksify_run, tmp_path, bit):
     copy = tmp_path / "true"
     shutil.copy(shutil.which("true"), copy)
     copy.chmod(0o755 | bit)
     if not os.stat(copy).st_mode & bit:
         pytest.fail("this file system drops set-id bits; cannot test")
-    result = shim.run_cli(["--proxy", "socks5://h", str(copy)])
+    result = socksify_run(["--proxy", "socks5://h", str(copy)])
     assert result.returncode == 126
     assert b"set-uid/set-gid" in result.stderr
 
@@ -151,10 +155,10 @@ def test_python_m_socksify_runs_native_programs(shim):
 
 
 @pytest.mark.e2e
-def test_socksify_run_curl_end_to_end(shim, socks_server, http_server):
+def test_socksify_run_curl_end_to_end(socksify_run, socks_server, http_server):
     srv = socks_server(hosts={"only-proxy.test": "127.0.0.1"})
     curl = require_peer("curl")
-    result = shim.run_cli(["--proxy", srv.url("socks5h"), "--", curl, "-sS", "--max-time", "20",
+    result = socksify_run(["--proxy", srv.url("socks5h"), "--", curl, "-sS", "--max-time", "20",
                            http_server.url("/", host="only-proxy.test")])
     assert result.returncode == 0, result.stderr
     assert b"hello from the target" in result.stdout
@@ -162,18 +166,18 @@ def test_socksify_run_curl_end_to_end(shim, socks_server, http_server):
 
 
 @pytest.mark.e2e
-def test_socksify_run_passes_curls_failure_status(shim, http_server):
+def test_socksify_run_passes_curls_failure_status(socksify_run, http_server):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
     curl = require_peer("curl")
-    result = shim.run_cli(["--proxy", f"socks5://127.0.0.1:{dead}", curl, "-sS",
+    result = socksify_run(["--proxy", f"socks5://127.0.0.1:{dead}", curl, "-sS",
                            "--max-time", "20", http_server.url("/")])
     assert result.returncode == 7
     assert http_server.requests == []
 
 
-def test_go_programs_are_refused(shim, tmp_path):
+def test_go_programs_are_refused(socksify_run, tmp_path):
     """Go's net package makes raw system calls: the shim would see nothing, so refuse."""
     objcopy = require_peer("objcopy")
     note = tmp_path / "buildid"
@@ -182,7 +186,71 @@ def test_go_programs_are_refused(shim, tmp_path):
     subprocess.run([objcopy, "--add-section", f".note.go.buildid={note}", shutil.which("true"),
                     str(fake_go)], check=True, capture_output=True, timeout=60)
     fake_go.chmod(0o755)
-    result = shim.run_cli(["--proxy", "socks5://h", str(fake_go)])
+    result = socksify_run(["--proxy", "socks5://h", str(fake_go)])
     assert result.returncode == 126
     assert b"is a Go program" in result.stderr
     assert _preload.check_program(shutil.which("true"))  # the original is fine
+
+
+def test_usage_error_messages_are_the_same_in_both_implementations(shim, launcher):
+    """Same status and the same ``socksify: error:`` line from run.py and the launcher."""
+    for args in (["--proxy", "socks5://h:99999", "true"], ["--proxy", "ftp://h", "true"],
+                 ["--proxy", "socks5://[::1", "true"], ["true"], ["--proxy", "socks5://h"],
+                 ["--proxy", "socks5://h", "--no-proxy", "10.0.0.0/99", "true"]):
+        python = shim.run_cli(args)
+        native = shim.run_cli(args, launcher=launcher)
+        assert python.returncode == native.returncode == 2, args
+        assert python.stderr == native.stderr, args
+
+
+def test_option_forms_help_and_unknown_options(socksify_run):
+    result = socksify_run(["--proxy=socks4://127.0.0.1:5", "--log-level=debug", "sh", "-c",
+                           "echo $SOCKSIFY_PROXY $SOCKSIFY_LOG"])
+    assert result.stdout.split() == [b"socks4://127.0.0.1:5", b"debug"]
+    assert socksify_run(["--help"]).returncode == 0
+    assert b"--print-library" in socksify_run(["--help"]).stdout
+    bad = socksify_run(["--proxy", "socks5://h", "--bogus", "true"])
+    assert bad.returncode == 2 and b"unrecognized arguments" in bad.stderr
+
+
+def test_script_with_a_static_interpreter_is_refused(socksify_run, tmp_path, static_binary):
+    script = tmp_path / "script"
+    script.write_text(f"#!{static_binary} -x\n")
+    script.chmod(0o755)
+    result = socksify_run(["--proxy", "socks5://h", str(script)])
+    assert result.returncode == 126 and b"is statically linked" in result.stderr
+
+
+def test_sanitizer_runtime_stays_first_through_the_cli(socksify_run):
+    result = socksify_run(["--proxy", "socks5://h", "sh", "-c", 'echo "$LD_PRELOAD"'],
+                          LD_PRELOAD="/x/libfoo.so /usr/lib/libasan.so.8")
+    entries = result.stdout.decode().strip().split(":")
+    runtime = os.environ.get("SOCKSIFY_ASAN_RUNTIME")
+    entries = [e for e in entries if e != runtime]
+    assert entries[0] == "/usr/lib/libasan.so.8"
+    assert entries[1].endswith("/libsocksify.so") and entries[2:] == ["/x/libfoo.so"]
+
+
+def test_launcher_in_bin_finds_the_library_in_site_packages(shim, launcher, libsocksify,
+                                                            tmp_path):
+    """The bin/ copy of a venv, --user or system install: ../lib/python3*/*-packages."""
+    site = tmp_path / "lib" / "python3.11" / "site-packages" / "socksify"
+    site.mkdir(parents=True)
+    shutil.copy(libsocksify, site / "libsocksify.so")
+    (tmp_path / "bin").mkdir()
+    shutil.copy(launcher, tmp_path / "bin" / "socksify-run")
+    result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "bin" / "socksify-run"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(site / "libsocksify.so")
+
+
+def test_launcher_without_a_library_falls_back_to_python(shim, launcher, libsocksify,
+                                                         tmp_path):
+    """An odd layout (an editable install's bin/ copy): the Python implementation runs."""
+    shutil.copy(launcher, tmp_path / "socksify-run")
+    result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "socksify-run"))
+    assert result.returncode == 0, result.stderr
+    assert os.path.samefile(result.stdout.decode().strip(), libsocksify)
+    failed = shim.run_cli(["--print-library"], launcher=launcher,
+                          SOCKSIFY_LIBRARY=str(tmp_path / "missing.so"))
+    assert failed.returncode == 1 and b"missing.so is missing" in failed.stderr

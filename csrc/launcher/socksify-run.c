@@ -1,0 +1,474 @@
+/*
+ * socksify-run.c -- the native `socksify-run` launcher (no Python start on every run).
+ *
+ *     socksify-run [--proxy URL[,URL...]] [--no-proxy LIST] [--log-level LEVEL]
+ *                  [--print-library] [--] command [args...]
+ *
+ * It does what socksify/run.py does (the two are tested against the same behaviour in
+ * tests/native/test_run.py): parse the same flags, validate the configuration with the
+ * library's own parser (csrc/config.c, linked in), export SOCKSIFY_*, put libsocksify.so in
+ * front of LD_PRELOAD (after a sanitizer runtime), refuse what the loader would not preload
+ * into (static, set-uid/set-gid, Go: exit 126, messages as socksify/_preload.py), then
+ * execvp (127 when not found). Errors are `socksify: error: ...` lines, exit 2.
+ *
+ * Where the library is (decision, measured in scripts/bench_native_shim.py): the build puts
+ * this binary in TWO places, next to the library inside the package
+ * (socksify/socksify-run: found through /proc/self/exe, works for every install kind,
+ * editable included) and, as a data file, into the installation's bin/ (the `socksify-run`
+ * on PATH: no wrapper, no interpreter, ~0.3 ms). The bin/ copy finds the library by
+ *   1. $SOCKSIFY_LIBRARY (as socksify/_preload.py),
+ *   2. <dir of this program>/libsocksify.so (the in-package copy),
+ *   3. <dir>/../lib/python3*\/{site,dist}-packages/socksify/libsocksify.so (a venv, pip
+ *      install --user into ~/.local, a system install into /usr/local or /usr),
+ * and when none exists (an editable install's bin/ copy, an odd layout) it runs the Python
+ * implementation instead: `<dir>/python3 -m socksify.run ARGS` (a venv's interpreter), else
+ * `python3` from PATH. Correct everywhere, fast in the usual layouts.
+ *
+ * This file is NOT part of libsocksify.so (csrc/buildcfg.py preload_sources() takes only
+ * the .c files directly in csrc/, not subdirectories); it links config.c alone, which is pure.
+ */
+#include "../socksify.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LIBRARY_NAME "libsocksify.so"
+#define EXIT_USAGE 2
+#define EXIT_NOT_COVERABLE 126
+#define EXIT_NOT_FOUND 127
+
+/* sfy_log_level is defined by log.c in the library; config.c does not use it. */
+
+static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int status, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "socksify: error: %s\n", buf);
+    exit(status);
+}
+
+static void usage(FILE *out)
+{
+    fputs("usage: socksify-run [-h] [--print-library] [--proxy URL[,URL...]] [--no-proxy LIST]\n"
+          "                    [--log-level LEVEL] ...\n"
+          "\n"
+          "Run a program with its network traffic sent through SOCKS proxies (native\n"
+          "LD_PRELOAD shim; children and exec'd programs included).\n"
+          "\n"
+          "positional arguments:\n"
+          "  command               program and its arguments\n"
+          "\n"
+          "options:\n"
+          "  -h, --help            show this help message and exit\n"
+          "  --print-library       print the absolute path of the preload library and exit\n"
+          "\n"
+          "proxy settings (flags win over the environment):\n"
+          "  --proxy URL[,URL...]  proxy or chain, like socks5h://user:pass@127.0.0.1:1080\n"
+          "                        (default: $SOCKSIFY_PROXY, else a socks URL in $ALL_PROXY)\n"
+          "  --no-proxy LIST       hosts, .domain suffixes, IPs and CIDRs reached directly\n"
+          "                        (default: $SOCKSIFY_NO_PROXY; empty: everything is\n"
+          "                        proxied, loopback included)\n"
+          "  --log-level LEVEL     one of error, warning, info, debug (default: $SOCKSIFY_LOG,\n"
+          "                        else error)\n",
+          out);
+}
+
+/* ---------------------------------------------------------------- finding the library */
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Directory of this executable (realpath of /proc/self/exe) into dir; 0 or -1. */
+static int self_dir(char *dir, size_t cap)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash;
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (!slash || (size_t)(slash - exe) >= cap)
+        return -1;
+    *slash = '\0';
+    snprintf(dir, cap, "%s", exe[0] ? exe : "/");
+    return 0;
+}
+
+/* The library's absolute path into out: 1 found, 0 not found (out: the path tried first,
+ * for the message), -1 $SOCKSIFY_LIBRARY names a missing file. */
+static int find_library(const char *dir, char *out, size_t cap)
+{
+    static const char *const patterns[] = {
+        "%s/../lib/python3*/site-packages/socksify/" LIBRARY_NAME,
+        "%s/../lib/python3*/dist-packages/socksify/" LIBRARY_NAME,
+        "%s/../lib/python3/dist-packages/socksify/" LIBRARY_NAME,
+    };
+    const char *override = getenv("SOCKSIFY_LIBRARY");
+    char path[PATH_MAX + 64];
+    size_t i;
+    if (override && *override) {
+        if (!realpath(override, out) || !is_file(out)) {
+            snprintf(out, cap, "%s", override);
+            return -1;
+        }
+        return 1;
+    }
+    if (!dir)
+        return 0;
+    snprintf(path, sizeof path, "%s/" LIBRARY_NAME, dir);
+    snprintf(out, cap, "%.*s", PATH_MAX - 1, path);
+    if (is_file(path) && realpath(path, out))
+        return 1;
+    for (i = 0; i < sizeof patterns / sizeof *patterns; i++) {
+        glob_t g;
+        size_t k;
+        int found = 0;
+        snprintf(path, sizeof path, patterns[i], dir);
+        if (glob(path, GLOB_NOSORT, NULL, &g) != 0)
+            continue;
+        for (k = 0; k < g.gl_pathc && !found; k++)
+            found = is_file(g.gl_pathv[k]) && realpath(g.gl_pathv[k], out);
+        globfree(&g);
+        if (found)
+            return 1;
+    }
+    return 0;
+}
+
+/* Run the Python implementation with the same arguments (never returns). */
+static void exec_python(const char *dir, char **argv)
+{
+    int argc = 0, i;
+    char **args;
+    char venv_python[PATH_MAX + 16];
+    while (argv[argc])
+        argc++;
+    args = calloc((size_t)argc + 4, sizeof *args);
+    if (!args)
+        die(1, "out of memory");
+    args[0] = "python3";
+    args[1] = "-m";
+    args[2] = "socksify.run";
+    for (i = 1; i < argc; i++)
+        args[i + 2] = argv[i];
+    if (dir) {
+        snprintf(venv_python, sizeof venv_python, "%s/python3", dir);
+        if (access(venv_python, X_OK) == 0)
+            execv(venv_python, args);
+    }
+    execvp("python3", args);
+    die(1, "the native shim " LIBRARY_NAME " was not found next to socksify-run and "
+        "python3 cannot be run (%s): reinstall socksify (pip install .)", strerror(errno));
+}
+
+/* ---------------------------------------------------------------- coverable programs */
+
+/* The path execvp would run for `program` under $PATH, into out: 1, or 0 not found. */
+static int resolve_program(const char *program, const char *path_env, char *out, size_t cap)
+{
+    const char *p;
+    if (strchr(program, '/')) {
+        snprintf(out, cap, "%s", program);
+        return access(program, F_OK) == 0;
+    }
+    p = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+    while (*p) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        struct stat st;
+        if (n == 0)
+            snprintf(out, cap, "%s", program); /* an empty entry is the current directory */
+        else
+            snprintf(out, cap, "%.*s/%s", (int)n, p, program);
+        if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return 1;
+        p += n + (end ? 1 : 0);
+    }
+    return 0;
+}
+
+/* ELF facts: *interp 1/0 (has PT_INTERP), *is_go; returns 0 for an ELF file, -1 not ELF. */
+static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp, int *is_go)
+{
+    static const char *const go_sections[] = {".note.go.buildid", ".go.buildinfo"};
+    int is64, swap;
+    uint64_t phoff, shoff;
+    unsigned phentsize, phnum, shentsize, shnum, shstrndx, i;
+    *interp = 0;
+    *is_go = 0;
+    if (hlen < 52 || memcmp(hdr, ELFMAG, SELFMAG) != 0)
+        return -1;
+    is64 = hdr[EI_CLASS] == ELFCLASS64;
+    swap = hdr[EI_DATA] != ELFDATA2LSB; /* big-endian files: not on the machines we run */
+    if (swap || (is64 && hlen < 64))
+        return 0; /* treat as dynamic: the loader decides */
+    if (is64) {
+        const Elf64_Ehdr *e = (const Elf64_Ehdr *)hdr;
+        phoff = e->e_phoff, phentsize = e->e_phentsize, phnum = e->e_phnum;
+        shoff = e->e_shoff, shentsize = e->e_shentsize, shnum = e->e_shnum;
+        shstrndx = e->e_shstrndx;
+    } else {
+        const Elf32_Ehdr *e = (const Elf32_Ehdr *)hdr;
+        phoff = e->e_phoff, phentsize = e->e_phentsize, phnum = e->e_phnum;
+        shoff = e->e_shoff, shentsize = e->e_shentsize, shnum = e->e_shnum;
+        shstrndx = e->e_shstrndx;
+    }
+    for (i = 0; i < phnum; i++) {
+        uint32_t type;
+        if (pread(fd, &type, sizeof type, (off_t)(phoff + (uint64_t)i * phentsize)) !=
+            (ssize_t)sizeof type)
+            break;
+        if (type == PT_INTERP) {
+            *interp = 1;
+            break;
+        }
+    }
+    /* Go: a section name only the Go toolchain writes (as _preload._elf_is_go). */
+    if (shoff && shnum && shstrndx < shnum && shnum <= 4096) {
+        uint64_t str_off, str_size;
+        char *names;
+        if (is64) {
+            Elf64_Shdr sh;
+            if (pread(fd, &sh, sizeof sh, (off_t)(shoff + (uint64_t)shstrndx * shentsize)) !=
+                (ssize_t)sizeof sh)
+                return 0;
+            str_off = sh.sh_offset, str_size = sh.sh_size;
+        } else {
+            Elf32_Shdr sh;
+            if (pread(fd, &sh, sizeof sh, (off_t)(shoff + (uint64_t)shstrndx * shentsize)) !=
+                (ssize_t)sizeof sh)
+                return 0;
+            str_off = sh.sh_offset, str_size = sh.sh_size;
+        }
+        if (str_size > (1u << 20))
+            str_size = 1u << 20;
+        names = calloc(1, str_size + 2);
+        if (names) {
+            ssize_t got = pread(fd, names + 1, str_size, (off_t)str_off);
+            size_t k, j;
+            for (j = 0; got > 0 && j < sizeof go_sections / sizeof *go_sections && !*is_go; j++) {
+                size_t len = strlen(go_sections[j]);
+                for (k = 0; k + len + 1 < (size_t)got + 2 && !*is_go; k++)
+                    *is_go = names[k] == '\0' && memcmp(names + k + 1, go_sections[j], len) == 0 &&
+                             names[k + 1 + len] == '\0';
+            }
+            free(names);
+        }
+    }
+    return 0;
+}
+
+/* socksify/_preload.check_program(): exits 126/127 with its messages, else returns. */
+static void check_program(const char *program, const char *path_env, int depth)
+{
+    char resolved[PATH_MAX];
+    unsigned char hdr[256];
+    struct stat st;
+    ssize_t n;
+    int fd, interp = 0, is_go = 0, elf;
+    if (!resolve_program(program, path_env, resolved, sizeof resolved))
+        die(EXIT_NOT_FOUND, "%s: command not found", program);
+    fd = open(resolved, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        die(EXIT_NOT_COVERABLE, "%s: %s", program, strerror(errno));
+    n = read(fd, hdr, sizeof hdr - 1);
+    if (n < 0)
+        die(EXIT_NOT_COVERABLE, "%s: %s", program, strerror(errno));
+    hdr[n] = '\0';
+    elf = elf_facts(fd, hdr, (size_t)(n > 64 ? 64 : n), &interp, &is_go);
+    close(fd);
+    if (st.st_mode & (S_ISUID | S_ISGID))
+        die(EXIT_NOT_COVERABLE, "%s is set-uid/set-gid: the loader ignores LD_PRELOAD for it, "
+            "so its traffic would not go through the proxy; refusing to run it", resolved);
+    if (elf == 0 && !interp)
+        die(EXIT_NOT_COVERABLE, "%s is statically linked: LD_PRELOAD cannot hook it, so its "
+            "traffic would not go through the proxy; refusing to run it (use a dynamically "
+            "linked build, or python -m socksify for Python programs)", resolved);
+    if (elf == 0 && is_go)
+        die(EXIT_NOT_COVERABLE, "%s is a Go program: Go makes its own system calls instead of "
+            "calling libc's connect(), so LD_PRELOAD cannot route its traffic; refusing to run "
+            "it (Go's net/http itself honours HTTPS_PROXY=socks5://HOST:PORT)", resolved);
+    if (elf < 0 && n >= 2 && hdr[0] == '#' && hdr[1] == '!' && depth < 4) {
+        /* the interpreter: the first word of the #! line (within the 64 bytes Python reads) */
+        char *line = (char *)hdr + 2, *end;
+        hdr[n > 64 ? 64 : n] = '\0';
+        line[strcspn(line, "\n")] = '\0';
+        line += strspn(line, " \t\r\f\v");
+        end = line + strcspn(line, " \t\r\f\v");
+        *end = '\0';
+        if (*line)
+            check_program(line, path_env, depth + 1);
+    }
+}
+
+/* ---------------------------------------------------------------- environment */
+
+static int is_sanitizer_runtime(const char *entry, size_t len)
+{
+    static const char *const names[] = {"libasan", "libclang_rt.asan", "libubsan", "libtsan"};
+    const char *base = entry;
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (entry[i] == '/')
+            base = entry + i + 1;
+    for (i = 0; i < sizeof names / sizeof *names; i++)
+        if ((size_t)(entry + len - base) >= strlen(names[i]) &&
+            strncmp(base, names[i], strlen(names[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* LD_PRELOAD as socksify/_preload.build_env makes it: sanitizer runtimes, the library, the
+ * other entries (without a duplicate of the library); ':'-separated. */
+static char *build_preload(const char *existing, const char *library)
+{
+    size_t cap = strlen(existing ? existing : "") + strlen(library) + 2, pass;
+    char *out = malloc(cap), *w = out;
+    if (!out)
+        die(1, "out of memory");
+    for (pass = 0; pass < 3; pass++) {
+        const char *p = existing ? existing : "";
+        if (pass == 1) {
+            w += sprintf(w, "%s%s", w == out ? "" : ":", library);
+            continue;
+        }
+        while (*p) {
+            size_t n;
+            p += strspn(p, ": ");
+            n = strcspn(p, ": ");
+            if (n && (pass == 0) == is_sanitizer_runtime(p, n) &&
+                !(pass == 2 && strlen(library) == n && strncmp(p, library, n) == 0)) {
+                w += sprintf(w, "%s%.*s", w == out ? "" : ":", (int)n, p);
+            }
+            p += n;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+static const char *const LEVELS[] = {"error", "warning", "info", "debug"};
+
+/* ---------------------------------------------------------------- main */
+
+/* The value of option `name` at argv[*i] ("--name VALUE" or "--name=VALUE"), else NULL. */
+static const char *option_value(char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    const char *arg = argv[*i];
+    if (strncmp(arg, name, n) != 0)
+        return NULL;
+    if (arg[n] == '=')
+        return arg + n + 1;
+    if (arg[n] != '\0')
+        return NULL;
+    if (!argv[*i + 1]) {
+        usage(stderr);
+        fprintf(stderr, "socksify-run: error: argument %s: expected one argument\n", name);
+        exit(EXIT_USAGE);
+    }
+    return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+    const char *proxy = NULL, *no_proxy = NULL, *log = NULL, *value, *flag_proxy;
+    int print_library = 0, i, found;
+    char dir_buf[PATH_MAX], library[PATH_MAX];
+    const char *dir = self_dir(dir_buf, sizeof dir_buf) == 0 ? dir_buf : NULL;
+    static struct sfy_config cfg;
+    (void)argc;
+
+    for (i = 1; argv[i]; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) {
+            i++;
+            break;
+        }
+        if (arg[0] != '-' || arg[1] == '\0')
+            break; /* the command: everything from here is the program's */
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(arg, "--print-library") == 0)
+            print_library = 1;
+        else if ((value = option_value(argv, &i, "--proxy")))
+            proxy = value;
+        else if ((value = option_value(argv, &i, "--no-proxy")))
+            no_proxy = value;
+        else if ((value = option_value(argv, &i, "--log-level")))
+            log = value;
+        else {
+            usage(stderr);
+            fprintf(stderr, "socksify-run: error: unrecognized arguments: %s\n", arg);
+            return EXIT_USAGE;
+        }
+    }
+
+    found = find_library(dir, library, sizeof library);
+    if (found < 0)
+        die(1, "the native shim %s is missing: reinstall socksify with a C compiler "
+            "(pip install .) to build it", library);
+    if (found == 0)
+        exec_python(dir, argv); /* unusual layout: the Python implementation finds it */
+    if (print_library) {
+        printf("%s\n", library);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (!argv[i])
+        die(EXIT_USAGE, "no command given: socksify-run [options] [--] command [args...]");
+
+    /* Flags win over the environment; the library's own parser validates (config.c). */
+    flag_proxy = proxy;
+    if (!proxy || !*proxy)
+        proxy = getenv("SOCKSIFY_PROXY");
+    if (!no_proxy)
+        no_proxy = getenv("SOCKSIFY_NO_PROXY");
+    if (!log || !*log)
+        log = getenv("SOCKSIFY_LOG");
+    sfy_config_load(&cfg, proxy, getenv("all_proxy"), getenv("ALL_PROXY"), no_proxy, log,
+                    getenv("SOCKSIFY_DNS_RANGE"));
+    if (!cfg.valid) {
+        /* the message names where the bad value came from: the flag when one was given */
+        if (strncmp(cfg.error, "no proxy configured", 19) == 0)
+            die(EXIT_USAGE, "no proxy configured: use --proxy URL or set SOCKSIFY_PROXY (like "
+                "socks5h://127.0.0.1:1080); socksify never runs unproxied");
+        if (proxy == flag_proxy && strncmp(cfg.error, "SOCKSIFY_PROXY: ", 16) == 0)
+            die(EXIT_USAGE, "--proxy: %s", cfg.error + 16);
+        die(EXIT_USAGE, "%s", cfg.error);
+    }
+
+    if (!proxy || !*proxy) { /* the socks URL of all_proxy / ALL_PROXY */
+        const char *lc = getenv("all_proxy");
+        proxy = lc && !strncasecmp(lc + strspn(lc, " \t"), "socks", 5) ? lc
+                                                                        : getenv("ALL_PROXY");
+    }
+    if (setenv("SOCKSIFY_PROXY", proxy, 1) < 0 ||
+        setenv("SOCKSIFY_NO_PROXY", no_proxy ? no_proxy : "", 1) < 0 ||
+        setenv("SOCKSIFY_LOG", LEVELS[cfg.log_level], 1) < 0 ||
+        setenv("LD_PRELOAD", build_preload(getenv("LD_PRELOAD"), library), 1) < 0)
+        die(1, "cannot set the environment: %s", strerror(errno));
+
+    check_program(argv[i], getenv("PATH"), 0);
+    execvp(argv[i], argv + i);
+    die(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_COVERABLE, "%s: %s", argv[i],
+        strerror(errno));
+}

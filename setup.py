@@ -10,7 +10,7 @@ Two products (decisions in csrc/buildcfg.py, documented in README.rst "Native sh
 - ``socksify-run``, the native launcher (csrc/launcher/socksify-run.c, no Python start per
   run), linked by BuildExt after the extensions with the same compiler. It goes next to the
   library in the package (``socksify/socksify-run``, which finds the library beside itself)
-  and, as a data file, into the installation's ``bin/`` (the command on PATH; it finds the
+  and, as a script, into the installation's ``bin/`` (the command on PATH; it finds the
   library under ``../lib/python3*/{site,dist}-packages`` or falls back to
   ``python3 -m socksify.run``). Decision and figures: the launcher's header comment.
 - ``socksify._native``, the cffi binding over the shim's pure parts: csrc/build_ffi.py
@@ -23,6 +23,7 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.dist import Distribution
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc"))
 import buildcfg  # noqa: E402
@@ -49,7 +50,7 @@ class BuildExt(build_ext):
 
     def build_launcher(self):
         """Compile and link csrc/launcher/socksify-run.c into the package directory and
-        into build/launcher/ (the data_files copy that lands in bin/)."""
+        into build/launcher/ (the copy BuildScripts puts into bin/)."""
         package_dir = "socksify" if self.inplace else os.path.join(self.build_lib, "socksify")
         objects = self.compiler.compile(
             buildcfg.launcher_sources(),
@@ -91,6 +92,30 @@ class BuildExt(build_ext):
         return super().get_libraries(ext)
 
 
+# distutils' build_scripts, as setuptools provides it on every Python (3.12 has no distutils)
+build_scripts = Distribution().get_command_class("build_scripts")
+
+
+class BuildScripts(build_scripts):
+    """The launcher is an ELF executable: copied as it is (distutils' build_scripts would
+    read it as a Python script to rewrite a #! line). Wheels and editable installs both run
+    this, so every install kind gets the native ``socksify-run`` in bin/."""
+
+    def run(self):
+        launcher = os.path.join(buildcfg.LAUNCHER_SCRIPT_DIR, buildcfg.LAUNCHER_FILENAME)
+        if not os.path.exists(launcher):
+            self.run_command("build_ext")
+        self.mkpath(self.build_dir)
+        for script in self.scripts:
+            out = os.path.join(self.build_dir, os.path.basename(script))
+            self.copy_file(script, out)
+            os.chmod(out, 0o755)
+
+    def get_source_files(self):
+        # what the sdist must carry to build the launcher (not the built binary)
+        return buildcfg.launcher_sources()
+
+
 preload = Extension(
     buildcfg.PRELOAD_EXT_NAME,
     sources=buildcfg.preload_sources(),
@@ -114,7 +139,7 @@ native = Extension(
 
 setup(
     ext_modules=[preload, native],
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_scripts": BuildScripts},
     # the launcher IS the socksify-run command on PATH (no console_scripts wrapper)
-    data_files=[("bin", [os.path.join(buildcfg.LAUNCHER_SCRIPT_DIR, buildcfg.LAUNCHER_FILENAME)])],
+    scripts=[os.path.join(buildcfg.LAUNCHER_SCRIPT_DIR, buildcfg.LAUNCHER_FILENAME)],
 )

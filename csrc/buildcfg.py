@@ -33,7 +33,7 @@ BINDING_SOURCES = ("codec.c", "config.c", "dnsmap.c", "errmap.c")
 #: the .c files directly in csrc/)
 LAUNCHER_SOURCES = ("launcher/socksify-run.c", "config.c")
 LAUNCHER_FILENAME = "socksify-run"
-#: where the build leaves a copy of the launcher for data_files (installed into bin/)
+#: where the build leaves a copy of the launcher for build_scripts (installed into bin/)
 LAUNCHER_SCRIPT_DIR = os.path.join("build", "launcher")
 #: build-only Python files that must travel in the sdist with the C sources
 BUILD_SCRIPTS = ("buildcfg.py", "build_ffi.py")

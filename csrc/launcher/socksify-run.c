@@ -14,7 +14,7 @@
  * Where the library is (decision, measured in scripts/bench_native_shim.py): the build puts
  * this binary in TWO places, next to the library inside the package
  * (socksify/socksify-run: found through /proc/self/exe, works for every install kind,
- * editable included) and, as a data file, into the installation's bin/ (the `socksify-run`
+ * editable included) and, as a script (setup.py BuildScripts), into the installation's bin/ (the `socksify-run`
  * on PATH: no wrapper, no interpreter, ~0.3 ms). The bin/ copy finds the library by
  *   1. $SOCKSIFY_LIBRARY (as socksify/_preload.py),
  *   2. <dir of this program>/libsocksify.so (the in-package copy),
@@ -170,8 +170,11 @@ static void exec_python(const char *dir, char **argv)
         args[i + 2] = argv[i];
     if (dir) {
         snprintf(venv_python, sizeof venv_python, "%s/python3", dir);
-        if (access(venv_python, X_OK) == 0)
+        if (access(venv_python, X_OK) == 0) {
+            args[0] = venv_python; /* a venv's python finds its pyvenv.cfg from argv[0] */
             execv(venv_python, args);
+            args[0] = "python3";
+        }
     }
     execvp("python3", args);
     die(1, "the native shim " LIBRARY_NAME " was not found next to socksify-run and "

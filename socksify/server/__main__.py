@@ -14,8 +14,17 @@ import signal
 import sys
 
 from ._auth import hash_password
-from ._config import LOG_LEVELS, ConfigError, ServerConfig, load_config, parse_listen, parse_user
+from ._config import (
+    LOG_LEVELS,
+    ConfigError,
+    ServerConfig,
+    load_config,
+    parse_listen,
+    parse_user,
+    parse_workers,
+)
 from ._server import Server
+from ._workers import run_workers
 
 PROG = "socksify-server"
 
@@ -37,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "username/password authentication required",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower, help="default info")
+    parser.add_argument(
+        "--workers", metavar="N|auto",
+        help="worker processes sharing each listening port (SO_REUSEPORT); auto = one per "
+        "CPU; default 1 (the main process serves)",
+    )
     parser.add_argument(
         "--allow-open-proxy", action="store_true",
         help="allow listening on a non-loopback address without authentication",
@@ -70,6 +84,8 @@ def _build_config(args: argparse.Namespace) -> ServerConfig:
             config.users[name] = password
     if args.log_level:
         config.log_level = args.log_level
+    if args.workers is not None:
+        config.workers = parse_workers(args.workers)
     if args.allow_open_proxy:
         config.allow_open_proxy = True
     config.check()
@@ -82,16 +98,23 @@ def _announce(host: str, port: int) -> None:
     sys.stderr.flush()
 
 
-async def _serve(config: ServerConfig) -> None:
+async def _serve(config: ServerConfig, sockets=None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with Server(config) as server:
-        for host, port in server.addresses:
-            _announce(host, port)
+    async with Server(config, sockets=sockets) as server:
+        if sockets is None:  # workers: the parent announced the listeners
+            for host, port in server.addresses:
+                _announce(host, port)
         await stop.wait()
         logging.getLogger("socksify.server").info("stopping")
+
+
+def _serve_worker(config: ServerConfig, sockets) -> int:
+    """One worker process of ``run_workers``: serve ``sockets`` until SIGTERM."""
+    asyncio.run(_serve(config, sockets))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{PROG}: error: no password given\n")
     logging.getLogger("socksify").setLevel(config.log_level.upper())
     try:
+        if config.workers > 1:
+            return run_workers(
+                config, lambda sockets: _serve_worker(config, sockets), _announce
+            )
         asyncio.run(_serve(config))
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: cannot listen: {exc}\n")

@@ -30,13 +30,32 @@ try:
 except ImportError:  # Python 3.10
     from . import _toml as _tomllib  # type: ignore[no-redef]
 
-__all__ = ["ConfigError", "ServerConfig", "load_config", "parse_listen", "parse_user"]
+__all__ = ["ConfigError", "ServerConfig", "load_config", "parse_listen", "parse_user",
+           "parse_workers"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("127.0.0.1", 1080)
 _ASCII_DIGITS = re.compile(r"[0-9]{1,5}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_WORKERS = 256
+
+
+def parse_workers(value: int | str) -> int:
+    """``workers``: a count, or ``"auto"`` for the CPUs this process may run on."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            try:
+                return max(1, len(os.sched_getaffinity(0)))
+            except (AttributeError, OSError):
+                return max(1, os.cpu_count() or 1)
+        if not _ASCII_DIGITS.fullmatch(text):
+            raise ConfigError(f"workers: {value!r} is not a number or \"auto\"")
+        value = int(text)
+    if isinstance(value, bool) or not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(f"workers must be an integer 1..{MAX_WORKERS} or \"auto\"")
+    return value
 
 
 class ConfigError(ValueError):
@@ -65,6 +84,9 @@ class ServerConfig:
     log_level: str = "info"
     #: relay with os.splice (Linux; bytes stay in the kernel) instead of copying in Python.
     splice: bool = True
+    #: worker processes sharing each listening port (SO_REUSEPORT); the CLI only. 1 serves
+    #: in the main process; ``parse_workers("auto")`` is the number of usable CPUs.
+    workers: int = 1
 
     def check(self) -> None:
         """Validate the values; raise :class:`ConfigError` naming the first bad one.
@@ -96,6 +118,9 @@ class ServerConfig:
                 )
         if not isinstance(self.max_clients, int) or self.max_clients < 1:
             raise ConfigError("max_clients must be a positive integer")
+        if (not isinstance(self.workers, int) or isinstance(self.workers, bool)
+                or not 1 <= self.workers <= MAX_WORKERS):
+            raise ConfigError(f"workers must be an integer 1..{MAX_WORKERS} or \"auto\"")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         for name, stored in self.users.items():
@@ -159,7 +184,7 @@ def parse_user(text: str) -> tuple[str, str]:
 # -- the TOML file -------------------------------------------------------------------------
 
 _TOP_KEYS = {"server", "timeouts", "users", "hosts", "rules"}
-_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level", "splice"}
+_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level", "splice", "workers"}
 _TIMEOUT_KEYS = {"handshake", "connect", "idle", "bind"}
 
 
@@ -192,6 +217,8 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
         config.allow_open_proxy = _expect(server["allow_open_proxy"], bool, "allow_open_proxy")
     if "splice" in server:
         config.splice = _expect(server["splice"], bool, "server.splice")
+    if "workers" in server:
+        config.workers = parse_workers(_expect(server["workers"], (int, str), "server.workers"))
     if "log_level" in server:
         config.log_level = _expect(server["log_level"], str, "server.log_level").lower()
     timeouts = _expect(data.get("timeouts", {}), dict, "[timeouts]")

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -137,6 +138,8 @@ class Server:
         config: the :class:`ServerConfig` (validated with ``check()`` on start).
         on_session: called with each finished session's record dict.
         clock: returns the current local time for time-window rules (tests inject one).
+        sockets: listening sockets to serve instead of opening ``config.listen`` (a
+            worker process of ``_workers.py`` gets its share of the port this way).
     """
 
     def __init__(
@@ -145,7 +148,9 @@ class Server:
         *,
         on_session: SessionHook | None = None,
         clock: Callable[[], datetime.datetime] | None = None,
+        sockets: list[socket.socket] | None = None,
     ):
+        self._listen_sockets = sockets
         self.config = config or ServerConfig()
         self.on_session = on_session
         self.now = clock or datetime.datetime.now
@@ -174,13 +179,19 @@ class Server:
     async def start(self) -> None:
         """Open every listener (raises OSError if one cannot be bound)."""
         self.config.check()
-        listeners = len(self.config.listen)
+        given = self._listen_sockets
+        listeners = len(given) if given is not None else len(self.config.listen)
         self.max_clients = client_cap(self.config.max_clients, listeners)
         self.pipes = PipeBudget(pipe_budget(self.max_clients, listeners))
         loop = asyncio.get_running_loop()
         _quiet_accept_errors(loop)
         try:
-            for host, port in self.config.listen:
+            for sock in given or ():
+                server = await loop.create_server(
+                    lambda: ClientProtocol(self), sock=sock, backlog=_BACKLOG
+                )
+                self._servers.append(server)
+            for host, port in self.config.listen if given is None else ():
                 server = await loop.create_server(
                     lambda: ClientProtocol(self), host, port, reuse_address=True,
                     backlog=_BACKLOG,

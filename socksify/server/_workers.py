@@ -1,0 +1,161 @@
+"""Worker processes for ``socksify-server`` (``workers = N``): the pre-fork model.
+
+Rules of this module:
+
+- The parent opens every listening socket before it forks, so a bad address fails once, in
+  the parent, and port 0 is resolved once: per address it binds one socket (learning the
+  real port), then ``N - 1`` more on that same port, all with ``SO_REUSEPORT``. Worker ``i``
+  keeps the ``i``-th socket of every address; the kernel spreads new connections over the
+  listening sockets by a hash of the 4-tuple, so the workers share no accept queue and
+  no lock (what nginx's ``reuseport`` does).
+- The parent never accepts. It keeps its copy of every socket, so a worker that dies is
+  replaced on the same socket and the connections already queued on it are not lost.
+- SIGINT and SIGTERM in the parent are forwarded to the workers as SIGTERM; each worker
+  stops like the single-process server (stop accepting, close its sessions), and the
+  parent exits 0 once all have exited. Signals are blocked around ``fork`` so a worker
+  never runs the parent's handler.
+- Each worker is an ordinary single-process server: sessions, limits (``max_clients``
+  counts per worker), logs and records are per worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+__all__ = ["open_listeners", "run_workers"]
+
+logger = logging.getLogger(__name__)
+
+_BACKLOG = 256
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: A worker that dies sooner than this after its start is replaced only after this delay
+#: (a worker that cannot run at all must not turn into a fork loop).
+_RESTART_DELAY = 1.0
+
+
+def _listener(family: int, address: tuple) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_listeners(listen: list[tuple[str, int]], workers: int) -> list[list[socket.socket]]:
+    """Per worker, one listening socket for every address of every ``listen`` entry.
+
+    ``result[0]`` holds the first socket of each address (their names are the addresses
+    to announce); raises OSError (nothing left open) when an address cannot be bound.
+    """
+    shares: list[list[socket.socket]] = [[] for _ in range(workers)]
+    try:
+        for host, port in listen:
+            infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            seen = set()
+            for family, _type, _proto, _name, address in infos:
+                if (family, address) in seen:
+                    continue
+                seen.add((family, address))
+                first = _listener(family, address)
+                shares[0].append(first)
+                real = (address[0], first.getsockname()[1], *address[2:])
+                for share in shares[1:]:
+                    share.append(_listener(family, real))
+    except BaseException:
+        for share in shares:
+            for sock in share:
+                sock.close()
+        raise
+    return shares
+
+
+def run_workers(
+    config, serve: Callable[[list[socket.socket]], int],
+    announce: Callable[[str, int], None],
+) -> int:
+    """Open the listeners, announce them, run ``config.workers`` workers until a signal.
+
+    ``serve(sockets)`` runs in each forked worker and returns its exit status. Raises
+    OSError when a listener cannot be opened (before anything was forked).
+    """
+    shares = open_listeners(config.listen, config.workers)
+    for sock in shares[0]:
+        host, port = sock.getsockname()[:2]
+        announce(host, port)
+    children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
+    stopping = False
+
+    def on_signal(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def spawn(index: int) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the parent's code
+                status = 1
+                try:
+                    for signum in _SIGNALS:
+                        signal.signal(signum, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                    for other, share in enumerate(shares):
+                        if other != index:
+                            for sock in share:
+                                sock.close()
+                    status = serve(shares[index])
+                except BaseException:
+                    logger.exception("worker %d failed", index)
+                finally:
+                    logging.shutdown()
+                    sys.stderr.flush()
+                    os._exit(status)
+            children[pid] = (index, time.monotonic())
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
+    try:
+        for index in range(config.workers):
+            spawn(index)
+        while children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            index, started = children.pop(pid, (None, 0.0))
+            if index is None or stopping:
+                continue
+            logger.warning("worker %d (pid %d) exited with status %d; starting a new one",
+                           index, pid, os.waitstatus_to_exitcode(status))
+            if time.monotonic() - started < _RESTART_DELAY:
+                time.sleep(_RESTART_DELAY)
+            if not stopping:
+                spawn(index)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for share in shares:
+            for sock in share:
+                sock.close()
+    return 0

@@ -187,6 +187,8 @@ static void exec_python(const char *dir, char **argv)
 static int resolve_program(const char *program, const char *path_env, char *out, size_t cap)
 {
     const char *p;
+    if (!program || !*program)
+        return 0;
     if (strchr(program, '/')) {
         snprintf(out, cap, "%s", program);
         return access(program, F_OK) == 0;

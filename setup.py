@@ -24,6 +24,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.dist import Distribution
+from setuptools.errors import LinkError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc"))
 import buildcfg  # noqa: E402
@@ -62,10 +63,16 @@ class BuildExt(build_ext):
         )
         for out_dir in (package_dir, buildcfg.LAUNCHER_SCRIPT_DIR):
             os.makedirs(out_dir, exist_ok=True)
-            self.compiler.link_executable(
-                objects, buildcfg.LAUNCHER_FILENAME, output_dir=out_dir,
-                extra_postargs=buildcfg.link_args(os.environ),
-            )
+            try:
+                self.compiler.link_executable(
+                    objects, buildcfg.LAUNCHER_FILENAME, output_dir=out_dir,
+                    extra_postargs=buildcfg.launcher_link_args(os.environ),
+                )
+            except LinkError:  # no static libc (libc.a): a dynamic launcher works as well
+                self.compiler.link_executable(
+                    objects, buildcfg.LAUNCHER_FILENAME, output_dir=out_dir,
+                    extra_postargs=buildcfg.link_args(os.environ),
+                )
 
     def get_outputs(self):
         # the launcher is part of the package (wheel and editable installs record it)

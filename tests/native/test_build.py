@@ -51,6 +51,8 @@ def test_launcher_is_not_part_of_the_library(libsocksify):
     assert not any("launcher" in p for p in cfg.preload_sources(str(CSRC)))
     assert [pathlib.Path(p).name for p in cfg.launcher_sources(str(CSRC))] == [
         "socksify-run.c", "config.c"]
+    assert "-static" in cfg.launcher_link_args({})
+    assert "-static" not in cfg.launcher_link_args({"SOCKSIFY_SANITIZE": "1"})
     nm = require_peer("nm")
     symbols = subprocess.run([nm, "-D", "--defined-only", libsocksify], capture_output=True,
                              text=True, check=True, timeout=60).stdout.split()

@@ -20,8 +20,12 @@ error so a test fails.
 
 Known limitation of the ASan run (not of socksify): on the reference machine (Debian 12,
 gcc 12, glibc 2.36) curl and wget hang in setlocale() as soon as the ASan runtime is
-preloaded, even without libsocksify.so. The tests probe each program once and skip (loudly)
-those that hang; run the UBSan-only build (``--sanitize undefined``) to cover them.
+preloaded, even without libsocksify.so. Every test that runs them goes through
+tests/native/conftest.py (``Shim.run`` / ``Shim.run_cli``), which probes each program once
+(``--version``, 5 s bound) and skips (loudly) those that hang; the UBSan-only build
+(``--sanitize undefined``) covers them. Both runs are quick enough for CI: on the reference
+2-core machine ``--sanitize --test`` takes ~47 s (480 passed, 37 skipped) and
+``--sanitize undefined --test`` ~28 s (all pass), build included.
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
     socksify-run [options] [--] command [args...]
     socksify-run --print-library
 
+This is the Python implementation (``python -m socksify.run``, and ``python -m socksify --
+program`` uses the same ``_preload`` module). The installed ``socksify-run`` command is the
+native launcher csrc/launcher/socksify-run.c, which behaves the same without starting Python
+(tests/native/test_run.py runs both) and falls back to this module when it cannot find the
+library.
+
 Exit status: the program's own (os.execvp replaces this process); 2 for a usage or
 configuration error; 126 when the program cannot be covered (statically linked, set-uid or
 set-gid: the loader would ignore LD_PRELOAD and traffic would leak); 127 when it is not found.

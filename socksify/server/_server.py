@@ -56,6 +56,9 @@ _BACKLOG = 256
 FDS_PER_SESSION = 2
 #: Descriptors kept for everything else: stdio, the event loop, listeners, threads.
 _FD_RESERVE = 24
+#: Descriptors kept for splice pipes even when max_clients would take every other one
+#: (at most an eighth of the limit): without any, every relay copies through Python.
+_PIPE_FLOOR = 256
 
 
 def pipe_budget(max_clients: int, listeners: int) -> int | None:
@@ -84,7 +87,7 @@ def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESS
         import resource
     except ImportError:  # not POSIX
         return max_clients
-    needed = _FD_RESERVE + listeners + max_clients * per_session
+    needed = _FD_RESERVE + listeners + _PIPE_FLOOR + max_clients * per_session
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -95,7 +98,10 @@ def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESS
             pass
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return max_clients
-    cap = max(1, (soft - _FD_RESERVE - listeners) // per_session)
+    kept = _FD_RESERVE + listeners + min(_PIPE_FLOOR, soft // 8)
+    if soft >= kept + max_clients * per_session:
+        return max_clients
+    cap = max(1, (soft - kept) // per_session)
     logger.warning(
         "max_clients lowered from %d to %d to fit the open-files limit (ulimit -n %d)",
         max_clients, cap, soft,

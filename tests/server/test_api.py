@@ -115,3 +115,25 @@ def test_client_cap_fits_the_open_files_limit():
     assert int(capped) * 3 <= int(capped_copy) < 50  # the copy relay needs 2 per session
     assert "max_clients lowered from 1024" in result.stderr
     assert raised.split()[0] == "1000" and int(raised.split()[1]) >= 7000  # soft limit raised
+
+
+def test_a_high_max_clients_still_leaves_descriptors_for_splice_pipes():
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, resource; logging.basicConfig();"
+        "from socksify.server._server import client_cap, pipe_budget;"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (4000, 4000));"
+        "cap = client_cap(20000, 1); print(cap, pipe_budget(cap, 1))"
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4000:
+        pytest.skip("needs a hard open-files limit of at least 4000")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    cap, pipes = map(int, result.stdout.split())
+    assert 1500 < cap < 2000  # lowered to fit
+    assert pipes >= 100  # descriptors left for pipes: the relay splices, not copies

@@ -3,6 +3,7 @@ sh, python3) and real proxies (the reference server, microsocks, danted), on loo
 
 import errno
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -471,3 +472,45 @@ def test_tcp_fast_open_by_sendmsg_goes_through_the_proxy(shim, socks_server, tcp
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"4", b"fast"]
     assert srv.wait_records(1, timeout=5)[0]["port"] == tcp_echo_server[1]
+
+
+SETENV_THEN_CONNECT = r"""
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    /* first thing: change the environment, before any hooked call could run init */
+    setenv("SOCKSIFY_PROXY", "socks5://127.0.0.1:9", 1);
+    struct sockaddr_in sa = {0};
+    char buf[8] = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(argv[1]));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) { perror("connect"); return 1; }
+    if (write(s, "lazy", 4) != 4 || read(s, buf, 4) != 4) return 2;
+    puts(buf);
+    return 0;
+}
+"""
+
+
+def test_configuration_is_the_one_the_program_started_with(shim, socks_server, tcp_echo_server,
+                                                            tmp_path):
+    """Initialisation is lazy (init.c), but the environment is taken at start: a program that
+    clears SOCKSIFY_PROXY before its first connection is still proxied by the start-up
+    configuration (and one that never touches the network prints nothing)."""
+    srv = socks_server()
+    cc = require_peer("cc")
+    src = tmp_path / "setenv_then_connect.c"
+    src.write_text(SETENV_THEN_CONNECT)
+    subprocess.run([cc, "-o", str(tmp_path / "prog"), str(src)], check=True, timeout=60,
+                   capture_output=True)
+    result = shim.run([str(tmp_path / "prog"), str(tcp_echo_server[1])], srv.url("socks5"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"lazy"]
+    assert srv.wait_records(1, timeout=5)[0]["port"] == tcp_echo_server[1]
+    quiet = shim.run(["true"], "http://not-a-socks-url")
+    assert quiet.returncode == 0 and quiet.stderr == b""

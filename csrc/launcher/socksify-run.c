@@ -20,7 +20,9 @@
  *   2. <dir of this program>/libsocksify.so (the in-package copy),
  *   3. <dir>/../lib/python3*\/{site,dist}-packages/socksify/libsocksify.so (a venv, pip
  *      install --user into ~/.local, a system install into /usr/local or /usr),
- * and when none exists (an editable install's bin/ copy, an odd layout) it runs the Python
+ *   4. an editable install (pip install -e) in those site directories: the package path
+ *      that setuptools' __editable__ finder module (or .pth file) names,
+ * and when none exists (an odd layout) it runs the Python
  * implementation instead: `<dir>/python3 -m socksify.run ARGS` (a venv's interpreter), else
  * `python3` from PATH. Correct everywhere, fast in the usual layouts.
  *
@@ -111,6 +113,38 @@ static int self_dir(char *dir, size_t cap)
     return 0;
 }
 
+/* The library of an editable install whose setuptools finder module or .pth file is `file`:
+ * 1 and its path in out, else 0. The finder holds MAPPING = {'socksify': '/src/socksify'};
+ * a "lenient" .pth holds the source directory on a line of its own. */
+static int editable_library(const char *file, char *out, size_t cap)
+{
+    static const char key[] = "'socksify': '";
+    char text[16384], path[PATH_MAX + 64];
+    const char *at, *end;
+    ssize_t n;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    if ((at = strstr(text, key))) {
+        at += sizeof key - 1;
+        end = strchr(at, '\'');
+        if (!end || end - at >= PATH_MAX)
+            return 0;
+        snprintf(path, sizeof path, "%.*s/" LIBRARY_NAME, (int)(end - at), at);
+    } else if (text[0] == '/') {
+        snprintf(path, sizeof path, "%.*s/socksify/" LIBRARY_NAME,
+                 (int)strcspn(text, "\r\n") < PATH_MAX ? (int)strcspn(text, "\r\n") : 0, text);
+    } else {
+        return 0;
+    }
+    return is_file(path) && realpath(path, out) && cap >= PATH_MAX;
+}
+
 /* The library's absolute path into out: 1 found, 0 not found (out: the path tried first,
  * for the message), -1 $SOCKSIFY_LIBRARY names a missing file. */
 static int find_library(const char *dir, char *out, size_t cap)
@@ -119,6 +153,10 @@ static int find_library(const char *dir, char *out, size_t cap)
         "%s/../lib/python3*/site-packages/socksify/" LIBRARY_NAME,
         "%s/../lib/python3*/dist-packages/socksify/" LIBRARY_NAME,
         "%s/../lib/python3/dist-packages/socksify/" LIBRARY_NAME,
+        "%s/../lib/python3*/site-packages/__editable___socksify_*finder.py",
+        "%s/../lib/python3*/site-packages/__editable__.socksify-*.pth",
+        "%s/../lib/python3*/dist-packages/__editable___socksify_*finder.py",
+        "%s/../lib/python3*/dist-packages/__editable__.socksify-*.pth",
     };
     const char *override = getenv("SOCKSIFY_LIBRARY");
     char path[PATH_MAX + 64];
@@ -143,8 +181,12 @@ static int find_library(const char *dir, char *out, size_t cap)
         snprintf(path, sizeof path, patterns[i], dir);
         if (glob(path, GLOB_NOSORT, NULL, &g) != 0)
             continue;
-        for (k = 0; k < g.gl_pathc && !found; k++)
-            found = is_file(g.gl_pathv[k]) && realpath(g.gl_pathv[k], out);
+        for (k = 0; k < g.gl_pathc && !found; k++) {
+            if (strstr(g.gl_pathv[k], "__editable__"))
+                found = editable_library(g.gl_pathv[k], out, cap);
+            else
+                found = is_file(g.gl_pathv[k]) && realpath(g.gl_pathv[k], out);
+        }
         globfree(&g);
         if (found)
             return 1;

@@ -254,3 +254,19 @@ def test_launcher_without_a_library_falls_back_to_python(shim, launcher, libsock
     failed = shim.run_cli(["--print-library"], launcher=launcher,
                           SOCKSIFY_LIBRARY=str(tmp_path / "missing.so"))
     assert failed.returncode == 1 and b"missing.so is missing" in failed.stderr
+
+
+def test_launcher_in_bin_finds_an_editable_install(shim, launcher, libsocksify, tmp_path):
+    """pip install -e: setuptools' finder module names the source package directory."""
+    source = tmp_path / "checkout" / "socksify"
+    source.mkdir(parents=True)
+    shutil.copy(libsocksify, source / "libsocksify.so")
+    site = tmp_path / "lib" / "python3.12" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "__editable___socksify_0_1_0_finder.py").write_text(
+        f"import sys\nMAPPING: dict[str, str] = {{'socksify': '{source}'}}\n")
+    (tmp_path / "bin").mkdir()
+    shutil.copy(launcher, tmp_path / "bin" / "socksify-run")
+    result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "bin" / "socksify-run"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(source / "libsocksify.so")

@@ -59,19 +59,24 @@ class Resolver:
     def __init__(self, hosts: dict[str, list[str]] | None = None):
         self.hosts = {name.lower().rstrip("."): addrs for name, addrs in (hosts or {}).items()}
 
+    def known(self, host: str) -> list[str] | None:
+        """The addresses of an IP literal or a static name at once; None: ask DNS."""
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        static = self.hosts.get(host.lower().rstrip("."))
+        return list(static) if static else None
+
     async def resolve(self, host: str, kind: int = socket.SOCK_STREAM) -> list[str]:
         """IP address strings for ``host`` (an IP literal resolves to itself).
 
         Raises:
             OutboundError: name not found (reply 4).
         """
-        try:
-            return [str(ipaddress.ip_address(host))]
-        except ValueError:
-            pass
-        static = self.hosts.get(host.lower().rstrip("."))
-        if static:
-            return list(static)
+        known = self.known(host)
+        if known is not None:
+            return known
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, None, type=kind)
@@ -159,8 +164,11 @@ async def connect_outbound(
             raise OutboundError(Reply5.TTL_EXPIRED, "timeout", "connect timed out")
         return left
 
+    addresses = resolver.known(host)  # no task for wait_for when there is nothing to wait
     try:
-        if deadline is None:
+        if addresses is not None:
+            pass
+        elif deadline is None:
             addresses = await resolver.resolve(host)
         else:
             addresses = await asyncio.wait_for(resolver.resolve(host), remaining())

@@ -286,6 +286,27 @@ def _run(sock: socket.socket, steps, deadline: float | None):
         raise ProxyProtocolError(
             errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
         ) from exc
+    except _PASS_THROUGH:
+        raise
+    except OSError as exc:
+        raise _broken_mid_handshake(exc) from exc
+
+
+# Errors that keep their own type: a timeout, "not ready yet" on a non-blocking socket,
+# socks4/socks5's local name resolution, and our own ProxyError family.
+_PASS_THROUGH = (ProxyError, TimeoutError, BlockingIOError, socket.gaierror)
+
+
+def _broken_mid_handshake(exc: OSError) -> ProxyProtocolError:
+    """The proxy connection broke (reset, EPIPE…) before the handshake was done.
+
+    That is the proxy failing to finish the protocol, so it is a ProxyProtocolError; it keeps
+    the connection's own errno (ECONNRESET, as the native shim reports it), which also makes
+    it the matching builtin (ConnectionResetError).
+    """
+    code = exc.errno or errors.ERRNO_PROTOCOL_VIOLATION
+    reason = exc.strerror or str(exc) or "connection broke"
+    return ProxyProtocolError(code, f"SOCKS proxy connection broke during the handshake: {reason}")
 
 
 def handshake(
@@ -316,7 +337,8 @@ def handshake(
         ProxyAuthError, ProxyRefusedError, ProxyProtocolError: see ``socksify.errors``.
         TimeoutError: the deadline or the socket timeout passed.
         socket.gaierror: socks4/socks5 could not resolve ``dest_host`` locally.
-        OSError: the connection to the proxy broke.
+        ProxyProtocolError: also when the connection to the proxy broke mid-handshake; it
+            keeps that errno (a reset is ECONNRESET and a ConnectionResetError).
     """
     saved = sock.gettimeout() if deadline is not None else None
     try:
@@ -408,6 +430,10 @@ async def async_handshake(
         raise ProxyProtocolError(
             errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
         ) from exc
+    except _PASS_THROUGH:
+        raise
+    except OSError as exc:
+        raise _broken_mid_handshake(exc) from exc
 
 
 # --- connecting to the proxy ----------------------------------------------------------------

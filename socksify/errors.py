@@ -109,7 +109,8 @@ class ProxyRefusedError(ProxyError):
 
 
 class ProxyProtocolError(ProxyError):
-    """The proxy broke the protocol: malformed or unexpected bytes, early EOF (EPROTO)."""
+    """The proxy broke the protocol: malformed or unexpected bytes, early EOF (EPROTO), or a
+    connection that broke mid-handshake (its own errno, e.g. ECONNRESET)."""
 
 
 class UdpNotRelayableError(ProxyError):

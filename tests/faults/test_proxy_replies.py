@@ -178,12 +178,6 @@ def test_native_proxy_reset_mid_handshake(step, progs, direct_target):
             assert result.stdout.split() == ["errno", "ECONNRESET"], (mode, result.stderr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a TCP reset from the proxy during the handshake escapes "
-    "socksify.client.handshake as a bare ConnectionResetError (from _recv in _read_event), "
-    "not a socksify.ProxyError as errors.py promises for every error of a proxied socket",
-)
 @pytest.mark.parametrize("step", RESET_STEPS)
 def test_python_proxy_reset_mid_handshake_is_a_proxy_error(step, direct_target):
     port = direct_target.getsockname()[1]

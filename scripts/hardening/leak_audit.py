@@ -279,6 +279,13 @@ def _inside_namespace() -> bool:
     return _interfaces() == ["lo"]
 
 
+def _package_root() -> str:
+    """The directory holding the ``socksify`` package this interpreter imports."""
+    import socksify
+
+    return str(pathlib.Path(socksify.__file__).resolve().parents[1])
+
+
 def reexec_in_namespace(argv: list[str]) -> int:
     """Run this audit again inside a fresh network namespace; return its exit status."""
     unshare = shutil.which("unshare")
@@ -291,8 +298,10 @@ def reexec_in_namespace(argv: list[str]) -> int:
         probe = subprocess.run([unshare, *flags, "true"], capture_output=True, timeout=30)
         if probe.returncode == 0:
             env = dict(os.environ, **{INSIDE_MARK: "1"})
+            # The audit inside must import the same socksify as this process: the installed
+            # package (with its native library) under tox, the checkout in development.
             env["PYTHONPATH"] = os.pathsep.join(
-                filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+                filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))
             return subprocess.run([unshare, *flags, "sh", "-c", script, "sh", *inner],
                                   env=env, timeout=900).returncode
     print(f"leak-audit: cannot create a network namespace: {probe.stderr.decode()!r}",

@@ -35,7 +35,8 @@ def smoke(tmp_path_factory):
            if not k.startswith("SOCKSIFY_") and not k.lower().endswith("_proxy")}
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--smoke", "--no-install", "--json", str(out)],
-        capture_output=True, text=True, timeout=240, env=env, cwd=ROOT,
+        # cwd outside the checkout: `python -m socksify.run` must import the installed package
+        capture_output=True, text=True, timeout=240, env=env, cwd=out.parent,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())

@@ -5,8 +5,10 @@ Rules of this module:
 
 - Only ``socksify.protocol`` knows byte layouts: this module turns bytes into events with
   ``receive_data``/``next_event`` and events into bytes with ``send``.
-- The client socket is read through :class:`ClientProtocol` (a small buffering protocol)
-  during the handshake; for CONNECT and BIND the transport is then handed to the relay
+- The client socket is read through :class:`ClientSocket` (a bare non-blocking socket and
+  loop callbacks, the splice path) or :class:`ClientProtocol` (a small buffering protocol
+  on an asyncio transport, the portable path) during the handshake; for CONNECT and BIND
+  the socket or transport is then handed to the relay
   (``_relay.py``) and the session coroutine ends, so an established connection keeps no
   task alive. The session record is finished by the relay's ``on_done`` callback.
 - Every way a session ends produces exactly one record (and one log line) through
@@ -50,7 +52,7 @@ from ..protocol import (
 )
 from . import _bind
 from ._outbound import OutboundError, connect_outbound, reply_for_oserror
-from ._relay import Relay, start_relay
+from ._relay import Relay, start_relay, start_splice_relay
 from ._rules import Query, evaluate
 from ._text import printable
 from ._udp import UdpAssociation
@@ -58,7 +60,7 @@ from ._udp import UdpAssociation
 if TYPE_CHECKING:
     from ._server import Server
 
-__all__ = ["ClientProtocol"]
+__all__ = ["ClientProtocol", "ClientSocket"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class ClientProtocol(asyncio.Protocol):
             self.server._refused(f"{_format_host(peer[0])}:{peer[1]}")
             transport.abort()
             return
-        self.session = Session(self.server, self, peer, transport.get_extra_info("sockname"))
+        self.session = Session(self.server, self, peer)
         self.session.start()
 
     def data_received(self, data: bytes) -> None:
@@ -154,6 +156,192 @@ class ClientProtocol(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.write(data)
 
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def local_address(self):
+        return self.transport.get_extra_info("sockname")
+
+
+class ClientSocket:
+    """The client's socket during the handshake, without an asyncio transport.
+
+    Same interface as :class:`ClientProtocol` (``read``, ``write``, ``take_buffer``,
+    ``eof``, ``closed``, ``close``, ``abort``). Replies are sent with one ``send`` (they
+    fit an empty socket buffer; a rest waits for a writer callback). A reader callback is
+    registered only once a read has to wait, and ``detach`` hands the bare socket to the
+    splice relay: no transport to build, no descriptor to duplicate per connection.
+    """
+
+    __slots__ = ("loop", "sock", "fd", "buffer", "eof", "_closed", "_waiter", "_reading",
+                 "_closing", "_out", "session")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock):
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buffer = bytearray()
+        self.eof = False
+        self._closed: asyncio.Future | None = None
+        self._waiter: asyncio.Future | None = None
+        self._reading = False
+        self._closing = False
+        self._out = b""  # what send() could not take yet
+        self.session: Session | None = None
+
+    @property
+    def closed(self) -> asyncio.Future:
+        """Done when the connection failed or was closed (BIND waits on it)."""
+        if self._closed is None:
+            self._closed = self.loop.create_future()
+            if self._closing:
+                self._closed.set_result(None)
+            else:
+                self._start_reading()  # a reset is seen only by reading
+        return self._closed
+
+    def _start_reading(self) -> None:
+        if not self._reading and not self.eof and not self._closing:
+            self._reading = True
+            self.loop.add_reader(self.fd, self._readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _recv(self) -> None:
+        """One recv into the buffer; raises BlockingIOError when there is nothing."""
+        try:
+            data = self.sock.recv(_READ_LIMIT)
+        except (BlockingIOError, InterruptedError):
+            raise BlockingIOError from None
+        except OSError:
+            data = b""
+            self.eof = True
+            self._stop_reading()
+            self._lost()
+            return
+        if data:
+            self.buffer += data
+            if len(self.buffer) > _READ_LIMIT:
+                self._stop_reading()  # read() starts it again once the buffer is taken
+        else:
+            self.eof = True
+            self._stop_reading()
+
+    def _readable(self) -> None:
+        try:
+            self._recv()
+        except BlockingIOError:
+            return
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """Everything buffered so far, waiting for some if there is none; b"" at EOF."""
+        if not self.buffer and not self.eof and not self._closing:
+            try:
+                self._recv()  # often the bytes are there already: no reader, no wait
+            except BlockingIOError:
+                pass
+        while not self.buffer and not self.eof and not self._closing:
+            self._start_reading()
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.take_buffer()
+
+    def take_buffer(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.abort()
+            return
+        if sent < len(data):
+            self._out = bytes(data[sent:])
+            self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._out = b""
+            self.loop.remove_writer(self.fd)
+            self.abort()
+            return
+        self._out = self._out[sent:]
+        if not self._out:
+            self.loop.remove_writer(self.fd)
+            if self._closing:
+                self._close_now()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Close once the unsent reply bytes are out."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._out:
+            self._close_now()
+
+    def abort(self) -> None:
+        if self._out:
+            self._out = b""
+            self.loop.remove_writer(self.fd)
+        self._closing = True
+        self._stop_reading()
+        self._close_now()
+
+    def _close_now(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.sock.close()
+        self._lost()
+
+    def _lost(self) -> None:
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def detach(self):
+        """Stop watching the socket and return it with the reply bytes not sent yet."""
+        self._stop_reading()
+        if self._out:
+            self.loop.remove_writer(self.fd)
+        out, self._out = self._out, b""
+        self._closing = True
+        return self.sock, out
+
+    def local_address(self):
+        return self.sock.getsockname()
+
 
 class Session:
     """Everything about one client, from accept to the final record.
@@ -162,17 +350,16 @@ class Session:
     what the record needs: an idle relayed connection should cost little memory.
     """
 
-    __slots__ = ("server", "config", "proto", "client_host", "client_port", "local_ip", "conn",
+    __slots__ = ("server", "config", "proto", "client_host", "client_port", "conn",
                  "started", "task", "relay", "relaying", "udp", "user", "command", "destination",
                  "port", "peer", "outcome", "reply_code", "bytes_up", "bytes_down", "_finished",
                  "_version", "_denied_by", "_timed_out")
 
-    def __init__(self, server: Server, proto: ClientProtocol, peer, sockname):
+    def __init__(self, server: Server, proto: ClientProtocol | ClientSocket, peer):
         self.server = server
         self.config = server.config
         self.proto = proto
         self.client_host, self.client_port = peer[0], peer[1]
-        self.local_ip = sockname[0]  # the interface the client came in on (BIND, UDP)
         self.conn = Connection(Role.SERVER)
         self.started = time.monotonic()
         self.task: asyncio.Task | None = None
@@ -434,17 +621,29 @@ class Session:
         await self._start_relay(sock)
 
     async def _start_relay(self, sock, to_client: bytes = b"") -> None:
-        if self.proto.transport.is_closing():
+        proto = self.proto
+        if proto.is_closing():
             sock.close()
             self.outcome = "client-closed"
             return
-        early = self.conn.trailing_data + self.proto.take_buffer()
+        early = self.conn.trailing_data + proto.take_buffer()
         self.outcome = "ok"
         self.relaying = True
-        transport = self.proto.transport
         self._detach()
+        if isinstance(proto, ClientSocket):
+            client_sock, unsent = proto.detach()
+            self.relay = await start_splice_relay(
+                client_sock,
+                sock,
+                to_remote=early,
+                to_client=unsent + to_client,
+                sweeper=self.server.sweeper,
+                on_done=self._relay_done,
+                pipes=self.server.pipes,
+            )
+            return
         self.relay = await start_relay(
-            transport,
+            proto.transport,
             sock,
             to_remote=early,
             to_client=to_client,
@@ -489,7 +688,7 @@ class Session:
                 self._denied()
                 return
         try:
-            listener = _bind.open_listener(self.local_ip)
+            listener = _bind.open_listener(self.proto.local_address()[0])
         except OSError as exc:
             error = reply_for_oserror(exc)
             self.outcome = error.outcome
@@ -530,7 +729,7 @@ class Session:
             str(self.client_ip), request.port, self.server.resolver, allowed
         )
         try:
-            host, port = await association.open(self.local_ip)
+            host, port = await association.open(self.proto.local_address()[0])
         except OSError as exc:
             association.close()
             error = reply_for_oserror(exc)
@@ -553,9 +752,8 @@ class Session:
     # Ending ---------------------------------------------------------------------------
 
     def _close(self) -> None:
-        transport = self.proto.transport if self.proto is not None else None
-        if transport is not None and not transport.is_closing():
-            transport.close()
+        if self.proto is not None:
+            self.proto.close()
 
     def abort(self) -> None:
         """Server shutdown: drop the session now."""
@@ -565,9 +763,8 @@ class Session:
             self.udp.close()
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        transport = self.proto.transport if self.proto is not None else None
-        if transport is not None:
-            transport.abort()
+        if self.proto is not None:
+            self.proto.abort()
 
     def _client_text(self) -> str:
         return f"{_format_host(self.client_host)}:{self.client_port}"

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from ._splice import SPLICE_AVAILABLE, PipeBudget, SpliceRelay, set_linger_zero
 
-__all__ = ["IdleSweeper", "Relay", "start_relay"]
+__all__ = ["IdleSweeper", "Relay", "start_relay", "start_splice_relay"]
 
 #: Write-buffer high-water mark per transport; low-water is a quarter of it.
 HIGH_WATER = 256 * 1024
@@ -281,10 +281,32 @@ def _take_socket(transport: asyncio.Transport) -> socket.socket:
     return sock
 
 
+async def start_splice_relay(
+    client_sock: socket.socket,
+    remote_sock: socket.socket,
+    *,
+    to_remote: bytes = b"",
+    to_client: bytes = b"",
+    sweeper: IdleSweeper | None = None,
+    on_done: Callable[[SpliceRelay], None] | None = None,
+    pipes: PipeBudget | None = None,
+) -> SpliceRelay:
+    """:func:`start_relay` for a bare connected client socket (Linux, splice available):
+    the server's accept path hands the socket over without building a transport."""
+    return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done, pipes,
+                               to_client)
+
+
 async def _start_splice(
-    client_sock, remote_sock, to_remote, sweeper, on_done, pipes
+    client_sock, remote_sock, to_remote, sweeper, on_done, pipes, to_client=b""
 ) -> SpliceRelay:
     relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done, pipes)
+    if to_client:
+        try:
+            await asyncio.get_running_loop().sock_sendall(client_sock, to_client)
+        except OSError as exc:
+            relay._fail(exc)
+            return relay
     if to_remote:
         relay.up.received += len(to_remote)
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import logging
 import socket
 import threading
@@ -21,11 +22,12 @@ from typing import Any
 
 from ._auth import Authenticator
 from ._config import ServerConfig
-from ._handler import ClientProtocol, Session
+from ._handler import ClientProtocol, ClientSocket, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
-from ._splice import PipeBudget
+from ._splice import SPLICE_AVAILABLE, PipeBudget
 from ._text import printable
+from ._workers import open_listeners
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
 
@@ -88,6 +90,7 @@ def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESS
     except ImportError:  # not POSIX
         return max_clients
     needed = _FD_RESERVE + listeners + _PIPE_FLOOR + max_clients * per_session
+    fits = needed - _PIPE_FLOOR  # without room for pipes: what must fit to keep max_clients
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -96,11 +99,9 @@ def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESS
             soft = target
         except (ValueError, OSError):
             pass
-    if soft == resource.RLIM_INFINITY or soft >= needed:
+    if soft == resource.RLIM_INFINITY or soft >= fits:
         return max_clients
     kept = _FD_RESERVE + listeners + min(_PIPE_FLOOR, soft // 8)
-    if soft >= kept + max_clients * per_session:
-        return max_clients
     cap = max(1, (soft - kept) // per_session)
     logger.warning(
         "max_clients lowered from %d to %d to fit the open-files limit (ulimit -n %d)",
@@ -134,6 +135,10 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 class Server:
     """The SOCKS4/4a/5 server.
 
@@ -165,6 +170,9 @@ class Server:
         idle = self.config.idle_timeout
         self.sweeper = IdleSweeper(idle) if idle > 0 else None
         self._servers: list[asyncio.AbstractServer] = []
+        self._listeners: list[socket.socket] = []  #: the splice path's own accept loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._accept_warned_at = float("-inf")
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
         self._admitted = 0
@@ -175,7 +183,7 @@ class Server:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        out = []
+        out = [sock.getsockname()[:2] for sock in self._listeners]
         for server in self._servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -189,8 +197,17 @@ class Server:
         listeners = len(given) if given is not None else len(self.config.listen)
         self.max_clients = client_cap(self.config.max_clients, listeners)
         self.pipes = PipeBudget(pipe_budget(self.max_clients, listeners))
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         _quiet_accept_errors(loop)
+        if self.config.splice and SPLICE_AVAILABLE:
+            # The splice path accepts with its own reader callback: a session then costs
+            # no asyncio transport and no dup of the socket for the relay.
+            sockets = given if given is not None else open_listeners(self.config.listen, 1)[0]
+            for sock in sockets:
+                sock.setblocking(False)
+                self._listeners.append(sock)
+                loop.add_reader(sock.fileno(), self._accept, sock)
+            return
         try:
             for sock in given or ():
                 server = await loop.create_server(
@@ -209,12 +226,18 @@ class Server:
 
     async def serve_forever(self) -> None:
         """Serve until cancelled."""
-        await asyncio.gather(*(s.serve_forever() for s in self._servers))
+        forever = [asyncio.get_running_loop().create_future()] if self._listeners else []
+        await asyncio.gather(*(s.serve_forever() for s in self._servers), *forever)
 
     async def close(self) -> None:
         """Stop accepting, drop open sessions, and wait until the listeners are closed."""
         for server in self._servers:
             server.close()
+        for sock in self._listeners:
+            if sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+                sock.close()
+        self._listeners.clear()
         for session in list(self._sessions):
             session.abort()
         if self._tasks:
@@ -233,6 +256,46 @@ class Server:
 
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
+
+    # -- the splice path's accept loop ----------------------------------------------------
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Accept what is queued (up to a backlog's worth per wake-up, as asyncio does)."""
+        for _ in range(_BACKLOG):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors or memory: pause this listener for a second
+                    # (the queue would wake us at once) and warn once a second at most.
+                    now = self._loop.time()
+                    if now - self._accept_warned_at >= 1.0:
+                        self._accept_warned_at = now
+                        logger.warning("cannot accept connections: %s", exc)
+                    self._loop.remove_reader(listener.fileno())
+                    self._loop.call_later(1.0, self._resume_accept, listener)
+                    return
+                raise
+            self._accepted(sock, peer)
+
+    def _resume_accept(self, listener: socket.socket) -> None:
+        if listener in self._listeners and listener.fileno() >= 0:
+            self._loop.add_reader(listener.fileno(), self._accept, listener)
+
+    def _accepted(self, sock: socket.socket, peer) -> None:
+        if not self._admit():
+            self._refused(f"{_format_host(peer[0])}:{peer[1]}")
+            sock.close()
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports
+        proto = ClientSocket(self._loop, sock)
+        session = proto.session = Session(self, proto, peer)
+        session.start()
 
     # -- used by sessions ---------------------------------------------------------------
 

@@ -39,11 +39,12 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _RESTART_DELAY = 1.0
 
 
-def _listener(family: int, address: tuple) -> socket.socket:
+def _listener(family: int, address: tuple, reuse_port: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
@@ -60,7 +61,10 @@ def open_listeners(listen: list[tuple[str, int]], workers: int) -> list[list[soc
 
     ``result[0]`` holds the first socket of each address (their names are the addresses
     to announce); raises OSError (nothing left open) when an address cannot be bound.
+    One worker gets plain sockets (no SO_REUSEPORT: a port in use is an error, as it
+    should be); several get SO_REUSEPORT ones.
     """
+    reuse_port = workers > 1
     shares: list[list[socket.socket]] = [[] for _ in range(workers)]
     try:
         for host, port in listen:
@@ -71,11 +75,11 @@ def open_listeners(listen: list[tuple[str, int]], workers: int) -> list[list[soc
                 if (family, address) in seen:
                     continue
                 seen.add((family, address))
-                first = _listener(family, address)
+                first = _listener(family, address, reuse_port)
                 shares[0].append(first)
                 real = (address[0], first.getsockname()[1], *address[2:])
                 for share in shares[1:]:
-                    share.append(_listener(family, real))
+                    share.append(_listener(family, real, reuse_port))
     except BaseException:
         for share in shares:
             for sock in share:

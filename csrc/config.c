@@ -175,6 +175,21 @@ static int parse_port(const char *text, uint16_t *port)
     return 0;
 }
 
+/* An IPv6 zone id (RFC 6874 ZoneID, percent-decoded) names an interface: at most
+ * IFNAMSIZ - 1 bytes, and we allow only [A-Za-z0-9._-] so no NUL, '%' or non-ASCII byte
+ * can reach the host string (proxy.py _is_zone_id). */
+#define SFY_ZONE_MAX 15
+
+static int valid_zone(const uint8_t *z, size_t n)
+{
+    if (n == 0 || n > SFY_ZONE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isascii(z[i]) || !(isalnum(z[i]) || z[i] == '.' || z[i] == '_' || z[i] == '-'))
+            return 0;
+    return 1;
+}
+
 /* Parse HOST[:PORT] (proxy.py _parse_host_port). */
 static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *shown, char *err,
                            size_t errlen)
@@ -182,9 +197,10 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
     const char *port_text = NULL;
     if (hp[0] == '[') {
         const char *end = strchr(hp, ']');
-        char literal[128], zone[64] = "";
+        char literal[128], zone[SFY_ZONE_MAX + 1] = "";
         uint8_t ip[16];
-        size_t n;
+        const char *zone_text = NULL; /* the zone id as written (after "%25"), for errors */
+        size_t n, zone_len = 0;
         if (!end) {
             fail(err, errlen, "unclosed '[' in IPv6 address in '%s'", shown);
             return -1;
@@ -201,13 +217,20 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
             const char *z = pct + 1;
             if (strncmp(z, "25", 2) == 0)
                 z += 2;
-            size_t zn = percent_decode(z, strlen(z), (uint8_t *)zone, sizeof zone - 1);
-            zone[zn < sizeof zone ? zn : sizeof zone - 1] = '\0';
+            zone_text = z;
+            zone_len = percent_decode(z, strlen(z), (uint8_t *)zone, SFY_ZONE_MAX);
             *pct = '\0';
         }
         if (inet_pton(AF_INET6, literal, ip) != 1) {
             fail(err, errlen, "bad IPv6 address [%s] in '%s'", literal, shown);
             return -1;
+        }
+        if (zone_text) {
+            if (!valid_zone((const uint8_t *)zone, zone_len)) {
+                fail(err, errlen, "bad IPv6 zone id '%s' in '%s'", zone_text, shown);
+                return -1;
+            }
+            zone[zone_len] = '\0';
         }
         inet_ntop(AF_INET6, ip, hop->host, sizeof hop->host);
         if (zone[0]) {

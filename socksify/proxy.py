@@ -215,6 +215,21 @@ def unquote_to_bytes(text: str) -> bytes:
     return bytes(out)
 
 
+_ZONE_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
+#: IFNAMSIZ - 1: a zone id names a network interface (RFC 6874 section 2).
+_ZONE_MAX = 15
+
+
+def _is_zone_id(raw: bytes) -> bool:
+    """An IPv6 zone id (percent-decoded): 1..15 bytes of ``[A-Za-z0-9._-]``.
+
+    RFC 6874 §2 lets the ZoneID be any unreserved or percent-encoded text; we accept only
+    what can name an interface, so no NUL, ``%`` or non-ASCII byte reaches the host string
+    (the native parser applies the same rule).
+    """
+    return 0 < len(raw) <= _ZONE_MAX and all(byte in _ZONE_CHARS for byte in raw)
+
+
 def quote(text: str) -> str:
     """Percent-encode everything but RFC 3986 unreserved characters (UTF-8 first)."""
     return "".join(
@@ -254,15 +269,20 @@ def _parse_host_port(hostport: str, url: str) -> tuple[str, int]:
         literal = hostport[1:end]
         rest = hostport[end + 1 :]
         zone = ""
+        zone_text = None  # the zone id as written (after "%25"), for errors
         if "%" in literal:  # RFC 6874: the zone id's '%' is written "%25"
-            literal, _, zone = literal.partition("%")
-            zone = unquote_to_bytes(zone[2:] if zone.startswith("25") else zone).decode(
-                "ascii", "replace"
-            )
+            literal, _, zone_text = literal.partition("%")
+            if zone_text.startswith("25"):
+                zone_text = zone_text[2:]
         try:
             ip = ipaddress.IPv6Address(literal)
         except ValueError:
             raise ProxyURLError(f"bad IPv6 address [{literal}] in {shown!r}") from None
+        if zone_text is not None:
+            raw_zone = unquote_to_bytes(zone_text)
+            if not _is_zone_id(raw_zone):
+                raise ProxyURLError(f"bad IPv6 zone id {zone_text!r} in {shown!r}")
+            zone = raw_zone.decode("ascii")
         # RFC 5952 §5: IPv4-mapped addresses in mixed notation (Python < 3.13 would give
         # "::ffff:7f00:1"; the vectors and the C parser use this one form)
         host = f"::ffff:{ip.ipv4_mapped}" if ip.ipv4_mapped else str(ip)

@@ -282,14 +282,10 @@ def _run(sock: socket.socket, steps, deadline: float | None):
                 request = steps.send(None)
     except StopIteration as done:
         return done.value
-    except SOCKSError as exc:
-        raise ProxyProtocolError(
-            errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
-        ) from exc
     except _PASS_THROUGH:
         raise
-    except OSError as exc:
-        raise _broken_mid_handshake(exc) from exc
+    except (SOCKSError, OSError) as exc:
+        raise _handshake_failure(exc) from exc
 
 
 # Errors that keep their own type: a timeout, "not ready yet" on a non-blocking socket,
@@ -297,13 +293,18 @@ def _run(sock: socket.socket, steps, deadline: float | None):
 _PASS_THROUGH = (ProxyError, TimeoutError, BlockingIOError, socket.gaierror)
 
 
-def _broken_mid_handshake(exc: OSError) -> ProxyProtocolError:
-    """The proxy connection broke (reset, EPIPE…) before the handshake was done.
+def _handshake_failure(exc: SOCKSError | OSError) -> ProxyProtocolError:
+    """A protocol violation by the proxy, or its connection breaking (reset, EPIPE…) before
+    the handshake was done.
 
-    That is the proxy failing to finish the protocol, so it is a ProxyProtocolError; it keeps
-    the connection's own errno (ECONNRESET, as the native shim reports it), which also makes
-    it the matching builtin (ConnectionResetError).
+    Both are the proxy failing to finish the protocol: a ProxyProtocolError. A broken
+    connection keeps its own errno (ECONNRESET, as the native shim reports it), which also
+    makes the error the matching builtin (ConnectionResetError).
     """
+    if isinstance(exc, SOCKSError):
+        return ProxyProtocolError(
+            errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
+        )
     code = exc.errno or errors.ERRNO_PROTOCOL_VIOLATION
     reason = exc.strerror or str(exc) or "connection broke"
     return ProxyProtocolError(code, f"SOCKS proxy connection broke during the handshake: {reason}")
@@ -426,14 +427,10 @@ async def async_handshake(
                 request = steps.send(None)
     except StopIteration as done:
         return done.value
-    except SOCKSError as exc:
-        raise ProxyProtocolError(
-            errors.ERRNO_PROTOCOL_VIOLATION, f"SOCKS protocol violation by the proxy: {exc}"
-        ) from exc
     except _PASS_THROUGH:
         raise
-    except OSError as exc:
-        raise _broken_mid_handshake(exc) from exc
+    except (SOCKSError, OSError) as exc:
+        raise _handshake_failure(exc) from exc
 
 
 # --- connecting to the proxy ----------------------------------------------------------------

@@ -172,10 +172,7 @@ def maybe_decode_userpass_auth(buf):
     n = len(buf)
     if not n:
         return None
-    if buf[0] != USERPASS_VERSION:
-        raise RemoteProtocolError(
-            f"bad RFC 1929 subnegotiation version 0x{buf[0]:02x} (expected 0x01)"
-        )
+    _check_userpass_version(buf[0])
     if n < 2:
         return None
     ulen = buf[1]
@@ -188,6 +185,14 @@ def maybe_decode_userpass_auth(buf):
     return UserPassAuth(bytes(buf[2:plen_at]), bytes(buf[plen_at + 1 : end])), end
 
 
+def _check_userpass_version(version: int) -> None:
+    """VER must be X'01' in both subnegotiation messages (RFC 1929 §2)."""
+    if version != USERPASS_VERSION:
+        raise RemoteProtocolError(
+            f"bad RFC 1929 subnegotiation version 0x{version:02x} (expected 0x01)"
+        )
+
+
 def encode_auth_result(event: AuthResult) -> bytes:
     """VER X'01', STATUS: X'00' success, X'01' failure (RFC 1929 §2)."""
     return _AUTH_OK if event.success else _AUTH_FAILED
@@ -198,10 +203,7 @@ def maybe_decode_auth_result(buf):
     n = len(buf)
     if not n:
         return None
-    if buf[0] != USERPASS_VERSION:
-        raise RemoteProtocolError(
-            f"bad RFC 1929 subnegotiation version 0x{buf[0]:02x} (expected 0x01)"
-        )
+    _check_userpass_version(buf[0])
     if n < 2:
         return None
     return AuthResult(buf[1] == 0), 2

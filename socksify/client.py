@@ -271,7 +271,11 @@ def _sendall(sock: socket.socket, data: bytes, deadline: float | None) -> None:
 
 
 def _run(sock: socket.socket, steps, deadline: float | None):
-    """Drive ``steps`` over blocking ``sock``; protocol errors become ProxyProtocolError."""
+    """Drive ``steps`` over blocking ``sock``; protocol errors become ProxyProtocolError.
+
+    With a ``deadline`` the socket's timeout is narrowed per call, and put back at the end.
+    """
+    saved = sock.gettimeout() if deadline is not None else None
     try:
         request = next(steps)
         while True:
@@ -286,6 +290,9 @@ def _run(sock: socket.socket, steps, deadline: float | None):
         raise
     except (SOCKSError, OSError) as exc:
         raise _handshake_failure(exc) from exc
+    finally:
+        if deadline is not None:
+            sock.settimeout(saved)
 
 
 # Errors that keep their own type: a timeout, "not ready yet" on a non-blocking socket,
@@ -341,12 +348,7 @@ def handshake(
         ProxyProtocolError: also when the connection to the proxy broke mid-handshake; it
             keeps that errno (a reset is ECONNRESET and a ConnectionResetError).
     """
-    saved = sock.gettimeout() if deadline is not None else None
-    try:
-        return _run(sock, _chain_steps(_as_chain(proxy), dest_host, dest_port, command), deadline)
-    finally:
-        if deadline is not None:
-            sock.settimeout(saved)
+    return _run(sock, _chain_steps(_as_chain(proxy), dest_host, dest_port, command), deadline)
 
 
 def await_second_reply(sock: socket.socket, tunnel: Tunnel, deadline: float | None = None):
@@ -358,13 +360,7 @@ def await_second_reply(sock: socket.socket, tunnel: Tunnel, deadline: float | No
     Raises:
         ProxyRefusedError: the proxy reported failure (e.g. the peer never came).
     """
-    saved = sock.gettimeout() if deadline is not None else None
-    try:
-        reply = _run(sock, _second_reply_steps(tunnel), deadline)
-    finally:
-        if deadline is not None:
-            sock.settimeout(saved)
-    return reply
+    return _run(sock, _second_reply_steps(tunnel), deadline)
 
 
 def _second_reply_steps(tunnel: Tunnel):
@@ -521,12 +517,10 @@ def create_connection(
                 sock.close()
             continue
         try:
-            handshake(sock, chain, host, port, deadline=deadline)
+            handshake(sock, chain, host, port, deadline=deadline)  # puts ``timeout`` back
         except BaseException:
             sock.close()
             raise
-        if timeout is not None:
-            sock.settimeout(timeout)
         return sock
     try:
         raise proxy_unreachable(first, err or OSError(errno.EHOSTUNREACH, "no address")) from err

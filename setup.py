@@ -18,13 +18,15 @@ Two products (decisions in csrc/buildcfg.py, documented in README.rst "Native sh
   like any extension (cffi's ``cffi_modules`` hook would replace this build_ext class).
 """
 
+import copy
 import os
+import subprocess
 import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.dist import Distribution
-from setuptools.errors import LinkError
+from setuptools.errors import CompileError, LinkError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc"))
 import buildcfg  # noqa: E402
@@ -51,8 +53,17 @@ class BuildExt(build_ext):
 
     def build_launcher(self):
         """Compile and link csrc/launcher/socksify-run.c into the package directory and
-        into build/launcher/ (the copy BuildScripts puts into bin/)."""
+        into build/launcher/ (the copy BuildScripts puts into bin/): static musl when
+        musl-gcc is there (buildcfg.launcher_cc), else with the system compiler."""
         package_dir = "socksify" if self.inplace else os.path.join(self.build_lib, "socksify")
+        musl = buildcfg.launcher_cc(os.environ)
+        if musl:
+            try:
+                self.build_musl_launcher(musl, package_dir)
+                return
+            except (CompileError, LinkError, OSError, subprocess.SubprocessError) as exc:
+                self.warn(f"socksify-run: the musl build failed ({exc}); "
+                          f"linking with {self.compiler.compiler_so[0]} instead")
         objects = self.compiler.compile(
             buildcfg.launcher_sources(),
             output_dir=os.path.join(self.build_temp, "launcher"),
@@ -73,6 +84,31 @@ class BuildExt(build_ext):
                     objects, buildcfg.LAUNCHER_FILENAME, output_dir=out_dir,
                     extra_postargs=buildcfg.link_args(os.environ),
                 )
+
+    def build_musl_launcher(self, musl, package_dir):
+        """The launcher linked statically against musl by the musl-gcc driver. Python's
+        include and library directories are left out (a glibc libc.a must never be linked
+        in), and the binary must answer --help before it is used."""
+        compiler = copy.copy(self.compiler)
+        compiler.set_executables(compiler_so=[musl, *self.compiler.compiler_so[1:]],
+                                 linker_exe=[musl])
+        compiler.include_dirs, compiler.library_dirs, compiler.runtime_library_dirs = [], [], []
+        objects = compiler.compile(
+            buildcfg.launcher_sources(),
+            output_dir=os.path.join(self.build_temp, "launcher-musl"),
+            macros=[("_GNU_SOURCE", "1")],
+            include_dirs=["csrc"],
+            extra_postargs=buildcfg.compile_args(os.environ),
+            depends=buildcfg.headers(),
+        )
+        for out_dir in (package_dir, buildcfg.LAUNCHER_SCRIPT_DIR):
+            os.makedirs(out_dir, exist_ok=True)
+            compiler.link_executable(
+                objects, buildcfg.LAUNCHER_FILENAME, output_dir=out_dir,
+                extra_postargs=buildcfg.launcher_link_args(os.environ),
+            )
+            subprocess.run([os.path.join(out_dir, buildcfg.LAUNCHER_FILENAME), "--help"],
+                           stdout=subprocess.DEVNULL, check=True, timeout=30)
 
     def get_outputs(self):
         # the launcher is part of the package (wheel and editable installs record it)

@@ -16,12 +16,16 @@ Environment switches (read at build time):
   (run the tests with the ASan runtime preloaded; see README.rst "Native shim").
   ``SOCKSIFY_SANITIZE=undefined`` (or ``address``) picks one; a comma list picks several.
 - ``SOCKSIFY_WERROR=1``: warnings are errors (the test build and CI).
+- ``SOCKSIFY_LAUNCHER_LIBC=glibc``: link the socksify-run launcher against glibc even when
+  ``musl-gcc`` (Debian/Ubuntu package musl-tools) is installed. By default the launcher is
+  built with musl when it can be (see launcher_cc()) and with the system compiler otherwise.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 
 CSRC = os.path.dirname(os.path.abspath(__file__))
 PRELOAD_EXT_NAME = "socksify.libsocksify"
@@ -103,6 +107,34 @@ def launcher_link_args(env: Mapping[str, str]) -> list[str]:
     if sanitize_enabled(env):
         return link_args(env)
     return [*link_args(env), "-static", "-s"]
+
+
+#: the compiler driver of a static musl build (Debian/Ubuntu: apt-get install musl-tools)
+MUSL_CC = "musl-gcc"
+
+
+def launcher_cc(env: Mapping[str, str],
+                which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """The compiler driver for a static musl launcher, or None for the system compiler.
+
+    Why musl: the launcher's own execve is part of every ``socksify-run`` (the performance
+    target counts it). A static glibc binary spends ~0.25 ms in start-up before main()
+    (IRELATIVE ifunc relocations, TLS, tunables; ~26 page faults for ``int main(){}``); a
+    static musl one ~0.03 ms (5 faults): the launcher 0.28 -> 0.09 ms task-clock, 39 -> 19
+    page faults (scripts/bench_native_shim.py, figures in README.rst "Native shim").
+    None in a sanitizer build (the runtimes need glibc), with SOCKSIFY_LAUNCHER_LIBC=glibc,
+    or when musl-gcc is not installed; setup.py also falls back to the system compiler when
+    the musl build fails.
+    """
+    if sanitize_enabled(env):
+        return None
+    choice = env.get("SOCKSIFY_LAUNCHER_LIBC", "").strip().lower()
+    if choice not in ("", "musl", "glibc"):
+        raise ValueError(f"SOCKSIFY_LAUNCHER_LIBC: unknown C library {choice!r} "
+                         f"(use musl or glibc)")
+    if choice == "glibc":
+        return None
+    return which(MUSL_CC)
 
 
 def preload_sources(csrc: str = CSRC) -> list[str]:

@@ -98,6 +98,32 @@ def test_missing_program_exits_127(socksify_run):
     assert b"no-such-program-xyz: command not found" in result.stderr
 
 
+def test_file_without_a_shebang_line_is_not_run_by_sh(socksify_run, tmp_path):
+    """os.execvp semantics in both implementations (no /bin/sh retry as glibc's execvp
+    does): ENOEXEC is exit status 126, the same message, the file never runs."""
+    script = tmp_path / "no-shebang"
+    script.write_text("echo ran-by-sh\n")
+    script.chmod(0o755)
+    result = socksify_run(["--proxy", "socks5://h", str(script)])
+    assert result.returncode == 126
+    assert result.stderr.endswith(f"socksify: error: {script}: Exec format error\n".encode())
+    assert b"ran-by-sh" not in result.stdout
+
+
+def test_a_later_path_entry_runs_after_a_non_executable_one(socksify_run, tmp_path):
+    """A $PATH entry whose file cannot be executed does not stop the search (os.execvp)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "prog-xyz").write_text("#!/bin/sh\necho first\n")  # not executable
+    (second / "prog-xyz").write_text("#!/bin/sh\necho second\n")
+    (second / "prog-xyz").chmod(0o755)
+    result = socksify_run(["--proxy", "socks5://h", "prog-xyz"],
+                          PATH=f"{first}:{second}:/usr/bin:/bin")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"second\n"
+
+
 @pytest.fixture(scope="module")
 def static_binary(tmp_path_factory):
     cc = require_peer("cc")
@@ -270,3 +296,23 @@ def test_launcher_in_bin_finds_an_editable_install(shim, launcher, libsocksify, 
     result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "bin" / "socksify-run"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip() == str(source / "libsocksify.so")
+
+
+def test_launcher_is_built_with_musl_when_available():
+    """csrc/buildcfg.launcher_cc: musl-gcc when installed, never in a sanitizer build or
+    with SOCKSIFY_LAUNCHER_LIBC=glibc (setup.py then links with the system compiler)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "buildcfg.py"
+    spec = importlib.util.spec_from_file_location("buildcfg", path)
+    cfg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cfg)
+    found = {"musl-gcc": "/usr/bin/musl-gcc"}.get
+    assert cfg.launcher_cc({}, which=found) == "/usr/bin/musl-gcc"
+    assert cfg.launcher_cc({"SOCKSIFY_LAUNCHER_LIBC": "musl"}, which=found) == "/usr/bin/musl-gcc"
+    assert cfg.launcher_cc({"SOCKSIFY_LAUNCHER_LIBC": "glibc"}, which=found) is None
+    assert cfg.launcher_cc({"SOCKSIFY_SANITIZE": "1"}, which=found) is None
+    assert cfg.launcher_cc({}, which=lambda name: None) is None
+    with pytest.raises(ValueError, match="SOCKSIFY_LAUNCHER_LIBC"):
+        cfg.launcher_cc({"SOCKSIFY_LAUNCHER_LIBC": "uclibc"}, which=found)

@@ -11,9 +11,10 @@ Rules of this module:
 - EOF from the source, once the pipe is drained, becomes ``shutdown(SHUT_WR)`` on the
   destination (half-close); the relay is done when both directions are done, or at once on
   an error from either socket, which the other side then sees as a reset (SO_LINGER 0).
-- A direction's pipe is created on its first data, so an idle relay holds no pipe; when
-  the server's pipe budget is spent (or the system refuses a pipe), that direction copies
-  through a 64 KiB buffer instead, with the same back-pressure and half-close.
+- A direction copies through a 64 KiB buffer until one read fills it, and only then
+  takes a pipe, so an idle relay or a short exchange holds no pipe; when the server's
+  pipe budget is spent (or the system refuses a pipe), that direction goes on copying,
+  with the same back-pressure and half-close.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ _UNLIMITED = PipeBudget(None)
 
 class _Direction:
     __slots__ = ("relay", "src", "dst", "src_fd", "dst_fd", "pipe_r", "pipe_w", "pending",
-                 "received", "eof", "done", "reading", "writing", "copying", "outbuf")
+                 "received", "eof", "done", "reading", "writing", "copying", "upgrade",
+                 "outbuf")
 
     def __init__(self, relay: SpliceRelay, src: socket.socket, dst: socket.socket):
         self.relay = relay
@@ -101,7 +103,11 @@ class _Direction:
         self.done = False
         self.reading = False
         self.writing = False
-        self.copying = False  # no pipe could be had: recv/send through outbuf instead
+        # A direction starts by copying (recv/send through outbuf) and takes a pipe once a
+        # read fills the copy buffer: short exchanges (a request, a reply, EOF) cost no
+        # pipe and its five system calls; bulk data is spliced.
+        self.copying = True
+        self.upgrade = True  # False once no pipe could be had: copy to the end
         self.outbuf = memoryview(b"")
 
     def start(self) -> None:
@@ -124,28 +130,20 @@ class _Direction:
         self.writing = on
 
     def _open_pipe(self) -> None:
-        """Get a pipe for this direction, or switch it to copying."""
+        """Switch this direction to splicing through a pipe, or copy to the end."""
+        self.upgrade = False
         budget = self.relay.pipes
         if budget.take():
             try:
                 self.pipe_r, self.pipe_w = _make_pipe()
-                return
             except OSError:  # EMFILE, ENFILE: no descriptors left for a pipe
                 budget.give()
-        self.copying = True
+                return
+            self.copying = False
 
     def _readable(self) -> None:
         try:
-            if self.pipe_w < 0 and not self.copying:
-                # No pipe yet: a short connection often brings only EOF, which a peek
-                # sees without creating a pipe (four system calls fewer).
-                if self.src.recv(1, socket.MSG_PEEK):
-                    self._open_pipe()
-                    count = self._read_some()
-                else:
-                    count = 0
-            else:
-                count = self._read_some()
+            count = self._read_some()
         except BlockingIOError:
             return
         except OSError as exc:
@@ -160,6 +158,8 @@ class _Direction:
         self.received += count
         self.pending += count
         self._flush()
+        if self.upgrade and count == _COPY_CHUNK and not self.pending and not self.relay.closing:
+            self._open_pipe()  # bulk data: splice from here on
 
     def _read_some(self) -> int:
         if self.copying:

@@ -17,7 +17,7 @@ import runpy
 import sys
 import zipfile
 
-from ._cli import add_client_arguments, settings_from_args, usage_error
+from ._cli import add_client_arguments, exec_native, settings_from_args, usage_error
 from .patch import install as _install
 
 
@@ -112,23 +112,7 @@ def _module_exists(name: str) -> bool:
 def _exec_native(argv: list[str], settings) -> None:
     if not argv:
         raise usage_error("-- needs a program to run")
-    try:
-        from . import _preload
-    except ImportError:
-        raise usage_error(
-            "running native programs needs the native shim (socksify._preload), which is not "
-            "installed; use socksify-run"
-        ) from None
-    # Same exit statuses as socksify-run: 126/127 for programs that cannot run under the
-    # shim or do not exist, 1 when the preload library is missing.
-    try:
-        _preload.exec_with_preload(argv, settings)
-    except _preload.NotCoverable as exc:
-        raise usage_error(str(exc), exc.status) from None
-    except FileNotFoundError as exc:
-        raise usage_error(str(exc), 1) from None
-    except OSError as exc:
-        raise usage_error(f"{argv[0]}: {exc.strerror}", 126) from None
+    exec_native(argv, settings)  # exits with socksify-run's statuses when it cannot exec
 
 
 if __name__ == "__main__":

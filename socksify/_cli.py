@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .proxy import LOG_LEVELS, ConfigError, Settings, load_settings
 
-__all__ = ["add_client_arguments", "settings_from_args", "usage_error"]
+__all__ = ["add_client_arguments", "exec_native", "settings_from_args", "usage_error"]
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,3 +62,23 @@ def settings_from_args(
         )
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
+
+
+def exec_native(command: Sequence[str], settings: Settings) -> None:
+    """Replace this process with ``command`` under the native shim (never returns).
+
+    Raises:
+        SystemExit: after printing a one-line message, with socksify-run's statuses: 126 for
+            a program the shim cannot cover or that cannot be executed, 127 when it is not
+            found, 1 when the preload library is missing.
+    """
+    from . import _preload  # here, not at the top: only native runs need it
+
+    try:
+        _preload.exec_with_preload(command, settings)
+    except _preload.NotCoverable as exc:
+        raise usage_error(str(exc), exc.status) from None
+    except FileNotFoundError as exc:
+        raise usage_error(str(exc), 1) from None
+    except OSError as exc:
+        raise usage_error(f"{command[0]}: {exc.strerror}", 126) from None

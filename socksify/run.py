@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from . import _preload
-from ._cli import add_client_arguments, settings_from_args, usage_error
+from ._cli import add_client_arguments, exec_native, settings_from_args, usage_error
 
 __all__ = ["main"]
 
@@ -54,15 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not command:
         raise usage_error("no command given: socksify-run [options] [--] command [args...]")
-    settings = settings_from_args(args)
-    try:
-        _preload.exec_with_preload(command, settings)
-    except _preload.NotCoverable as exc:
-        raise usage_error(str(exc), exc.status) from None
-    except FileNotFoundError as exc:
-        raise usage_error(str(exc), 1) from None
-    except OSError as exc:
-        raise usage_error(f"{command[0]}: {exc.strerror}", 126) from None
+    exec_native(command, settings_from_args(args))
     return 0  # not reached: exec replaced the process
 
 

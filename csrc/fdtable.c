@@ -9,8 +9,9 @@
  *
  * fork(): pthread_atfork takes the mutex before fork and releases it in parent and child,
  * so a fork while another thread is inside the table cannot leave the child's copy locked.
- * The child keeps the parent's entries (it inherited the same fds). exec() drops the table:
- * fds a program inherits across exec are plain sockets to the new image (documented).
+ * The child keeps the parent's entries (it inherited the same fds). exec() drops the table;
+ * the exec hooks (hook_exec.c, inherit.c) carry the proxied TCP connections that stay open
+ * across it to the new image, which restores them at start-up.
  */
 #include "socksify.h"
 
@@ -171,4 +172,13 @@ int sfy_last_dest_get(struct sfy_addr *out)
         *out = last_dest;
     pthread_mutex_unlock(&lock);
     return have;
+}
+
+int sfy_fd_limit(void)
+{
+    size_t n;
+    lock_table();
+    n = table_size;
+    pthread_mutex_unlock(&lock);
+    return n > (size_t)INT32_MAX ? INT32_MAX : (int)n;
 }

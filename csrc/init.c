@@ -207,9 +207,25 @@ static void init_before_fork(void)
  * handler; the symbol table, the configuration, the log and the DNS map are set up by the
  * first hooked call that needs them (sfy_hook_enter), or before the first fork(). A
  * program that never touches the network pays for nothing else (scripts/bench_native_shim.py
- * measures the start-up). Hooks that run before this constructor still initialise fully. */
+ * measures the start-up). An exec'd image restores the proxied connections its predecessor
+ * passed in SOCKSIFY_INHERIT (inherit.c) here, before main. Hooks that run before this constructor still initialise fully. */
 __attribute__((constructor)) static void sfy_constructor(void)
 {
+    const char *inherited;
     take_env();
     pthread_atfork(init_before_fork, NULL, NULL);
+    inherited = getenv(SFY_INHERIT_VAR);
+    if (inherited) {
+        /* Proxied connections of the image that exec'd us (inherit.c). Removed from the
+         * environment so our own children never see it; our exec hooks pass a fresh one. */
+        depth = 1;
+        sfy_inherit_restore(inherited);
+        unsetenv(SFY_INHERIT_VAR);
+        depth = 0;
+    }
+}
+
+int sfy_in_library(void)
+{
+    return depth;
 }

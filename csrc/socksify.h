@@ -294,6 +294,24 @@ int sfy_fd_mark_internal(int fd, int on);
  * a SOCKS BIND request, SPEC). 1 if there is one. */
 void sfy_last_dest_set(const struct sfy_addr *dest);
 int sfy_last_dest_get(struct sfy_addr *out);
+/* One past the highest fd the table has room for (0 when nothing was ever tracked): the
+ * bound of a scan with sfy_fd_get (inherit.c). */
+int sfy_fd_limit(void);
+
+/* ------------------------------------------------------------------ inherit.c */
+
+/* Proxied TCP connections survive exec (hook_exec.c): the exec hooks pass the entries of
+ * SFY_FD_CONNECT fds that are not close-on-exec to the new image in this variable. */
+#define SFY_INHERIT_VAR "SOCKSIFY_INHERIT"
+#define SFY_INHERIT_MAX 16384  /* bytes of "SOCKSIFY_INHERIT=..." (built on the stack) */
+/* Write "SOCKSIFY_INHERIT=entry;entry..." into buf for the carried fds: the number of
+ * entries (0: nothing to carry, buf untouched beyond buf[0]). Never allocates. */
+int sfy_inherit_encode(char *buf, size_t cap);
+/* Parse one value of SOCKSIFY_INHERIT and restore the entries whose fd is still the same
+ * socket (inode) : the number restored. Called by init.c's constructor. */
+int sfy_inherit_restore(const char *value);
+/* 1 when this thread is inside the library (a hook, init): exec hooks then pass through. */
+int sfy_in_library(void);
 
 /* ------------------------------------------------------------------ route.c */
 

@@ -82,12 +82,6 @@ def test_exec_keeps_the_inherited_connection_and_proxies_new_ones(
     assert len(srv.wait_records(2)) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (native shim): the per-fd table does not survive exec, so getpeername() on a "
-    "proxied socket inherited across execve() returns the proxy's address instead of the "
-    "destination (SPEC: getpeername gives the destination the program asked for)",
-)
 def test_exec_getpeername_of_an_inherited_proxied_socket(progs, socks_server, two_echo_ports):
     srv = socks_server()
     checks = run_chaos(progs, srv.url("socks5"), "exec", two_echo_ports[0])

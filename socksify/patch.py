@@ -265,27 +265,50 @@ def _fail_closed(sock) -> None:
         _base.shutdown(sock, _stdlib_socket.SHUT_RDWR)
 
 
-def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -> None:
-    state = state_of(sock)
-    if state is not None and state.kind == "pending-bind":
-        with contextlib.suppress(OSError):  # a source address; the proxy decides the rest
-            _base.bind(sock, state.pending_bind)
+def _open_tunnel(sock, active: _Active, host: str, port: int, command):
+    """Connect ``sock`` to the first hop and run the handshake for ``command``.
+
+    On failure the socket is shut down (fail closed: nothing may go direct) and the error
+    re-raised; a non-blocking socket is non-blocking again either way.
+    """
     deadline, restore_nonblocking = _handshake_deadline(sock)
     try:
         _connect_proxy(sock, active)
-        tunnel = client.handshake(sock, active.chain, host, port, deadline=deadline)
+        return client.handshake(sock, active.chain, host, port, command, deadline=deadline)
     except OSError as exc:
         _fail_closed(sock)
-        log(__name__, INFO, "connect to %s:%s via %s failed: %s", host, port, active.first, exc)
+        log(
+            __name__,
+            INFO,
+            "%s %s:%s via %s failed: %s",
+            command.name,
+            host,
+            port,
+            active.first,
+            exc,
+        )
         raise
     finally:
         if restore_nonblocking:
             sock.settimeout(0.0)
+
+
+def _record_connection(sock, active: _Active, host: str, port: int, peer: tuple, tunnel) -> None:
+    """What a proxied TCP socket reports from now on, and the destination a BIND expects."""
     state = new_state(sock, "tcp")
     state.peer = peer
     state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
     state.tunnel = tunnel
     active.last_destination = (host, port)
+
+
+def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -> None:
+    state = state_of(sock)
+    if state is not None and state.kind == "pending-bind":
+        with contextlib.suppress(OSError):  # a source address; the proxy decides the rest
+            _base.bind(sock, state.pending_bind)
+    tunnel = _open_tunnel(sock, active, host, port, client.Command.CONNECT)
+    _record_connection(sock, active, host, port, peer, tunnel)
     log(__name__, DEBUG, "connected to %s:%s via %s", host, port, active.first)
 
 
@@ -356,19 +379,7 @@ def _listen(self, *args):
 def _proxied_bind(sock, active: _Active) -> None:
     """SOCKS BIND (RFC 1928 §4, SOCKS4.protocol "BIND"): the first reply at listen()."""
     host, port = active.last_destination
-    deadline, restore_nonblocking = _handshake_deadline(sock)
-    try:
-        _connect_proxy(sock, active)
-        tunnel = client.handshake(
-            sock, active.chain, host, port, client.Command.BIND, deadline=deadline
-        )
-    except OSError as exc:
-        _fail_closed(sock)
-        log(__name__, INFO, "BIND via %s failed: %s", active.first, exc)
-        raise
-    finally:
-        if restore_nonblocking:
-            sock.settimeout(0.0)
+    tunnel = _open_tunnel(sock, active, host, port, client.Command.BIND)
     bound_host, bound_port = tunnel.bound
     if bound_host in ("0.0.0.0", "::"):  # "the proxy's address": the one we reached
         bound_host = _base.getpeername(sock)[0]
@@ -699,11 +710,7 @@ async def _sock_connect(self, sock, address):
     except OSError:
         _fail_closed(sock)
         raise
-    state = new_state(sock, "tcp")
-    state.peer = target[1]
-    state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
-    state.tunnel = tunnel
-    active.last_destination = (host, port)
+    _record_connection(sock, active, host, port, target[1], tunnel)
 
 
 async def _async_connect_proxy_over_ipv6(loop, original, sock, active: _Active) -> None:

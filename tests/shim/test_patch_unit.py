@@ -204,10 +204,19 @@ def test_reverse_lookup_of_a_real_address_does_not_leak():
             socket.getnameinfo(("192.0.2.7", 80), socket.NI_NAMEREQD)
 
 
-def test_local_dns_schemes_do_not_use_placeholders():
+def test_local_dns_schemes_do_not_use_placeholders(monkeypatch):
+    def system_resolver(host, port, family=0, type=0, proto=0, flags=0):
+        """Stands in for the system resolver (no DNS traffic in tests)."""
+        if host != "only-local.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.10", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", system_resolver)
     with socksify.patched("socks5://127.0.0.1:9"):
         assert socket.gethostbyname("localhost") == "127.0.0.1"
-        assert socket.getaddrinfo is not None
+        # socks5h would answer with a placeholder here; socks5 asks the system resolver
+        answers = socket.getaddrinfo("only-local.test", 80, socket.AF_INET, socket.SOCK_STREAM)
+        assert [info[4] for info in answers] == [("192.0.2.10", 80)]
         with pytest.raises(socket.gaierror):
             socket.getaddrinfo("name.invalid", 80, flags=socket.AI_NUMERICHOST)
 

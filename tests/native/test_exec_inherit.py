@@ -12,6 +12,9 @@ way (posix_spawn file actions) is not mistaken for the proxied one.
 
 from __future__ import annotations
 
+import os
+import socket
+import struct
 import subprocess
 
 import pytest
@@ -35,6 +38,8 @@ PROGRAM = r"""
  *                                  spawn-replaced (posix_spawn with the fd dup2'ed over by
  *                                  a unix socket in the file actions)
  *   exec_inherit child FD [again]  the new image: print getpeername/getsockname of FD, echo
+ *                                  (again: then exec itself once more)
+ *   exec_inherit child FD names    only print getpeername/getsockname of FD
  *
  * Lines: "KEY VALUE". Timeouts and alarm() bound everything.
  */
@@ -153,10 +158,13 @@ static int spawn_wait(int p, const char *self, char *const argv[], int replace_f
     return WEXITSTATUS(status);
 }
 
-static int child(int fd, int again, const char *self)
+static int child(int fd, const char *what, const char *self)
 {
+    int again = strcmp(what, "again") == 0;
     printf("child-var %s\n", getenv("SOCKSIFY_INHERIT") ? "present" : "absent");
     show_names("child", fd);
+    if (strcmp(what, "names") == 0)
+        return 0;
     printf("child-echo %s\n", echo(fd, "after exec\n") == 0 ? "ok" : "FAIL");
     if (again) {
         char fdtext[16];
@@ -178,7 +186,7 @@ int main(int argc, char **argv)
     alarm(30);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 3 && strcmp(argv[1], "child") == 0)
-        return child(atoi(argv[2]), argc > 3, self);
+        return child(atoi(argv[2]), argc > 3 ? argv[3] : "", self);
     if (argc != 4)
         return 2;
     how = argv[3];
@@ -337,3 +345,50 @@ def test_a_descriptor_replaced_on_the_way_is_not_mistaken(shim, socks_server, tc
     assert single(out, "child-local") == "family 1", out
     assert single(out, "child-echo") == "FAIL"  # the socketpair's other end is closed
     assert srv.wait_records(1)[0]["outcome"] == "ok"
+
+
+def _sockaddr_in_hex(ip: str, port: int) -> str:
+    raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(ip)
+    return (raw + bytes(8)).hex()
+
+
+FORGED = [
+    "garbage", "", ";;;", "0:", "x" * 5000,
+    "0:WRONG_INODE:PEER::1.80.7f000001",  # another socket's inode
+    "0:INODE:PEER::9.80.7f000001",  # unknown address type
+    "0:INODE:PEER::1.80.7f",  # short address
+    "0:INODE:0200::1.80.7f000001",  # short sockaddr
+    "0:INODE:PEER::3.80.",  # empty name
+]
+
+
+@pytest.mark.parametrize("forged", FORGED)
+def test_a_forged_or_stale_variable_is_ignored_and_removed(forged, shim, exec_inherit):
+    """fd 0 is a unix socketpair: only an entry naming its inode may apply."""
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        inode = os.fstat(theirs.fileno()).st_ino
+        value = (forged.replace("WRONG_INODE", str(inode + 1)).replace("INODE", str(inode))
+                 .replace("PEER", _sockaddr_in_hex("127.0.0.1", 80)))
+        result = subprocess.run(
+            [exec_inherit, "child", "0", "names"], stdin=theirs, capture_output=True,
+            env=shim.env(None, SOCKSIFY_INHERIT=value), timeout=TIMEOUT,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode().splitlines()
+    assert out == ["child-var absent", "child-peer family 1", "child-local family 1"]
+
+
+def test_a_valid_variable_for_the_same_socket_is_restored(shim, exec_inherit):
+    """The positive control of the test above: the same entry with the right inode."""
+    mine, theirs = socket.socketpair()
+    with mine, theirs:
+        inode = os.fstat(theirs.fileno()).st_ino
+        value = f"0:{inode}:{_sockaddr_in_hex('127.0.0.1', 80)}::1.80.7f000001"
+        result = subprocess.run(
+            [exec_inherit, "child", "0", "names"], stdin=theirs, capture_output=True,
+            env=shim.env(None, SOCKSIFY_INHERIT=value), timeout=TIMEOUT,
+        )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode().splitlines()
+    assert out == ["child-var absent", "child-peer 127.0.0.1 80", "child-local family 1"]

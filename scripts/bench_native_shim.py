@@ -23,7 +23,11 @@ microsocks as the proxy for every proxied variant, so the figures compare the CL
    calls on fds the shim does not own), direct and preloaded.
 
 ``--library`` / ``--launcher`` measure another build (say, an older commit's) instead of the
-package's own files.
+package's own files; ``--compare-launcher PATH`` (repeatable) adds rows for other launcher
+builds, run in turn with the others (say, a glibc and a musl build of the same source, each
+in a directory with a ``libsocksify.so`` symlink so it finds the library as installed).
+With ``perf`` usable, the launcher's own cost is also given as ``perf stat`` task-clock and
+page faults (mean of --perf-runs runs up to the exec, on a program that does not exist).
 
 Requires curl, microsocks and cc; proxychains4 and torsocks are measured when installed.
 """
@@ -216,6 +220,26 @@ def instructions(argv, env) -> int | None:
     return sum(counts) if counts else None
 
 
+def perf_stat(argv, env, runs: int) -> tuple[float, float] | None:
+    """(task-clock ms, page faults), means of ``perf stat -r runs``; None without perf or
+    when it cannot count (no permission, no PMU in a VM is fine: both are software events)."""
+    perf = shutil.which("perf")
+    if not perf:
+        return None
+    result = subprocess.run([perf, "stat", "-x,", "-r", str(runs), "-e", "task-clock,page-faults",
+                             *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, timeout=600)
+    values = {}
+    for line in result.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in ("task-clock", "page-faults"):
+            with contextlib.suppress(ValueError):
+                values[fields[2]] = float(fields[0])
+    if len(values) != 2:
+        return None
+    return values["task-clock"], values["page-faults"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -224,6 +248,9 @@ def main() -> int:
     parser.add_argument("--library", help="preload library to measure (default: the package's)")
     parser.add_argument("--launcher", help="native socksify-run to measure (default: the "
                         "package's)")
+    parser.add_argument("--compare-launcher", action="append", default=[], metavar="PATH",
+                        help="another socksify-run build measured alongside (repeatable)")
+    parser.add_argument("--perf-runs", type=int, default=300)
     args = parser.parse_args()
     for tool in ("curl", "microsocks", "cc"):
         if not shutil.which(tool):
@@ -255,8 +282,10 @@ def main() -> int:
 
         startup = [("true", [true], base),
                    ("LD_PRELOAD=libsocksify.so true", [true], shim_env)]
-        if launcher:
-            startup.append(("socksify-run true (native)", [launcher, "--proxy", proxy, true],
+        launchers = [("native", launcher)] if launcher else []
+        launchers += [(path, os.path.abspath(path)) for path in args.compare_launcher]
+        for label, path in launchers:
+            startup.append((f"socksify-run true ({label})", [path, "--proxy", proxy, true],
                             base))
         startup.append(("python -m socksify.run true", [*python_run, true], python_env))
         print(f"0. start-up, median of {args.runs} runs (ms) and instructions (callgrind)")
@@ -266,12 +295,18 @@ def main() -> int:
                 count = instructions(argv, env) if "python" not in name else None
                 shown = f"{count:>12,}" if count else ""
                 print(f"   {name:34s} {medians[name]:7.2f}  {shown}")
-        if launcher:
+        for label, path in launchers:
             # callgrind counts the image that exits, so the launcher's own work is measured
             # on a command that does not exist (every step but the exec: exit 127)
-            count = instructions([launcher, "--proxy", proxy, "/nonexistent/program"], base)
+            itself = [path, "--proxy", proxy, "/nonexistent/program"]
+            count = instructions(itself, base)
             if count:
-                print(f"   {'socksify-run itself (no exec)':34s} {'':7s}  {count:>12,}")
+                print(f"   {'socksify-run itself (' + label + ', no exec)':34s} {'':7s}  "
+                      f"{count:>12,}")
+            perf = perf_stat(itself, base, args.perf_runs)
+            if perf:
+                print(f"   {'':34s} perf stat -r {args.perf_runs}: {perf[0]:.3f} ms task-clock, "
+                      f"{perf[1]:.0f} page faults")
 
         fetch = [curl, "-s", "-o", "/dev/null", url]
         variants = [
@@ -279,9 +314,9 @@ def main() -> int:
             ("curl --socks5-hostname", [curl, "-s", "-o", "/dev/null", "--socks5-hostname",
                                         f"127.0.0.1:{proxy_port}", url], base),
         ]
-        if launcher:
-            variants.append(("socksify-run curl (native)",
-                             [launcher, "--proxy", proxy, "--", *fetch], base))
+        for label, path in launchers:
+            variants.append((f"socksify-run curl ({label})",
+                             [path, "--proxy", proxy, "--", *fetch], base))
         variants += [
             ("python -m socksify.run curl", [*python_run, *fetch], python_env),
             ("LD_PRELOAD=libsocksify.so curl", fetch, shim_env),

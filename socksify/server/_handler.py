@@ -790,6 +790,8 @@ class Session:
         if self._finished:
             return
         self._finished = True
+        if self.proto is not None:
+            self.proto.session = None  # no session <-> protocol cycle left for the collector
         self.server._session_done(self, self.record())
 
 

@@ -288,6 +288,13 @@ class SpliceRelay:
             self._done = True
             if self.on_done is not None:
                 self.on_done(self)
+        # Break the relay <-> direction (and session) cycles once the callers' frames are
+        # gone, so a finished relay is freed by reference counting, not by the collector.
+        self.loop.call_soon(self._unlink)
+
+    def _unlink(self) -> None:
+        self.up.relay = self.down.relay = None
+        self.on_done = None
 
     abort = close
 

@@ -28,6 +28,7 @@ from ._log import DEBUG, log
 from ._resolver import is_ip_literal
 from ._sockets import SockState, new_state
 from .errors import UdpNotRelayableError
+from .patch import NONBLOCKING_HANDSHAKE_TIMEOUT
 from .protocol import (
     Address,
     Command,
@@ -42,8 +43,6 @@ __all__ = ["UdpAssociation", "open_association", "unwrap", "wrap"]
 
 _base = _socket.socket
 _UNSPECIFIED = ("0.0.0.0", "::")
-#: bound on the UDP ASSOCIATE handshake for a non-blocking datagram socket (seconds)
-NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
 
 
 class UdpAssociation:

@@ -80,7 +80,8 @@ _AF_INET6 = _stdlib_socket.AF_INET6
 _INET = (_AF_INET, _AF_INET6)
 _STREAM = _stdlib_socket.SOCK_STREAM
 _DGRAM = _stdlib_socket.SOCK_DGRAM
-#: bound on a blocking handshake run inside connect() of a non-blocking socket
+#: bound (seconds) on the blocking handshake a non-blocking socket gets when no default
+#: timeout is set: in connect(), listen() (BIND) and a datagram socket's UDP ASSOCIATE
 NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
 
 

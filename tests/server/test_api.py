@@ -137,3 +137,49 @@ def test_a_high_max_clients_still_leaves_descriptors_for_splice_pipes():
     cap, pipes = map(int, result.stdout.split())
     assert 1500 < cap < 2000  # lowered to fit
     assert pipes >= 100  # descriptors left for pipes: the relay splices, not copies
+
+
+def test_finished_splice_sessions_leave_no_reference_cycles(tcp_echo_server):
+    """A finished session is freed by reference counting: the relay cuts its cycles, so
+    the collector has nothing to find (collector passes are latency spikes under load)."""
+    import gc
+    import struct
+    import time
+
+    from socksify.server._handler import Session
+    from socksify.server._splice import SpliceRelay
+
+    def one(port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"\x05\x01\x00")
+            assert sock.recv(2) == b"\x05\x00"
+            sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(tcp_echo_server[0])
+                         + struct.pack("!H", tcp_echo_server[1]))
+            reply = b""
+            while len(reply) < 10:
+                reply += sock.recv(10 - len(reply))
+            sock.sendall(b"ping")
+            assert sock.recv(4) == b"ping"
+
+    finished = []
+    config = ServerConfig(listen=[("127.0.0.1", 0)], splice=True)
+    with run_in_thread(config, on_session=lambda record: finished.append(1)) as srv:
+        port = srv.addresses[0][1]
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                one(port)
+            deadline = datetime.datetime.now() + datetime.timedelta(seconds=10)
+            while len(finished) < 20 and datetime.datetime.now() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.1)  # the relay cuts its links one loop turn after it closed
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            cyclic = [o for o in gc.garbage if isinstance(o, (Session, SpliceRelay))]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert len(finished) == 20
+    assert cyclic == []

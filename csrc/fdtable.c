@@ -54,7 +54,7 @@ static int grow(int fd)
     for (n = table_size; n < want; n++)
         bigger[n] = NULL;
     table = bigger;
-    table_size = want;
+    __atomic_store_n(&table_size, want, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -176,9 +176,19 @@ int sfy_last_dest_get(struct sfy_addr *out)
 
 int sfy_fd_limit(void)
 {
-    size_t n;
-    lock_table();
-    n = table_size;
-    pthread_mutex_unlock(&lock);
+    /* The table only grows, so an unlocked read is a safe bound (and costs nothing). */
+    size_t n = __atomic_load_n(&table_size, __ATOMIC_RELAXED);
     return n > (size_t)INT32_MAX ? INT32_MAX : (int)n;
+}
+
+int sfy_fd_peek(int fd, struct sfy_fdinfo *out)
+{
+    int found = 0;
+    lock_table();
+    if (fd >= 0 && (size_t)fd < table_size && table[fd]) {
+        *out = *table[fd];
+        found = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    return found && out->ino == inode_of(fd);
 }

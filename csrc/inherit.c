@@ -15,8 +15,9 @@
  * have closed or replaced it). Only connected TCP tunnels travel: BIND listeners and UDP
  * associations depend on control connections and state that do not.
  *
- * Cost: nothing for a process that never proxied a connection (sfy_fd_limit() is 0), and
- * the encoder never allocates (it may run in a vfork() child).
+ * Cost: nothing for a process that never proxied a connection (sfy_fd_limit() is 0). The
+ * encoder never allocates and never changes the table (sfy_fd_peek): it may run in a
+ * vfork() child (CPython's subprocess), whose memory is the parent's.
  */
 #include "socksify.h"
 
@@ -106,7 +107,7 @@ int sfy_inherit_encode(char *buf, size_t cap)
         struct sfy_fdinfo info;
         char *mark = pos;
         int fdflags;
-        if (!sfy_fd_get(fd, &info) || info.kind != SFY_FD_CONNECT || info.peer_len == 0)
+        if (!sfy_fd_peek(fd, &info) || info.kind != SFY_FD_CONNECT || info.peer_len == 0)
             continue;
         fdflags = fcntl(fd, F_GETFD);
         if (fdflags < 0 || (fdflags & FD_CLOEXEC))

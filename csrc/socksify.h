@@ -295,8 +295,11 @@ int sfy_fd_mark_internal(int fd, int on);
 void sfy_last_dest_set(const struct sfy_addr *dest);
 int sfy_last_dest_get(struct sfy_addr *out);
 /* One past the highest fd the table has room for (0 when nothing was ever tracked): the
- * bound of a scan with sfy_fd_get (inherit.c). */
+ * bound of a scan with sfy_fd_peek (inherit.c). Lock-free. */
 int sfy_fd_limit(void);
+/* As sfy_fd_get, but changes nothing (a stale entry is reported as untracked, not dropped),
+ * no malloc/free: safe in a vfork() child, whose writes would land in the parent's table. */
+int sfy_fd_peek(int fd, struct sfy_fdinfo *out);
 
 /* ------------------------------------------------------------------ inherit.c */
 

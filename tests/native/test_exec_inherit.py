@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 
 import pytest
 from support.peers import require_peer
@@ -392,3 +393,24 @@ def test_a_valid_variable_for_the_same_socket_is_restored(shim, exec_inherit):
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode().splitlines()
     assert out == ["child-var absent", "child-peer 127.0.0.1 80", "child-local family 1"]
+
+
+PARENT_KEEPS = """
+import socket, subprocess, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+before = s.getpeername()
+subprocess.run(["true"], check=True)  # close_fds: the child closes s, then execs (vfork)
+subprocess.run(["true"], check=True, pass_fds=[s.fileno()])  # carried, still open here
+s.sendall(b"ping\\n")
+print(before == s.getpeername(), s.getpeername()[1], s.recv(5) == b"ping\\n")
+"""
+
+
+def test_the_parent_keeps_its_entries_when_a_child_execs(shim, socks_server, tcp_echo_server):
+    """CPython's subprocess execs in a vfork() child, whose writes land in the parent's
+    memory: the exec hook must not drop the entry of an fd the CHILD closed."""
+    srv = socks_server()
+    port = tcp_echo_server[1]
+    result = shim.run([sys.executable, "-c", PARENT_KEEPS, str(port)], srv.url("socks5"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["True", str(port), "True"]

@@ -39,10 +39,10 @@
  */
 #include "../socksify.h"
 
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,22 +153,42 @@ static int editable_library(const char *file, char *out, size_t cap)
     return is_file(path) && realpath(path, out) && cap >= PATH_MAX;
 }
 
+static int has_affixes(const char *name, const char *prefix, const char *suffix)
+{
+    size_t n = strlen(name), p = strlen(prefix), q = strlen(suffix);
+    return n >= p + q && strncmp(name, prefix, p) == 0 && strcmp(name + n - q, suffix) == 0;
+}
+
+#define MAX_PYTHONS 16
+
+/* snprintf into buf: 1 when the whole text fits (a cut path would name another file). */
+static int fits(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fits(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n >= 0 && (size_t)n < cap;
+}
+
 /* The library's absolute path into out: 1 found, 0 not found (out: the path tried first,
- * for the message), -1 $SOCKSIFY_LIBRARY names a missing file. */
+ * for the message), -1 $SOCKSIFY_LIBRARY names a missing file.
+ *
+ * Under <dir>/../lib it reads each directory once (no glob(): that read lib/ and the
+ * site directory again for every pattern, 13 getdents and 0.15 ms more in an editable
+ * install): the python3* entries of lib/, then for site-packages and dist-packages in turn
+ * socksify/libsocksify.so in each, then one scan of each site directory for setuptools'
+ * editable finder module or .pth file. */
 static int find_library(const char *dir, char *out, size_t cap)
 {
-    static const char *const patterns[] = {
-        "%s/../lib/python3*/site-packages/socksify/" LIBRARY_NAME,
-        "%s/../lib/python3*/dist-packages/socksify/" LIBRARY_NAME,
-        "%s/../lib/python3/dist-packages/socksify/" LIBRARY_NAME,
-        "%s/../lib/python3*/site-packages/__editable___socksify_*finder.py",
-        "%s/../lib/python3*/site-packages/__editable__.socksify-*.pth",
-        "%s/../lib/python3*/dist-packages/__editable___socksify_*finder.py",
-        "%s/../lib/python3*/dist-packages/__editable__.socksify-*.pth",
-    };
+    static const char *const sites[] = {"site-packages", "dist-packages"};
+    char path[PATH_MAX + 64], pythons[MAX_PYTHONS][NAME_MAX + 1];
     const char *override = getenv("SOCKSIFY_LIBRARY");
-    char path[PATH_MAX + 64];
-    size_t i;
+    size_t n_pythons = 0, i, k;
+    struct dirent *entry;
+    DIR *lib;
     if (override && *override) {
         if (!realpath(override, out) || !is_file(out)) {
             snprintf(out, cap, "%s", override);
@@ -182,23 +202,38 @@ static int find_library(const char *dir, char *out, size_t cap)
     snprintf(out, cap, "%.*s", PATH_MAX - 1, path);
     if (is_file(path) && realpath(path, out))
         return 1;
-    for (i = 0; i < sizeof patterns / sizeof *patterns; i++) {
-        glob_t g;
-        size_t k;
-        int found = 0;
-        snprintf(path, sizeof path, patterns[i], dir);
-        if (glob(path, GLOB_NOSORT, NULL, &g) != 0)
-            continue;
-        for (k = 0; k < g.gl_pathc && !found; k++) {
-            if (strstr(g.gl_pathv[k], "__editable__"))
-                found = editable_library(g.gl_pathv[k], out, cap);
-            else
-                found = is_file(g.gl_pathv[k]) && realpath(g.gl_pathv[k], out);
+    snprintf(path, sizeof path, "%s/../lib", dir);
+    if (!(lib = opendir(path)))
+        return 0;
+    while ((entry = readdir(lib)) && n_pythons < MAX_PYTHONS)
+        if (strncmp(entry->d_name, "python3", 7) == 0)
+            snprintf(pythons[n_pythons++], sizeof *pythons, "%s", entry->d_name);
+    closedir(lib);
+    for (i = 0; i < 2; i++)
+        for (k = 0; k < n_pythons; k++) {
+            if (fits(path, sizeof path, "%s/../lib/%s/%s/socksify/" LIBRARY_NAME, dir,
+                     pythons[k], sites[i]) && is_file(path) && realpath(path, out))
+                return 1;
         }
-        globfree(&g);
-        if (found)
-            return 1;
-    }
+    for (i = 0; i < 2; i++)
+        for (k = 0; k < n_pythons; k++) {
+            DIR *site;
+            int found = 0;
+            if (!fits(path, sizeof path, "%s/../lib/%s/%s", dir, pythons[k], sites[i]) ||
+                !(site = opendir(path)))
+                continue;
+            while (!found && (entry = readdir(site))) {
+                if (!has_affixes(entry->d_name, "__editable___socksify_", "finder.py") &&
+                    !has_affixes(entry->d_name, "__editable__.socksify-", ".pth"))
+                    continue;
+                found = fits(path, sizeof path, "%s/../lib/%s/%s/%s", dir, pythons[k],
+                             sites[i], entry->d_name) &&
+                        editable_library(path, out, cap);
+            }
+            closedir(site);
+            if (found)
+                return 1;
+        }
     return 0;
 }
 

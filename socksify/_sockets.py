@@ -73,10 +73,7 @@ def release(state: SockState) -> None:
 
 
 def state_of(sock) -> SockState | None:
-    try:
-        fd = _base.fileno(sock)
-    except OSError:
-        return None
+    fd = _base.fileno(sock)  # -1 once the socket is closed (it never raises): no entry
     state = states.get(fd)
     if state is None:
         return None
@@ -107,13 +104,7 @@ def new_state(sock, kind: str) -> SockState:
 
 
 def drop_state(sock) -> SockState | None:
-    try:
-        fd = _base.fileno(sock)
-    except OSError:
-        return None
-    if fd < 0:
-        return None
-    state = states.pop(fd, None)
+    state = states.pop(_base.fileno(sock), None)  # -1 once closed: no entry
     if state is not None:
         owner_fds.pop(state.owner, None)
         release(state)

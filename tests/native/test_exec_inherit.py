@@ -41,6 +41,9 @@ PROGRAM = r"""
  *   exec_inherit child FD [again]  the new image: print getpeername/getsockname of FD, echo
  *                                  (again: then exec itself once more)
  *   exec_inherit child FD names    only print getpeername/getsockname of FD
+ *   exec_inherit HOST PORT several a second connection (close-on-exec) and a dup() of the
+ *                                  first, then execv: the new image prints each fd's names
+ *   exec_inherit multi FD...       the new image of "several"
  *
  * Lines: "KEY VALUE". Timeouts and alarm() bound everything.
  */
@@ -186,6 +189,14 @@ int main(int argc, char **argv)
     int fd;
     alarm(30);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 3 && strcmp(argv[1], "multi") == 0) {
+        for (int i = 2; i < argc; i++) {
+            char who[32];
+            snprintf(who, sizeof who, "fd%s", argv[i]);
+            show_names(who, atoi(argv[i]));
+        }
+        return 0;
+    }
     if (argc >= 3 && strcmp(argv[1], "child") == 0)
         return child(atoi(argv[2]), argc > 3 ? argv[3] : "", self);
     if (argc != 4)
@@ -221,7 +232,17 @@ int main(int argc, char **argv)
         fexecve(exe, cargv, environ);
     } else if (strcmp(how, "posix_spawn") == 0 || strcmp(how, "posix_spawnp") == 0)
         return spawn_wait(how[11] == 'p', self, cargv, -1);
-    else if (strcmp(how, "spawn-replaced") == 0)
+    else if (strcmp(how, "several") == 0) {
+        int second = connect_to(argv[1], argv[2]), copy = dup(fd);
+        char t2[16], t3[16];
+        char *margv[] = {(char *)self, "multi", fdtext, t2, t3, NULL};
+        fcntl(second, F_SETFD, FD_CLOEXEC);
+        snprintf(t2, sizeof t2, "%d", second);
+        snprintf(t3, sizeof t3, "%d", copy);
+        printf("fds %s %s %s\n", fdtext, t2, t3);
+        fflush(stdout);
+        execv(self, margv);
+    } else if (strcmp(how, "spawn-replaced") == 0)
         return spawn_wait(0, self, cargv, fd);
     else if (strcmp(how, "cloexec-env") == 0 || strcmp(how, "plain-env") == 0) {
         /* env(1) without the shim shows the environment the exec hook built */
@@ -414,3 +435,19 @@ def test_the_parent_keeps_its_entries_when_a_child_execs(shim, socks_server, tcp
     result = shim.run([sys.executable, "-c", PARENT_KEEPS, str(port)], srv.url("socks5"))
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().split() == ["True", str(port), "True"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", NAME])
+def test_several_connections_a_dup_and_a_close_on_exec_one(host, shim, socks_server,
+                                                           tcp_echo_server, exec_inherit):
+    srv = socks_server(hosts={NAME: "127.0.0.1"})
+    port = tcp_echo_server[1]
+    result, out = run(shim, srv, exec_inherit, host, port, "several")
+    assert result.returncode == 0, (out, result.stderr.decode())
+    first, second, copy = single(out, "fds").split()
+    peer = single(out, "parent-peer")
+    assert single(out, f"fd{first}-peer") == peer
+    assert single(out, f"fd{copy}-peer") == peer  # the dup() travels too
+    assert single(out, f"fd{first}-local") == single(out, "parent-local")
+    assert single(out, f"fd{second}-peer").startswith("error ")  # closed by the exec
+    assert [r["destination"] for r in srv.wait_records(2)] == [host, host]

@@ -12,7 +12,7 @@ Rules of this module:
   LD_PRELOAD in secure-execution mode), and a Go program (its net package makes raw
   system calls, never libc's connect(), even when dynamically linked). Scripts (``#!``)
   are checked through their interpreter.
-- ``exec_with_preload()`` replaces the current process (``os.execvp``): no extra process,
+- ``exec_with_preload()`` replaces the current process (``os.execvpe``): no extra process,
   the program's exit status is the command's.
 """
 

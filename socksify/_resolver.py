@@ -203,7 +203,9 @@ class RemoteResolver:
         canonname = name if flags & socket.AI_CANONNAME else ""
         results = []
         for socktype, protocol in _TYPES:
-            if (type and type != socktype) or (proto and proto != protocol and socktype != 3):
+            if type and type != socktype:
+                continue
+            if proto and proto != protocol and socktype != socket.SOCK_RAW:  # raw takes any
                 continue
             number = _service_port(port, socktype)
             sockaddr = (address, number) if version == 4 else (address, number, 0, 0)

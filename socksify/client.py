@@ -69,7 +69,7 @@ _connect = _socket.socket.connect
 _send = _socket.socket.send
 _recv = _socket.socket.recv
 _MSG_PEEK = socket.MSG_PEEK
-_READ_SIZE = 1024  # larger than any handshake message but a SOCKS5 domain reply (262)
+_READ_SIZE = 1024  # more than the longest proxy message: a SOCKS5 reply with a domain (262)
 _AFTER_HANDSHAKE = (State.TUNNEL, State.UDP_ASSOCIATED)
 #: states whose next message cannot be followed by more bytes until we send again, so a
 #: plain recv() cannot read past it (saves the peek's second syscall)

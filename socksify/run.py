@@ -9,7 +9,7 @@ native launcher csrc/launcher/socksify-run.c, which behaves the same without sta
 (tests/native/test_run.py runs both) and falls back to this module when it cannot find the
 library.
 
-Exit status: the program's own (os.execvp replaces this process); 2 for a usage or
+Exit status: the program's own (os.execvpe replaces this process); 2 for a usage or
 configuration error; 126 when the program cannot be covered (statically linked, set-uid or
 set-gid: the loader would ignore LD_PRELOAD and traffic would leak); 127 when it is not found.
 """

@@ -54,6 +54,18 @@ class Runner:
             stdin=subprocess.DEVNULL if stdin is None else stdin,
         )
 
+    def start(self, args, *, stdin=None) -> subprocess.Popen:
+        """``python -m socksify [args]`` left running (text pipes), for a test that talks to
+        it while it runs."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "socksify", *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+
     def run_script(self, proxy: str, text: str, *script_args, options=(), env=None, timeout=60):
         """Run ``text`` patched with ``--proxy proxy``; assert exit 0; return stdout."""
         path = self.script(text)

@@ -12,8 +12,6 @@ import pytest
 from support.peers import require_module, require_peer
 from support.targets import pattern_bytes
 
-from shim.conftest import clean_env
-
 pytestmark = pytest.mark.e2e
 
 HOSTS = {"only-proxy.test": "127.0.0.1", "only-proxy6.test": "::1"}
@@ -523,21 +521,8 @@ def test_close_ends_the_udp_association(runner, socks_server, udp_echo_server):
         print("closed", flush=True)
         sys.stdin.readline()
     """)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "socksify",
-            "--proxy",
-            srv.url("socks5"),
-            script,
-            str(udp_echo_server[1]),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
+    proc = runner.start(
+        ["--proxy", srv.url("socks5"), script, str(udp_echo_server[1])], stdin=subprocess.PIPE
     )
     try:
         assert proc.stdout.readline().strip() == "closed"
@@ -639,21 +624,7 @@ def test_bind_listener_accepts_one_connection(runner, socks_server, tcp_echo_ser
             print("second accept", errno.errorcode[exc.errno], flush=True)
         conn.close()
     """)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "socksify",
-            "--proxy",
-            srv.url("socks5"),
-            script,
-            str(tcp_echo_server[1]),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
+    proc = runner.start(["--proxy", srv.url("socks5"), script, str(tcp_echo_server[1])])
     try:
         host, port = proc.stdout.readline().split()
         assert host == "127.0.0.1" and int(port) not in (0, srv.port)

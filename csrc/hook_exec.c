@@ -4,8 +4,8 @@
  *
  * Hooked (each exported name, because glibc's execl* / execvp / system / popen reach
  * execve through internal symbols an LD_PRELOAD library cannot see): execve, execv, execvp,
- * execvpe, execl, execle, execlp, fexecve, posix_spawn, posix_spawnp. Not hooked: execveat,
- * system(), popen() and raw syscalls: the new image then sees plain sockets (the proxy as
+ * execvpe, execl, execle, execlp, fexecve, execveat (glibc 2.34+), posix_spawn, posix_spawnp.
+ * Not hooked: system(), popen() (glibc spawns them internally) and raw syscalls: the new image then sees plain sockets (the proxy as
  * peer), as before.
  *
  * When the process has no proxied connection to pass (always, for one that never proxied),
@@ -27,7 +27,11 @@ extern char **environ;
 
 #define ENV_ON_STACK 1024
 
-static void *real_execve, *real_execvpe, *real_fexecve, *real_posix_spawn, *real_posix_spawnp;
+static void *real_execve, *real_execvpe, *real_fexecve, *real_execveat, *real_posix_spawn,
+    *real_posix_spawnp;
+
+/* Declared by <unistd.h> only since glibc 2.34; absent from libc: ENOSYS, as libc would. */
+int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
 
 static void *real_sym(void **slot, const char *name)
 {
@@ -126,6 +130,13 @@ SFY_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
     WITH_INHERIT(envp, env);
     CALL_REAL(fexecve, fd, argv, env);
+}
+
+SFY_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+                        int flags)
+{
+    WITH_INHERIT(envp, env);
+    CALL_REAL(execveat, dirfd, path, argv, env, flags);
 }
 
 /* The execl* forms: the argument list as an argv on the stack (as glibc does). */

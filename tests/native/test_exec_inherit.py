@@ -32,7 +32,8 @@ PROGRAM = r"""
  *   exec_inherit HOST PORT HOW     connect (getaddrinfo: a name gets a placeholder under
  *                                  socks5h), echo, print what getpeername/getsockname say,
  *                                  then pass the fd on with HOW: execve execv execvp execvpe
- *                                  execl execle execlp fexecve posix_spawn posix_spawnp
+ *                                  execl execle execlp fexecve execveat posix_spawn
+ *                                  posix_spawnp
  *                                  twice (execv, and the child execs once more)
  *                                  cloexec-env / plain-env (execle of env(1) without the
  *                                  shim: prints the environment the new image got)
@@ -213,6 +214,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (strcmp(how, "execve") == 0)
         execve(self, cargv, environ);
+    else if (strcmp(how, "execveat") == 0)
+        execveat(AT_FDCWD, self, cargv, environ, 0);
     else if (strcmp(how, "execv") == 0)
         execv(self, cargv);
     else if (strcmp(how, "twice") == 0)
@@ -288,7 +291,7 @@ def single(out, key):
 
 
 HOWS = ["execve", "execv", "execvp", "execvpe", "execl", "execle", "execlp", "fexecve",
-        "posix_spawn", "posix_spawnp"]
+        "execveat", "posix_spawn", "posix_spawnp"]
 
 
 @pytest.mark.parametrize("how", HOWS)

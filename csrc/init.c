@@ -28,6 +28,7 @@ struct sfy_real sfy_real;
 struct sfy_dnsmap *sfy_map;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int inherited_count; /* connections restored from SOCKSIFY_INHERIT (for the log) */
 static __thread int depth __attribute__((tls_model("initial-exec")));
 
 #define SFY_DNSMAP_MAX_SLOTS 65536u
@@ -174,8 +175,8 @@ static void sfy_init(void)
             SFY_ERR("cannot create the remote DNS map (%s): name lookups will fail",
                     strerror(errno));
     }
-    SFY_DBG("initialised: %zu hop(s), remote DNS %s", sfy_cfg.n_hops,
-            sfy_cfg.remote_dns ? "on" : "off");
+    SFY_DBG("initialised: %zu hop(s), remote DNS %s, %d proxied connection(s) inherited "
+            "across exec", sfy_cfg.n_hops, sfy_cfg.remote_dns ? "on" : "off", inherited_count);
 }
 
 int sfy_hook_enter(void)
@@ -219,7 +220,7 @@ __attribute__((constructor)) static void sfy_constructor(void)
         /* Proxied connections of the image that exec'd us (inherit.c). Removed from the
          * environment so our own children never see it; our exec hooks pass a fresh one. */
         depth = 1;
-        sfy_inherit_restore(inherited);
+        inherited_count = sfy_inherit_restore(inherited);
         unsetenv(SFY_INHERIT_VAR);
         depth = 0;
     }

@@ -275,8 +275,8 @@ def exec_inherit(tmp_path_factory):
     return str(exe)
 
 
-def run(shim, srv, exe, host, port, how, scheme="socks5h"):
-    result = shim.run([exe, host, str(port), how], srv.url(scheme), timeout=TIMEOUT)
+def run(shim, srv, exe, host, port, how, scheme="socks5h", **extra):
+    result = shim.run([exe, host, str(port), how], srv.url(scheme), timeout=TIMEOUT, **extra)
     lines = result.stdout.decode().splitlines()
     out: dict[str, list[str]] = {}
     for line in lines:
@@ -454,3 +454,16 @@ def test_several_connections_a_dup_and_a_close_on_exec_one(host, shim, socks_ser
     assert single(out, f"fd{first}-local") == single(out, "parent-local")
     assert single(out, f"fd{second}-peer").startswith("error ")  # closed by the exec
     assert [r["destination"] for r in srv.wait_records(2)] == [host, host]
+
+
+def test_the_debug_log_counts_the_inherited_connections(shim, socks_server, tcp_echo_server,
+                                                        exec_inherit):
+    srv = socks_server()
+    result, out = run(shim, srv, exec_inherit, "127.0.0.1", tcp_echo_server[1], "execv",
+                      SOCKSIFY_LOG="debug")
+    assert result.returncode == 0, (out, result.stderr.decode())
+    counts = [line.split("remote DNS ")[1] for line in result.stderr.decode().splitlines()
+              if "initialised:" in line]
+    # the first image inherited nothing; the exec'd one got the connection
+    assert counts == ["on, 0 proxied connection(s) inherited across exec",
+                      "on, 1 proxied connection(s) inherited across exec"]

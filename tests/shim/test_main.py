@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from socksify import _preload
+
 pytestmark = pytest.mark.e2e
 
 PROXY = "socks5h://127.0.0.1:9"  # never contacted by these scripts
@@ -129,14 +131,21 @@ def test_log_level_debug_prefixes_lines(runner):
 
 
 def test_native_program_after_double_dash(runner):
-    result = runner.run(["--proxy", PROXY, "--", sys.executable, "-c", "print('native ran')"])
+    show = "import os; print(os.environ['SOCKSIFY_PROXY'], *os.environ['LD_PRELOAD'].split(':'))"
+    result = runner.run(["--proxy", PROXY, "--", sys.executable, "-c", show])
     # With the native shim built this runs the program under LD_PRELOAD; without it, a
     # usage error that says so. Never a traceback, never an unproxied run.
-    if result.returncode == 0:
-        assert result.stdout.strip() == "native ran"
-    else:
-        assert "socksify: error:" in result.stderr and "Traceback" not in result.stderr
+    try:
+        library = _preload.library_path()
+    except FileNotFoundError:
+        assert result.returncode == 1
+        assert "socksify: error:" in result.stderr and "native shim" in result.stderr
+        assert "Traceback" not in result.stderr
         assert result.stdout == ""
+    else:
+        assert result.returncode == 0, result.stderr
+        proxy, *preloaded = result.stdout.split()
+        assert proxy == PROXY and library in preloaded
     result = runner.run(["--proxy", PROXY, "--"])
     assert result.returncode == 2
 

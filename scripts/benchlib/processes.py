@@ -171,7 +171,7 @@ def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None) ->
     """``socksify-server --listen 127.0.0.1:0``, waiting for its "listening on" line."""
     command = socksify_server_command()
     # max_clients: the default (1024) would refuse the memory measure's 2,000 idle clients
-    lines = ["[server]", f"max_clients = {MAX_CLIENTS}"]
+    lines = ["[server]", f"max_clients = {MAX_CLIENTS}", "workers = \"auto\""]
     if hosts:
         lines += ["[hosts]"] + [f'"{name}" = "{ip}"' for name, ip in hosts.items()]
     config = workdir / f"socksify-server-{time.monotonic_ns()}.toml"

@@ -506,8 +506,7 @@ def create_connection(
         sock = None
         try:
             sock = socket.socket(family, socktype, proto)
-            if timeout is not None:
-                sock.settimeout(timeout)
+            sock.settimeout(timeout)  # also None: blocking, as socket.create_connection does
             if source_address:
                 _socket.socket.bind(sock, source_address)
             _connect(sock, sockaddr)

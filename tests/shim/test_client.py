@@ -84,6 +84,20 @@ def test_proxy_on_ipv6(socks_server, tcp_echo_server):
         echo_roundtrip(s, 5000)
 
 
+def test_timeout_none_is_a_blocking_socket_like_the_stdlib(socks_server, tcp_echo_server):
+    srv = socks_server()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5)
+    try:
+        with socksify.create_connection(
+            tcp_echo_server, proxy=srv.url("socks5"), timeout=None
+        ) as s:
+            assert s.gettimeout() is None
+            echo_roundtrip(s, 1000)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def test_username_password(socks_server, tcp_echo_server):
     srv = socks_server(users={"alice": "s3cr:et@"})
     url = srv.url("socks5", "alice", "s3cr:et@")

@@ -365,15 +365,16 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
     return 0;
 }
 
-/* socksify/_preload.check_program(): exits 126/127 with its messages, else returns. */
-static void check_program(const char *program, const char *path_env, int depth)
+/* socksify/_preload.check_program(): exits 126/127 with its messages, else returns with
+ * the path that $PATH gives for `program` in resolved (PATH_MAX bytes). */
+static void check_program(const char *program, const char *path_env, int depth, char *resolved)
 {
-    char resolved[PATH_MAX];
+    char interpreter[PATH_MAX];
     unsigned char hdr[256];
     struct stat st;
     ssize_t n;
     int fd, interp = 0, is_go = 0, elf;
-    if (!resolve_program(program, path_env, resolved, sizeof resolved))
+    if (!resolve_program(program, path_env, resolved, PATH_MAX))
         die(EXIT_NOT_FOUND, "%s: command not found", program);
     fd = open(resolved, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0)
@@ -404,15 +405,17 @@ static void check_program(const char *program, const char *path_env, int depth)
         end = line + strcspn(line, " \t\r\f\v");
         *end = '\0';
         if (*line)
-            check_program(line, path_env, depth + 1);
+            check_program(line, path_env, depth + 1, interpreter);
     }
 }
 
 /* os.execvp() of the Python implementation, whatever the C library: try each $PATH entry
  * in turn, keep the first error other than ENOENT/ENOTDIR. No /bin/sh retry of a file
  * without a #! line (glibc's execvp does that, musl's and Python's do not): it fails with
- * ENOEXEC in both implementations. Returns only on failure, errno set. */
-static void exec_program(char **args, const char *path_env)
+ * ENOEXEC in both implementations. `resolved` is the file check_program() found: tried
+ * first, as the search would reach it after entries that are no executable file (each
+ * failed execve costs ~2 us). Returns only on failure, errno set. */
+static void exec_program(char **args, const char *path_env, const char *resolved)
 {
     char path[PATH_MAX];
     const char *p;
@@ -421,6 +424,7 @@ static void exec_program(char **args, const char *path_env)
         execv(args[0], args);
         return;
     }
+    execv(resolved, args); /* on failure: the whole search, as os.execvp does it */
     p = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
     for (;;) {
         const char *end = strchr(p, ':');
@@ -513,7 +517,7 @@ int main(int argc, char **argv)
 {
     const char *proxy = NULL, *no_proxy = NULL, *log = NULL, *value, *flag_proxy;
     int print_library = 0, i, found;
-    char dir_buf[PATH_MAX], library[PATH_MAX];
+    char dir_buf[PATH_MAX], library[PATH_MAX], resolved[PATH_MAX];
     const char *dir = self_dir(dir_buf, sizeof dir_buf) == 0 ? dir_buf : NULL;
     static struct sfy_config cfg;
     (void)argc;
@@ -589,8 +593,8 @@ int main(int argc, char **argv)
         setenv("LD_PRELOAD", build_preload(getenv("LD_PRELOAD"), library), 1) < 0)
         die(1, "cannot set the environment: %s", strerror(errno));
 
-    check_program(argv[i], getenv("PATH"), 0);
-    exec_program(argv + i, getenv("PATH"));
+    check_program(argv[i], getenv("PATH"), 0, resolved);
+    exec_program(argv + i, getenv("PATH"), resolved);
     die(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_COVERABLE, "%s: %s", argv[i],
         strerror(errno));
 }

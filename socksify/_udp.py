@@ -106,22 +106,7 @@ def open_association(sock: socket.socket, chain, proxy_sockaddrs) -> UdpAssociat
     if timeout == 0.0:  # a non-blocking socket (asyncio): a bounded blocking handshake
         timeout = socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT
     deadline = None if timeout is None else time.monotonic() + timeout
-    err = None
-    control = None
-    for family, socktype, proto, _canon, sockaddr in proxy_sockaddrs:
-        control = socket.socket(family, socktype, proto)
-        control.settimeout(timeout)
-        try:
-            _base.connect(control, sockaddr)
-            break
-        except OSError as exc:
-            err = exc
-            control.close()
-            control = None
-    if control is None:
-        raise client.proxy_unreachable(
-            proxy, err or OSError(errno.EHOSTUNREACH, "no address")
-        ) from err
+    control = client.connect_first_hop(proxy, proxy_sockaddrs, timeout)
     try:
         # RFC 1928 §4: DST.ADDR/DST.PORT of UDP ASSOCIATE are where the client will send
         # from; the address is left unspecified (we may reach the relay from any interface).

@@ -498,9 +498,30 @@ def create_connection(
         infos = proxy_addresses(first)
     except OSError as exc:
         raise proxy_unreachable(first, exc) from exc
-    # The loop over the proxy's addresses follows urllib3's util/connection.py
-    # create_connection: try each, close on failure, re-raise the last error, and clear the
-    # reference so the traceback does not keep the socket alive.
+    sock = connect_first_hop(first, infos, timeout, source_address)
+    try:
+        handshake(sock, chain, host, port, deadline=deadline)  # puts ``timeout`` back
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def connect_first_hop(
+    proxy: ProxyConfig,
+    infos: list,
+    timeout: float | None,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """A new socket with ``timeout``, connected to ``proxy`` at the first of its ``infos``
+    (``getaddrinfo`` results) that accepts.
+
+    Raises:
+        ProxyUnreachableError: none did; the errno of the last failed connect.
+    """
+    # The loop follows urllib3's util/connection.py create_connection: try each address,
+    # close on failure, re-raise the last error, and clear the reference so the traceback
+    # does not keep the socket alive.
     err = None
     for family, socktype, proto, _canonname, sockaddr in infos:
         sock = None
@@ -510,18 +531,12 @@ def create_connection(
             if source_address:
                 _socket.socket.bind(sock, source_address)
             _connect(sock, sockaddr)
+            return sock
         except OSError as exc:
             err = exc
             if sock is not None:
                 sock.close()
-            continue
-        try:
-            handshake(sock, chain, host, port, deadline=deadline)  # puts ``timeout`` back
-        except BaseException:
-            sock.close()
-            raise
-        return sock
     try:
-        raise proxy_unreachable(first, err or OSError(errno.EHOSTUNREACH, "no address")) from err
+        raise proxy_unreachable(proxy, err or OSError(errno.EHOSTUNREACH, "no address")) from err
     finally:
         err = None

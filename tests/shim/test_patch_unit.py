@@ -311,6 +311,8 @@ def test_dup_and_ssl_style_detach_keep_the_state(microsocks, tcp_echo_server):
 def test_socket_timeout_is_the_handshake_deadline():
     """A proxy that accepts and never answers: connect() gives up after the socket's
     timeout, with the stdlib TimeoutError, and nothing is sent anywhere else."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: a direct connect is refused
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
     held = []
@@ -323,14 +325,15 @@ def test_socket_timeout_is_the_handshake_deadline():
 
     thread = threading.Thread(target=accept_and_hold, daemon=True)
     thread.start()
-    with listener, socksify.patched(f"socks5://127.0.0.1:{listener.getsockname()[1]}"):
+    with closed, listener, socksify.patched(f"socks5://127.0.0.1:{listener.getsockname()[1]}"):
         sock = socket.socket()
         sock.settimeout(0.3)
         with pytest.raises(TimeoutError):
-            sock.connect(("192.0.2.1", 80))
+            sock.connect(closed.getsockname())
         assert sock.gettimeout() == 0.3
         sock.close()
     thread.join(5)
+    assert len(held) == 1  # the connect went to the proxy
     for conn in held:
         conn.close()
 

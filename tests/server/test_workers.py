@@ -121,3 +121,19 @@ def test_bad_workers_option_exits_2():
     finally:
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_workers_with_the_portable_relay(tmp_path, tcp_echo_server):
+    """splice = false: each worker serves its sockets through asyncio transports."""
+    config = tmp_path / "server.toml"
+    config.write_text("[server]\nsplice = false\nworkers = 2\n")
+    proc = start("--listen", "127.0.0.1:0", "--config", str(config))
+    try:
+        [(host, port)] = read_ready_lines(proc, 1)
+        wait_children(proc.pid, 2)
+        for _ in range(6):
+            assert echo_through(host, port, tcp_echo_server) == b"hello workers"
+    except BaseException:
+        proc.kill()
+        raise
+    assert stop(proc, signal.SIGTERM) == 0

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sfy_fdinfo **table;
@@ -28,9 +29,24 @@ static struct sfy_addr last_dest;
 static int have_last_dest;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* The process whose memory this table is. A vfork() child (CPython's subprocess, glibc-less
+ * spawners) runs in its parent's memory until it execs, and no atfork handler tells us: its
+ * close() calls must not remove entries, or the PARENT would forget fds it still has open.
+ * fork() children take over their copy in the atfork child handler. */
+static pid_t owner_pid;
+
 static void before_fork(void) { pthread_mutex_lock(&lock); }
 static void after_fork(void) { pthread_mutex_unlock(&lock); }
-static void install_atfork(void) { pthread_atfork(before_fork, after_fork, after_fork); }
+static void after_fork_child(void)
+{
+    owner_pid = getpid();
+    pthread_mutex_unlock(&lock);
+}
+static void install_atfork(void)
+{
+    owner_pid = getpid();
+    pthread_atfork(before_fork, after_fork, after_fork_child);
+}
 
 static void lock_table(void)
 {
@@ -117,17 +133,24 @@ int sfy_fd_set(int fd, const struct sfy_fdinfo *info)
 int sfy_fd_forget(int fd, struct sfy_fdinfo *old)
 {
     struct sfy_fdinfo *entry = NULL;
+    int borrowed = 0;
     lock_table();
-    if (fd >= 0 && (size_t)fd < table_size) {
+    if (fd >= 0 && (size_t)fd < table_size && table[fd]) {
         entry = table[fd];
-        table[fd] = NULL;
+        borrowed = getpid() != owner_pid; /* a vfork child: the entry is the parent's */
+        if (!borrowed)
+            table[fd] = NULL;
+        else if (old)
+            *old = *entry;
     }
     pthread_mutex_unlock(&lock);
     if (!entry)
         return 0;
-    if (old)
-        *old = *entry;
-    free(entry);
+    if (!borrowed) {
+        if (old)
+            *old = *entry;
+        free(entry);
+    }
     return 1;
 }
 

@@ -45,6 +45,8 @@ PROGRAM = r"""
  *   exec_inherit HOST PORT several a second connection (close-on-exec) and a dup() of the
  *                                  first, then execv: the new image prints each fd's names
  *   exec_inherit multi FD...       the new image of "several"
+ *   exec_inherit HOST PORT vfork-close  a vfork() child closes the fd and execs true(1);
+ *                                  then the parent prints the fd's names again
  *
  * Lines: "KEY VALUE". Timeouts and alarm() bound everything.
  */
@@ -245,6 +247,19 @@ int main(int argc, char **argv)
         printf("fds %s %s %s\n", fdtext, t2, t3);
         fflush(stdout);
         execv(self, margv);
+    } else if (strcmp(how, "vfork-close") == 0) {
+        int status;
+        pid_t pid = vfork();
+        if (pid == 0) {
+            close(fd); /* in the PARENT's memory: must not drop the parent's entry */
+            execl("/bin/true", "true", (char *)NULL);
+            _exit(127);
+        }
+        if (pid < 0 || waitpid(pid, &status, 0) != pid)
+            return 1;
+        show_names("after-vfork", fd);
+        printf("after-vfork-echo %s\n", echo(fd, "after vfork\n") == 0 ? "ok" : "FAIL");
+        return 0;
     } else if (strcmp(how, "spawn-replaced") == 0)
         return spawn_wait(0, self, cargv, fd);
     else if (strcmp(how, "cloexec-env") == 0 || strcmp(how, "plain-env") == 0) {
@@ -467,3 +482,15 @@ def test_the_debug_log_counts_the_inherited_connections(shim, socks_server, tcp_
     # the first image inherited nothing; the exec'd one got the connection
     assert counts == ["on, 0 proxied connection(s) inherited across exec",
                       "on, 1 proxied connection(s) inherited across exec"]
+
+
+def test_a_vfork_child_closing_the_fd_leaves_the_parent_entry(shim, socks_server,
+                                                              tcp_echo_server, exec_inherit):
+    """The C twin of the test above, whatever the Python: close() in a vfork() child."""
+    srv = socks_server()
+    port = tcp_echo_server[1]
+    result, out = run(shim, srv, exec_inherit, "127.0.0.1", port, "vfork-close")
+    assert result.returncode == 0, (out, result.stderr.decode())
+    assert single(out, "after-vfork-peer") == f"127.0.0.1 {port}"
+    assert single(out, "after-vfork-local") == single(out, "parent-local")
+    assert single(out, "after-vfork-echo") == "ok"

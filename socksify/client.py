@@ -4,11 +4,13 @@ Rules of this module:
 
 - The protocol lives in ``socksify.protocol``; here a short generator (``_negotiate``) says
   what to send and which reply to wait for, and two small runners do the I/O: one over a
-  blocking socket (``handshake``), one on an asyncio loop (``async_handshake``). Both read
-  the same way (``_take``): ``recv(MSG_PEEK)``, feed the core, then remove from the kernel
-  only the bytes the core consumed. Bytes the proxy sent past its final reply (a server
-  that speaks first, like FTP or SMTP, can arrive in the same segment) stay in the socket
-  for the program, and a chain's next hop reads its own reply from where the last one ended.
+  blocking socket (``handshake``), one on an asyncio loop (``async_handshake``). Where
+  bytes may follow the awaited reply, both read the same way (``_take``):
+  ``recv(MSG_PEEK)``, feed the core, then remove from the kernel only the bytes the core
+  consumed (the blocking runner reads plainly while nothing can follow, ``_MID_HANDSHAKE``).
+  Bytes the proxy sent past its final reply (a server that speaks first, like FTP or SMTP,
+  can arrive in the same segment) stay in the socket for the program, and a chain's next
+  hop reads its own reply from where the last one ended.
 - I/O on the proxy connection uses the ``_socket.socket`` methods directly, so the patched
   ``socket.socket`` methods (``socksify.patch``) never see our own traffic.
 - Destination names: socks4/socks5 resolve them here with the ORIGINAL ``getaddrinfo``

@@ -209,7 +209,8 @@ static void init_before_fork(void)
  * first hooked call that needs them (sfy_hook_enter), or before the first fork(). A
  * program that never touches the network pays for nothing else (scripts/bench_native_shim.py
  * measures the start-up). An exec'd image restores the proxied connections its predecessor
- * passed in SOCKSIFY_INHERIT (inherit.c) here, before main. Hooks that run before this constructor still initialise fully. */
+ * passed in SOCKSIFY_INHERIT (inherit.c) here, before main. Hooks that run before this
+ * constructor still initialise fully. */
 __attribute__((constructor)) static void sfy_constructor(void)
 {
     const char *inherited;

@@ -15,6 +15,7 @@
  *   fdtable.c   per-fd state (what getpeername/getsockname report, aux fds), one mutex
  *   route.c     sfy_route(): PASS / PROXY / DENY for a destination (bypass, placeholders)
  *   handshake.c blocking driver with poll + deadline: sfy_chain_open(), sfy_chain_read_reply()
+ *   inherit.c   SOCKSIFY_INHERIT: proxied TCP connections passed across exec (hook_exec.c)
  *   hook_*.c    one exported libc symbol (or one family) per file
  *
  * Writing a hook (the pattern every hook_*.c follows):
@@ -311,7 +312,7 @@ int sfy_fd_peek(int fd, struct sfy_fdinfo *out);
  * entries (0: nothing to carry, buf untouched beyond buf[0]). Never allocates. */
 int sfy_inherit_encode(char *buf, size_t cap);
 /* Parse one value of SOCKSIFY_INHERIT and restore the entries whose fd is still the same
- * socket (inode) : the number restored. Called by init.c's constructor. */
+ * socket (inode): the number restored. Called by init.c's constructor. */
 int sfy_inherit_restore(const char *value);
 /* 1 when this thread is inside the library (a hook, init): exec hooks then pass through. */
 int sfy_in_library(void);

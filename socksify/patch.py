@@ -784,8 +784,10 @@ def _replace(owner, name: str, value) -> None:
 def install(settings: Settings) -> dict:
     """Patch ``socket`` (and asyncio, now or when it is imported) to use ``settings``.
 
-    A second call only replaces the settings. Returns what was replaced: a dict
-    ``{"socket.socket.connect": original, ...}`` (inherited methods show as None).
+    A second call only replaces the settings. Returns what was replaced, keyed by owner
+    ``__name__`` and attribute: ``{"socket.getaddrinfo": original, "socket.connect": None,
+    ...}`` (the ``socket`` module's functions and ``socket.socket``'s methods share the
+    ``socket.`` prefix; inherited methods show as None).
     """
     global _active
     with _lock:

@@ -495,10 +495,14 @@ def _sendto(self, data, *args):
     if active is None or _type_of(self) != _DGRAM or _family_of(self) not in _INET:
         return _base.sendto(self, data, *args)
     address = args[-1]
-    flags = args[0] if len(args) == 2 else 0
     target = _udp_target(self, active, address)
     if target is None:
         return _base.sendto(self, data, *args)
+    return _sendto_target(self, active, target, data, args[0] if len(args) == 2 else 0, address)
+
+
+def _sendto_target(self, active: _Active, target, data, flags: int, address):
+    """Send ``data`` to ``address`` by its (not None) :meth:`_Active.target`."""
     if target[0] == "direct":
         return _base.sendto(self, data, flags, target[1])
     state = _udp.associate(self, active, state_of(self))
@@ -520,18 +524,19 @@ def _send(self, data, flags=0):
 
 
 def _sendmsg(self, buffers, ancdata=(), flags=0, address=None):
-    if _type_of(self) == _DGRAM and _active is not None and _family_of(self) in _INET:
-        data = b"".join(bytes(buffer) for buffer in buffers)
+    active = _active
+    if _type_of(self) == _DGRAM and active is not None and _family_of(self) in _INET:
         if address is not None:
-            target = _udp_target(self, _active, address)
+            target = _udp_target(self, active, address)
             if target is not None:
                 if ancdata:
                     raise OSError(errno.EOPNOTSUPP, "ancillary data cannot be relayed by SOCKS")
-                return _sendto(self, data, flags, address)
+                data = b"".join(bytes(buffer) for buffer in buffers)
+                return _sendto_target(self, active, target, data, flags, address)
         else:
             state = state_of(self)
             if state is not None and state.udp_peer is not None:
-                return _send(self, data, flags)
+                return _send(self, b"".join(bytes(buffer) for buffer in buffers), flags)
     if address is None:
         return _base.sendmsg(self, buffers, ancdata, flags)
     return _base.sendmsg(self, buffers, ancdata, flags, address)

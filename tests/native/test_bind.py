@@ -339,7 +339,9 @@ def listen_rule(tmp_path_factory):
 
     def rule(*args: int) -> str:
         result = subprocess.run(
-            [str(out), *map(str, args)], capture_output=True, check=True, timeout=TIMEOUT
+            # int() first: before 3.11, str() of an IntEnum is its name, not its number
+            [str(out), *(str(int(a)) for a in args)],
+            capture_output=True, check=True, timeout=TIMEOUT,
         )
         return result.stdout.decode().strip()
 

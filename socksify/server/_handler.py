@@ -330,14 +330,23 @@ class ClientSocket:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def detach(self):
-        """Stop watching the socket and return it with the reply bytes not sent yet."""
-        self._stop_reading()
+    def detach(self, keep_reader: bool = False):
+        """Stop watching the socket and return it with the reply bytes not sent yet.
+
+        With ``keep_reader`` (and nothing left to send) the reader registration stays for
+        the relay, which replaces its callback: one epoll_ctl pair less per connection.
+        Returns ``(sock, unsent, reader_kept)``.
+        """
         if self._out:
             self.loop.remove_writer(self.fd)
+            keep_reader = False
         out, self._out = self._out, b""
+        kept = keep_reader and self._reading
+        if not kept:
+            self._stop_reading()
+        self._reading = False
         self._closing = True
-        return self.sock, out
+        return self.sock, out, kept
 
     def local_address(self):
         return self.sock.getsockname()
@@ -631,7 +640,10 @@ class Session:
         self.relaying = True
         self._detach()
         if isinstance(proto, ClientSocket):
-            client_sock, unsent = proto.detach()
+            # The relay's first add_reader on a kept registration only swaps the callback;
+            # it must not be kept when the relay first awaits sends (the handshake's
+            # callback would read meanwhile).
+            client_sock, unsent, _kept = proto.detach(keep_reader=not (early or to_client))
             self.relay = await start_splice_relay(
                 client_sock,
                 sock,

@@ -199,12 +199,17 @@ class _Direction:
         if self.done:
             return
         self.done = True
-        try:
-            self.dst.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                self.relay._fail(exc, reset=self.src)
-                return
+        relay = self.relay
+        other = relay.down if self is relay.up else relay.up
+        if not other.done:
+            # The last direction to finish skips this: both sources are at EOF and read
+            # to the end, so closing the pair sends the same FIN (one system call less).
+            try:
+                self.dst.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    self.relay._fail(exc, reset=self.src)
+                    return
         self._close_pipe()
         self.relay._direction_done()
 

@@ -69,6 +69,10 @@ class LoadResult:
     #: the closed snapshot of each further round (same connections again): growth from
     #: round to round is a leak; a level that stays put is the allocator keeping its pages
     later_rounds: list[Snapshot] = dataclasses.field(default_factory=list)
+    #: with worker processes: each worker at baseline and while held (the totals above
+    #: add the main process and every worker)
+    workers_baseline: list[Snapshot] = dataclasses.field(default_factory=list)
+    workers_held: list[Snapshot] = dataclasses.field(default_factory=list)
 
     @property
     def kib_per_connection(self) -> float:
@@ -88,10 +92,28 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def snapshot(pid: int) -> Snapshot:
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return sorted(int(child) for child in fh.read().split())
+
+
+def _one_snapshot(pid: int) -> Snapshot:
     with open(f"/proc/{pid}/status") as fh:
         rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
     return Snapshot(rss, len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def worker_snapshots(pid: int) -> list[Snapshot]:
+    """One snapshot per worker process of the server ``pid`` (none without workers)."""
+    return [_one_snapshot(child) for child in _children(pid)]
+
+
+def snapshot(pid: int) -> Snapshot:
+    """The server process plus its worker processes, if any."""
+    total = _one_snapshot(pid)
+    for worker in worker_snapshots(pid):
+        total = Snapshot(total.rss_kib + worker.rss_kib, total.fds + worker.fds)
+    return total
 
 
 def settle(pid: int, until=None, timeout: float = SETTLE_TIMEOUT) -> Snapshot:
@@ -122,7 +144,8 @@ def _limit_fds(limit: int):
 class Processes:
     """The target and the server, started and stopped together."""
 
-    def __init__(self, connections: int, splice: bool, server_fd_limit: int | None = None):
+    def __init__(self, connections: int, splice: bool, server_fd_limit: int | None = None,
+                 workers: int = 1):
         self.tmp = tempfile.TemporaryDirectory(prefix="load-connections-")
         self.target = subprocess.Popen(
             [sys.executable, "-c", TARGET_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -132,7 +155,7 @@ class Processes:
         config = os.path.join(self.tmp.name, "server.toml")
         with open(config, "w") as fh:
             fh.write(f"[server]\nmax_clients = {connections}\n"
-                     f"splice = {'true' if splice else 'false'}\n")
+                     f"splice = {'true' if splice else 'false'}\nworkers = {workers}\n")
         self.server = subprocess.Popen(
             [sys.executable, "-m", "socksify.server", "--listen", "127.0.0.1:0",
              "--config", config, "--log-level", "warning"],
@@ -214,8 +237,10 @@ async def open_all(proxy_port: int, target_port: int, count: int, parallel: int 
     return writers, errors
 
 
-def one_round(procs: Processes, connections: int, baseline: Snapshot):
-    """Open, hold, close; return (writers, errors, seconds to open, held, closed)."""
+def one_round(procs: Processes, connections: int, baseline: Snapshot,
+              workers_held: list[Snapshot] | None = None):
+    """Open, hold, close; return (writers, errors, seconds to open, held, closed).
+    ``workers_held`` receives each worker's snapshot while the connections are held."""
     pid = procs.server.pid
 
     async def scenario():
@@ -223,6 +248,8 @@ def one_round(procs: Processes, connections: int, baseline: Snapshot):
         writers, errors = await open_all(procs.server_port, procs.target_port, connections)
         opened_in = time.monotonic() - started
         held = settle(pid)
+        if workers_held is not None:
+            workers_held.extend(worker_snapshots(pid))
         for writer in writers:
             writer.close()
         await asyncio.sleep(0)
@@ -235,13 +262,18 @@ def one_round(procs: Processes, connections: int, baseline: Snapshot):
 
 
 def run(connections: int, splice: bool, rounds: int = 2,
-        server_fd_limit: int | None = None) -> LoadResult:
-    """The whole measurement; ``server_fd_limit`` lowers the server's RLIMIT_NOFILE."""
+        server_fd_limit: int | None = None, workers: int = 1) -> LoadResult:
+    """The whole measurement; ``server_fd_limit`` lowers the server's RLIMIT_NOFILE;
+    ``workers`` > 1 runs the server with that many worker processes (``max_clients`` is
+    per worker, so each one could take every connection)."""
     raise_fd_limit()
-    procs = Processes(connections, splice, server_fd_limit)
+    procs = Processes(connections, splice, server_fd_limit, workers)
     try:
         baseline = settle(procs.server.pid)
-        writers, errors, opened_in, held, closed = one_round(procs, connections, baseline)
+        workers_baseline = worker_snapshots(procs.server.pid)
+        workers_held: list[Snapshot] = []
+        writers, errors, opened_in, held, closed = one_round(
+            procs, connections, baseline, workers_held)
         later = [one_round(procs, connections, baseline)[4] for _ in range(rounds - 1)]
         capped = [line for line in procs.server_log if "max_clients" in line]
         return LoadResult(
@@ -249,6 +281,7 @@ def run(connections: int, splice: bool, rounds: int = 2,
             first_error=errors[0] if errors else "", splice=splice,
             max_clients_log=capped[0] if capped else "", seconds_to_open=opened_in,
             baseline=baseline, held=held, closed=closed, later_rounds=later,
+            workers_baseline=workers_baseline, workers_held=workers_held,
         )
     finally:
         procs.stop()
@@ -257,7 +290,9 @@ def run(connections: int, splice: bool, rounds: int = 2,
 def report(result: LoadResult) -> str:
     mib = 1024
     lines = [
-        f"socksify-server, {'splice' if result.splice else 'copy'} relay, one process",
+        f"socksify-server, {'splice' if result.splice else 'copy'} relay, "
+        + (f"{len(result.workers_held)} worker processes" if result.workers_held
+           else "one process"),
         f"  connections requested      {result.requested}",
         f"  established (echo proven)  {result.established}   failed {result.failed}"
         + (f"   first error: {result.first_error}" if result.failed else ""),
@@ -270,6 +305,14 @@ def report(result: LoadResult) -> str:
         f"  memory per connection      {result.kib_per_connection:.1f} KiB"
         f"   (descriptors per connection {result.fds_per_connection:.2f})",
     ]
+    for number, (base, held) in enumerate(
+            zip(result.workers_baseline, result.workers_held, strict=False), start=1):
+        # a held connection is two descriptors (client and remote socket) in its worker
+        held_here = (held.fds - base.fds) // 2
+        per = (held.rss_kib - base.rss_kib) / held_here if held_here else 0.0
+        lines.append(f"  worker {number}: ~{held_here} connections, RSS {base.rss_kib / mib:.1f}"
+                     f" -> {held.rss_kib / mib:.1f} MiB ({per:.1f} KiB each), fds "
+                     f"{base.fds} -> {held.fds}")
     for number, later in enumerate(result.later_rounds, start=2):
         lines.append(f"  round {number}: after close RSS {later.rss_kib / mib:7.1f} MiB, "
                      f"fds {later.fds}")
@@ -287,12 +330,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relay", choices=["splice", "copy", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=2,
                         help="open/close the connections this many times (default 2)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server worker processes (default 1: one process)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.connections < 1:
         parser.error("--connections must be at least 1")
     relays = {"splice": [True], "copy": [False], "both": [False, True]}[args.relay]
-    results = [run(args.connections, splice, max(1, args.rounds)) for splice in relays]
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    results = [run(args.connections, splice, max(1, args.rounds), workers=args.workers)
+               for splice in relays]
     if args.json:
         print(json.dumps([
             {**dataclasses.asdict(r), "kib_per_connection": r.kib_per_connection,

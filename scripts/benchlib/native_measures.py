@@ -3,7 +3,7 @@ over 1,000 connects in one process (``loadgen connects``).
 
 Subjects: direct (no proxy), curl's own ``--socks5-hostname``, the socksify shim preloaded
 (``LD_PRELOAD=libsocksify.so``, the shim alone), ``socksify-run`` (the command users type:
-the shim plus the Python launcher that execs the program), ``proxychains4`` and
+the shim plus the C launcher that execs the program), ``proxychains4`` and
 ``torsocks``. Every proxied subject goes through the same client-side proxy and sends the
 destination as a name the proxy resolves (remote DNS: ``socks5h``, ``--socks5-hostname``,
 proxychains' ``proxy_dns``, torsocks' ``.onion`` path; torsocks refuses loopback
@@ -18,6 +18,7 @@ connect (an idea taken from scripts/bench_native_shim.py).
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -101,7 +102,9 @@ def wrap(ctx: Context, subject: str, program: list[str], name_args, ip_args
             LD_PRELOAD=_library(), SOCKSIFY_PROXY=proxy.url("socks5h"))
     if subject == RUN:
         _library()
-        launcher = [sys.executable, "-m", "socksify.run"]
+        # the installed command (the C launcher), as users run it; else the Python one
+        command = shutil.which(RUN)
+        launcher = [command] if command else [sys.executable, "-m", "socksify.run"]
         return [*launcher, "--proxy", proxy.url("socks5h"), "--", *program,
                 *name_args(name)], clean_env()
     if subject == "proxychains4":

@@ -26,6 +26,9 @@ PACKAGES = {
     "unshare": "util-linux",
     "torsocks": "torsocks",
     "cc": "gcc",
+    "nm": "binutils",
+    "objcopy": "binutils",
+    "openssl": "openssl",
 }
 
 _SBIN = os.pathsep.join(["/usr/sbin", "/sbin", "/usr/local/sbin"])

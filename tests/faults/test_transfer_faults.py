@@ -13,6 +13,7 @@ from __future__ import annotations
 import pathlib
 import subprocess
 import sys
+import time
 
 import pytest
 from support.peers import require_peer
@@ -112,6 +113,13 @@ def test_curl_proxy_killed_mid_download(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
         )
         assert target.first_part_sent.wait(20), "the download never started"
+        # The target having sent is not curl having received: wait until curl has written
+        # part of the body, so the kill lands mid-transfer and not before the headers.
+        body = tmp_path / "body"
+        deadline = time.monotonic() + 20
+        while not (body.exists() and body.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert body.exists() and body.stat().st_size, "curl never received the first part"
         server.kill()
         target.release()
         _out, err = proc.communicate(timeout=60)

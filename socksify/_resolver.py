@@ -27,10 +27,10 @@ Rules of this module:
 from __future__ import annotations
 
 import _thread  # the C locks threading.Lock() returns, without importing threading
+import _weakref  # weakref.ref without the weakref module (start-up cost)
 import ipaddress
 import os
 import socket
-import weakref
 
 __all__ = ["PlaceholderMap", "RemoteResolver", "is_ip_literal"]
 
@@ -59,6 +59,7 @@ class _Range:
         self.next = 0
         self.names: dict[str, str] = {}  # lower-cased name -> address
         self.by_address: dict[str, str] = {}  # address -> name as first asked
+        self.evictions = 0  # mappings given up to a new name after wrapping around
 
     def allocate(self, name: str) -> str:
         key = name.lower()
@@ -69,17 +70,21 @@ class _Range:
             old = self.by_address.get(address)
             if old is not None:  # wrapped around: the oldest mapping gives way
                 del self.names[old.lower()]
+                self.evictions += 1
             self.names[key] = address
             self.by_address[address] = name
         return address
 
 
-_maps: weakref.WeakSet = weakref.WeakSet()
+#: weak references to every PlaceholderMap, for _relock_after_fork
+_maps: list = []
 
 
 def _relock_after_fork() -> None:
-    for placeholder_map in list(_maps):
-        placeholder_map._lock = _thread.allocate_lock()
+    for ref in list(_maps):
+        placeholder_map = ref()
+        if placeholder_map is not None:
+            placeholder_map._lock = _thread.allocate_lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -92,7 +97,11 @@ class PlaceholderMap:
     def __init__(self, networks):
         self._ranges = {network.version: _Range(network) for network in networks}
         self._lock = _thread.allocate_lock()
-        _maps.add(self)
+        #: how many placeholders have been given to a new name (wrap-around) so far: what
+        #: was learnt about a placeholder is good only while this has not changed
+        self.evictions = 0
+        _maps[:] = [ref for ref in _maps if ref() is not None]
+        _maps.append(_weakref.ref(self))
 
     def has_family(self, version: int) -> bool:
         return version in self._ranges
@@ -100,7 +109,12 @@ class PlaceholderMap:
     def address_for(self, name: str, version: int = 4) -> str:
         """The placeholder (IPv4 if ``version`` is 4, else IPv6) standing for ``name``."""
         with self._lock:
-            return self._ranges[version].allocate(name.rstrip(".") or name)
+            placeholder_range = self._ranges[version]
+            before = placeholder_range.evictions
+            address = placeholder_range.allocate(name.rstrip(".") or name)
+            if placeholder_range.evictions != before:
+                self.evictions += 1
+            return address
 
     def name_for(self, address: str) -> str | None:
         """The name a placeholder stands for; None for any other address."""

@@ -15,7 +15,7 @@ Rules of this module:
 from __future__ import annotations
 
 import _socket
-import weakref
+from _weakref import ref as _weak_ref  # not the weakref module: start-up cost
 
 __all__ = ["SockState", "drop_state", "new_state", "owner_fds", "release", "state_of", "states"]
 
@@ -40,7 +40,7 @@ class SockState:
     )
 
     def __init__(self, sock, kind: str):
-        self.owner = weakref.ref(sock, _forget_owner)
+        self.owner = _weak_ref(sock, _forget_owner)
         self.detached = False
         self.kind = kind  # "tcp", "bind", "bind-used", "udp", "pending-bind"
         self.peer = None  # sockaddr tuple for getpeername()
@@ -81,7 +81,7 @@ def state_of(sock) -> SockState | None:
     if owner is sock:
         return state
     if state.detached:  # ssl.wrap_socket() & co: a new object took over the fd
-        state.owner = weakref.ref(sock, _forget_owner)
+        state.owner = _weak_ref(sock, _forget_owner)
         owner_fds[state.owner] = fd
         state.detached = False
         return state

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import _socket
 import _thread  # the C RLock threading.RLock() returns, without importing threading
-import contextlib
 import errno
 import os
 import socket as _stdlib_socket
@@ -69,6 +68,7 @@ _MISSING = object()
 _saved: dict = {}
 _lock = _thread.RLock()
 _active: _Active | None = None
+_original_close = None  # socket.socket.close as install() found it
 
 _base = _socket.socket
 #: the C-level attributes: plain ints, without socket.socket's enum-converting properties
@@ -83,6 +83,8 @@ _DGRAM = _stdlib_socket.SOCK_DGRAM
 #: bound (seconds) on the blocking handshake a non-blocking socket gets when no default
 #: timeout is set: in connect(), listen() (BIND) and a datagram socket's UDP ASSOCIATE
 NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
+#: the most destinations whose routing decision is remembered (see _Active.target)
+_ROUTES_MAX = 1024
 
 
 def should_proxy(family, type, address, settings: Settings, proxy_endpoints=frozenset()) -> bool:
@@ -131,6 +133,8 @@ class _Active:
         self._proxy_infos = None
         self.endpoints = frozenset((hop.host, hop.port) for hop in settings.chain[:1])
         self.last_destination: tuple[str, int] | None = None
+        #: (family, type, host, port) -> (placeholder evictions then, target()): see target()
+        self.routes: dict = {}
 
     def proxy_infos(self) -> list:
         """getaddrinfo results for the first hop (resolved locally once, then cached)."""
@@ -163,12 +167,28 @@ class _Active:
     def target(self, family: int, socktype: int, host, port: int):
         """Where ``(host, port)`` really goes: None (direct, unchanged), or
         ``(host_to_send, sockaddr_to_report)``, or ``("direct", sockaddr)`` for a placeholder
-        whose name must go direct."""
+        whose name must go direct.
+
+        Decisions that need no DNS (IP literals, remote-DNS names and their placeholders) are
+        remembered per (family, type, host, port): a program connects to the same few places
+        again and again, and the decision costs several parses and bypass-list checks. An
+        entry is only good while no placeholder has been given to another name.
+        """
+        entry = self.routes.get((family, socktype, host, port))
+        if entry is not None and entry[0] == self.placeholders.evictions:
+            return entry[1]
+        return self._decide(family, socktype, host, port)
+
+    def _decide(self, family: int, socktype: int, host, port: int):
+        key = (family, socktype, host, port)
         if isinstance(host, bytes):
             host = host.decode("idna")
         if self._proxy_infos is None:  # know the proxy's own addresses before deciding
-            with contextlib.suppress(OSError):
+            try:
                 self.proxy_infos()
+            except OSError:
+                pass
+        generation = self.placeholders.evictions
         name = self.placeholders.name_for(host) if self.remote_dns else None
         if name is not None:
             send, report = name, host
@@ -179,9 +199,22 @@ class _Active:
             report = self.placeholders.address_for(
                 host, 6 if family == _AF_INET6 and self.placeholders.has_family(6) else 4
             )
-        else:  # socks4/socks5: the client resolves, as connect() itself would
+        else:  # socks4/socks5: the client resolves, as connect() itself would (no caching)
             infos = self.resolver.originals["getaddrinfo"](host, port, family, socktype)
             send = report = infos[0][4][0]
+            return self._route(family, socktype, host, send, report, port)
+        route = self._route(family, socktype, host, send, report, port)
+        if self._proxy_infos is not None and (route is None or route[0] != "direct"):
+            routes = self.routes
+            if len(routes) >= _ROUTES_MAX:
+                routes.clear()
+            try:
+                routes[key] = (generation, route)
+            except TypeError:  # an unhashable host (bytearray): not remembered
+                pass
+        return route
+
+    def _route(self, family: int, socktype: int, host: str, send: str, report: str, port):
         if not should_proxy(family, socktype, (send, port), self.settings, self.endpoints):
             if send == host:
                 return None
@@ -226,8 +259,10 @@ def _ipv6_replacement(sock):
     replacement = _base(_AF_INET6, _STREAM)
     replacement.settimeout(sock.gettimeout())
     for level, option in _CARRIED_OPTIONS:
-        with contextlib.suppress(OSError):
+        try:
             replacement.setsockopt(level, option, _base.getsockopt(sock, level, option))
+        except OSError:
+            pass
     return replacement
 
 
@@ -262,8 +297,10 @@ def _handshake_deadline(sock):
 
 
 def _fail_closed(sock) -> None:
-    with contextlib.suppress(OSError):
+    try:
         _base.shutdown(sock, _stdlib_socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _open_tunnel(sock, active: _Active, host: str, port: int, command):
@@ -306,11 +343,19 @@ def _record_connection(sock, active: _Active, host: str, port: int, peer: tuple,
 def _proxied_connect(sock, active: _Active, host: str, port: int, peer: tuple) -> None:
     state = state_of(sock)
     if state is not None and state.kind == "pending-bind":
-        with contextlib.suppress(OSError):  # a source address; the proxy decides the rest
+        try:  # a source address; the proxy decides the rest
             _base.bind(sock, state.pending_bind)
+        except OSError:
+            pass
+    _open_connection(sock, active, host, port, peer)
+
+
+def _open_connection(sock, active: _Active, host: str, port: int, peer: tuple) -> None:
+    """CONNECT through the proxy and record what the socket reports from now on."""
     tunnel = _open_tunnel(sock, active, host, port, client.Command.CONNECT)
     _record_connection(sock, active, host, port, peer, tunnel)
-    log(__name__, DEBUG, "connected to %s:%s via %s", host, port, active.first)
+    if _log.enabled(DEBUG):
+        log(__name__, DEBUG, "connected to %s:%s via %s", host, port, active.first)
 
 
 def _connect(self, address):
@@ -451,7 +496,8 @@ def _getpeername(self):
 def _close(self):
     if states:
         drop_state(self)
-    return _original("close")(self)
+    original = _original_close  # every socket's close() comes here: one global, no lookup
+    return (_original("close") if original is None else original)(self)
 
 
 def _detach(self):
@@ -641,13 +687,20 @@ def _create_connection(
     resolves and calls the patched connect()."""
     active = _active
     host, port = address[0], address[1]
-    if active is None or kwargs or not isinstance(host, str):
+    if active is None or kwargs or host.__class__ is not str:
         return _original_function("create_connection")(address, timeout, source_address, **kwargs)
-    literal = is_ip_literal(host)
-    if not literal and not (active.remote_dns and not active.resolver.resolves_locally(host)):
-        return _original_function("create_connection")(address, timeout, source_address)
-    family = _AF_INET6 if literal and ":" in host else _AF_INET
-    target = active.target(family, _STREAM, host, port)
+    # Names never contain ":", so this is the family of an IP literal and AF_INET otherwise.
+    family = _AF_INET6 if ":" in host else _AF_INET
+    entry = active.routes.get((family, _STREAM, host, port))
+    if entry is not None and entry[0] == active.placeholders.evictions:
+        target = entry[1]  # decided before (see _Active.target)
+    else:
+        literal = is_ip_literal(host)
+        if not literal and not (active.remote_dns and not active.resolver.resolves_locally(host)):
+            return _original_function("create_connection")(address, timeout, source_address)
+        if not literal:
+            family = _AF_INET
+        target = active.target(family, _STREAM, host, port)
     if target is None or target[0] == "direct":
         return _original_function("create_connection")(address, timeout, source_address)
     sock = _SocketClass(family, _STREAM)
@@ -656,7 +709,7 @@ def _create_connection(
             sock.settimeout(timeout)
         if source_address:
             _base.bind(sock, source_address)
-        _proxied_connect(sock, active, target[0], port, target[1])
+        _open_connection(sock, active, target[0], port, target[1])
         return sock
     except BaseException:
         sock.close()
@@ -794,12 +847,13 @@ def install(settings: Settings) -> dict:
     ...}`` (the ``socket`` module's functions and ``socket.socket``'s methods share the
     ``socket.`` prefix; inherited methods show as None).
     """
-    global _active
+    global _active, _original_close
     with _lock:
         for name, hook in _MODULE_FUNCTIONS.items():
             _replace(_stdlib_socket, name, hook)
         for name, hook in _SOCKET_METHODS.items():
             _replace(_SocketClass, name, hook)
+        _original_close = _original("close")
         originals = {name: _original_function(name) for name in _MODULE_FUNCTIONS}
         _active = _Active(settings, originals)
         if "asyncio.selector_events" in sys.modules:
@@ -816,14 +870,15 @@ def install(settings: Settings) -> dict:
 
 def uninstall() -> None:
     """Put back every original exactly; end UDP associations. Harmless when not installed."""
-    global _active
+    global _active, _original_close
     with _lock:
         _active = None
-        with contextlib.suppress(ValueError):
+        _original_close = None
+        if _asyncio_hook in sys.meta_path:
             sys.meta_path.remove(_asyncio_hook)
         for (owner, name), value in reversed(list(_saved.items())):
             if value is _MISSING:
-                with contextlib.suppress(AttributeError):
+                if name in owner.__dict__:
                     delattr(owner, name)
             else:
                 setattr(owner, name, value)
@@ -860,12 +915,17 @@ def unpatch() -> None:
     uninstall()
 
 
-@contextlib.contextmanager
 def patched(proxy=None, *, no_proxy=None, log_level=None):
     """``with socksify.patched("socks5h://..."):`` patch for the block; yields the Settings.
 
     On exit the previous state comes back: unpatched, or the settings patched before.
     """
+    import contextlib  # here, not at the top: about 0.4 ms of ``import socksify`` otherwise
+
+    return contextlib.contextmanager(_patched_block)(proxy, no_proxy, log_level)
+
+
+def _patched_block(proxy, no_proxy, log_level):
     previous = current_settings()
     settings = patch(proxy, no_proxy=no_proxy, log_level=log_level)
     try:

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-READY_TIMEOUT = 15.0
+READY_TIMEOUT = 60.0  # generous: a loaded CI machine starts Python slowly
 
 
 class ServerProcess:
@@ -111,7 +111,9 @@ class StallingHttpTarget:
 
 
 class ResettingTarget:
-    """Reads one line, answers ``hello\\n``, then aborts the connection (a TCP RST)."""
+    """Reads one line, answers ``hello\\n``, waits for the client's acknowledgement line (so
+    the client has the answer: the reset cannot overtake it), then aborts the connection
+    (a TCP RST)."""
 
     def __init__(self):
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -127,21 +129,29 @@ class ResettingTarget:
             except OSError:
                 return
             conn.settimeout(10)
-            with contextlib.suppress(OSError):
-                data = b""
-                while b"\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
+            with conn, contextlib.suppress(OSError):
+                _read_line(conn)
                 conn.sendall(b"hello\n")
-                time.sleep(0.2)  # let "hello" travel ahead of the reset
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.resets += 1
-            conn.close()
+                # The client's ack (read whole, so nothing unread turns the close into a
+                # reset early) says "hello" has arrived: only now is the reset sent. Without
+                # it the close is a plain one, which the test reports as "eof".
+                if _read_line(conn) == b"ack\n":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.resets += 1
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=15)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    """One line (up to EOF), read one byte at a time so nothing after it is consumed."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data

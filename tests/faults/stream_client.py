@@ -1,8 +1,10 @@
 """A small client run under each shim by test_transfer_faults.py (not a test module).
 
     stream_client.py halfclose HOST PORT SIZE   send SIZE bytes, shutdown(SHUT_WR), read to EOF
-    stream_client.py reset HOST PORT            send a line, then read until EOF or an error
-    stream_client.py http URL                   download URL with urllib
+    stream_client.py reset HOST PORT            send a line, acknowledge the answer, then read
+                                                until EOF or an error
+    stream_client.py http URL                   download URL with urllib (prints "receiving"
+                                                once the first part of the body is in)
 
 Prints one line that says what the program saw; every wait is bounded (20 s).
 """
@@ -40,6 +42,8 @@ def reset(host: str, port: int) -> str:
         try:
             while chunk := sock.recv(4096):
                 received += chunk
+                if received == b"hello\n":
+                    sock.sendall(b"ack\n")  # the target resets only once we have it
         except ConnectionResetError:
             return f"{received!r} then reset"
         except TimeoutError:
@@ -50,7 +54,9 @@ def reset(host: str, port: int) -> str:
 def http(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=20) as response:
-            body = response.read()
+            body = response.read(1 << 16)
+            print("receiving", flush=True)  # the test may now break the transfer
+            body += response.read()
     except TimeoutError as exc:
         return f"HANG {exc!r}"
     except Exception as exc:  # noqa: BLE001 - reported, the test decides

@@ -251,12 +251,15 @@ def test_chain_second_hop_unreachable_is_the_first_hops_reply(socks_server, prog
     port = direct_target.getsockname()[1]
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
-    chain = f"{first.url('socks5')},socks5://127.0.0.1:{dead}"
-    with pytest.raises(socksify.ProxyRefusedError) as info:
-        socksify.create_connection(("127.0.0.1", port), proxy=chain, timeout=10)
+    # bound and never listening for the whole test: a connect to it is refused, and no
+    # other socket can take the port in the meantime
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        chain = f"{first.url('socks5')},socks5://127.0.0.1:{dead.getsockname()[1]}"
+        with pytest.raises(socksify.ProxyRefusedError) as info:
+            socksify.create_connection(("127.0.0.1", port), proxy=chain, timeout=10)
+        native = run_under_shim(
+            [progs("connect_errno"), "block", "127.0.0.1", str(port)], chain
+        )
     assert (info.value.errno, info.value.reply_code) == (errno.ECONNREFUSED, 5)
-    native = run_under_shim([progs("connect_errno"), "block", "127.0.0.1", str(port)], chain)
     assert native.stdout.split() == ["errno", "ECONNREFUSED"], native.stderr

@@ -7,10 +7,12 @@
         d = danted(users={"bob": "pw"}, allow_bind=True, allow_udp=True)   # SOCKS4 and 5
         m.url("socks5h", "alice", "s3cret")
 
-Both listen on a free 127.0.0.1 port; the fixture waits (bounded) until the port accepts a
-connection, and stops the process at the end of the test. Dante checks user names against
-system accounts, so ``danted(users=...)`` creates throwaway system users (``useradd`` +
-``chpasswd``; root only, otherwise the test is skipped loudly) and removes them afterwards.
+Both listen on a free 127.0.0.1 port (picked here, so a program that loses it to another
+socket before it binds is started again on a new one); the fixture waits (bounded) until the
+port accepts a connection, and stops the process at the end of the test. Dante checks user
+names against system accounts, so ``danted(users=...)`` creates throwaway system users
+(``useradd`` + ``chpasswd``; root only, otherwise the test is skipped loudly) and removes
+them afterwards.
 """
 
 from __future__ import annotations
@@ -34,12 +36,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 10) -> None:
+class ExitedEarly(RuntimeError):
+    """The program exited before it listened (most likely: another socket took its port)."""
+
+
+def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float = 30) -> None:
+    """Wait (bounded, generous for a loaded machine) until ``host:port`` accepts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: {out[-2000:]}")
+            raise ExitedEarly(f"{proc.args[0]} exited with {proc.returncode}: {out[-2000:]}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -47,6 +54,23 @@ def wait_listening(proc: subprocess.Popen, host: str, port: int, timeout: float 
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"{proc.args[0]} did not listen on {host}:{port} in {timeout}s")
+
+
+def start_on_free_port(launch, host: str = "127.0.0.1", attempts: int = 5):
+    """``launch(port)`` -> Popen of a program told its port on the command line; returns
+    ``(proc, port)`` once it listens. The port is picked free and only bound later by the
+    program, so another socket can take it in between: a program that exits before
+    listening is started again on a new port (bounded)."""
+    for _attempt in range(attempts):
+        port = free_port(host)
+        proc = launch(port)
+        try:
+            wait_listening(proc, host, port)
+            return proc, port
+        except ExitedEarly as exc:
+            stop_process(proc)
+            error = exc
+    raise error
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -92,14 +116,16 @@ def microsocks():
     def start(users=None):
         if users and len(users) > 1:
             raise ValueError("microsocks supports a single user")
-        port = free_port()
-        args = [program, "-i", "127.0.0.1", "-p", str(port)]
-        for name, password in (users or {}).items():
-            args += ["-u", name, "-P", password]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def launch(port: int) -> subprocess.Popen:
+            args = [program, "-i", "127.0.0.1", "-p", str(port)]
+            for name, password in (users or {}).items():
+                args += ["-u", name, "-P", password]
+            return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        proc, port = start_on_free_port(launch)
         handle = PeerProxy("microsocks", proc, "127.0.0.1", port, users)
         started.append(handle)
-        wait_listening(proc, "127.0.0.1", port)
         return handle
 
     yield start
@@ -198,7 +224,6 @@ def danted(tmp_path):
                 if name not in created:
                     created.append(name)
                 accounts[name] = password
-        port = free_port()
         commands = ["connect"]
         replies = []
         if allow_bind:
@@ -208,26 +233,29 @@ def danted(tmp_path):
             commands.append("udpassociate")
             replies.append("udpreply")
         reply_rule = REPLY_RULE.format(replies=" ".join(replies)) if replies else ""
-        conf = tmp_path / f"danted-{port}.conf"
-        log = tmp_path / f"danted-{port}.log"
-        conf.write_text(
-            DANTED_CONF.format(
-                port=port,
-                log=log,
-                method="username" if users else "none",
-                commands=" ".join(commands),
-                reply_rule=reply_rule,
-            )
-        )
         env = dict(os.environ, TMPDIR=str(tmp_path))
-        proc = subprocess.Popen(
-            [program, "-f", str(conf), "-N", "1", "-p", str(tmp_path / f"danted-{port}.pid")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-        )
+
+        def launch(port: int) -> subprocess.Popen:
+            conf = tmp_path / f"danted-{port}.conf"
+            conf.write_text(
+                DANTED_CONF.format(
+                    port=port,
+                    log=tmp_path / f"danted-{port}.log",
+                    method="username" if users else "none",
+                    commands=" ".join(commands),
+                    reply_rule=reply_rule,
+                )
+            )
+            return subprocess.Popen(
+                [program, "-f", str(conf), "-N", "1", "-p",
+                 str(tmp_path / f"danted-{port}.pid")],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+            )
+
+        proc, port = start_on_free_port(launch)
         handle = PeerProxy("danted", proc, "127.0.0.1", port, accounts or None)
-        handle.log_path = log
+        handle.log_path = tmp_path / f"danted-{port}.log"
         started.append(handle)
-        wait_listening(proc, "127.0.0.1", port)
         return handle
 
     yield start

@@ -61,8 +61,12 @@ class SocksServerHandle:
     def url(self, scheme: str = "socks5h", user=None, password=None) -> str:
         return proxy_url(scheme, self.host, self.port, user, password)
 
-    def wait_records(self, count: int, timeout: float = 10) -> list[dict]:
-        """Wait (bounded) until at least ``count`` sessions have finished; return them."""
+    def wait_records(self, count: int, timeout: float = 30) -> list[dict]:
+        """Wait (bounded) until at least ``count`` sessions have finished; return them.
+
+        The server writes a record after the session's sockets are closed, so a client that
+        has finished is no proof that the record exists yet: wait for it. The bound is
+        generous (a loaded CI machine); it only costs time when the test fails."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             records = self.records
@@ -113,7 +117,7 @@ def socks_server():
             with lock:
                 records.append(record)
 
-        server = ThreadedServer(cfg, on_session=on_session, clock=clock).start()
+        server = ThreadedServer(cfg, on_session=on_session, clock=clock).start(timeout=60)
         handle = SocksServerHandle(server, records, lock)
         started.append(handle)
         return handle

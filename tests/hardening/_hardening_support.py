@@ -79,7 +79,7 @@ class ServerProcess:
         if self.nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
-    def start(self, timeout: float = 20) -> ServerProcess:
+    def start(self, timeout: float = 60) -> ServerProcess:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "socksify.server", *self.args],

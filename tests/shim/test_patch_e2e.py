@@ -291,13 +291,26 @@ def test_ftplib_active_mode_through_danted(runner, danted, ftp_server):
 def test_explicit_port_listener_stays_local(runner, socks_server, tcp_echo_server):
     srv = socks_server()
     script = """
-        import socket, sys
-        probe = socket.socket(); probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]; probe.close()
+        import errno, socket, sys
+        # ports free now (picked before any proxied connection); one may be taken by another
+        # socket before the listener binds it, so the listener tries them in turn
+        probes = [socket.socket() for _ in range(5)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        ports = [probe.getsockname()[1] for probe in probes]
+        for probe in probes:
+            probe.close()
         c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
+        for port in ports:
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind(("127.0.0.1", port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                listener.close()
         listener.listen()
         print(listener.getsockname() == ("127.0.0.1", port))
     """

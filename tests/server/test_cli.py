@@ -28,7 +28,7 @@ def start(*args, env=None):
     )
 
 
-def read_ready_lines(proc, count, timeout=15):
+def read_ready_lines(proc, count, timeout=60):
     """Read stderr lines until ``count`` ready lines were seen (bounded)."""
     found, deadline, buf = [], time.monotonic() + timeout, b""
     while len(found) < count:

@@ -130,11 +130,11 @@ def test_ipv4_listener_to_ipv6_target_by_name(socks_server, http_server6):
 def test_unreachable_destination_reply_5(socks_server, http_server):
     import socket
 
-    with socket.socket() as closed_port:
+    srv = socks_server()
+    with socket.socket() as closed_port:  # bound, never listening (for the whole run): refused
         closed_port.bind(("127.0.0.1", 0))
         port = closed_port.getsockname()[1]
-    srv = socks_server()
-    result = curl("--socks5", f"{srv.host}:{srv.port}", f"http://127.0.0.1:{port}/")
+        result = curl("--socks5", f"{srv.host}:{srv.port}", f"http://127.0.0.1:{port}/")
     assert result.returncode != 0
     [record] = srv.wait_records(1)
     assert record["outcome"] == "connection-refused" and record["reply"] == 5

@@ -29,7 +29,7 @@ def children(pid):
     return found
 
 
-def wait_children(pid, count, timeout=10):
+def wait_children(pid, count, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         kids = children(pid)
@@ -42,7 +42,7 @@ def wait_children(pid, count, timeout=10):
 def echo_through(host, port, target, payload=b"hello workers"):
     """SOCKS4 CONNECT to the echo ``target`` through the server; returns what came back."""
     conn = Connection(Role.CLIENT, 4)
-    with socket.create_connection((host, port), timeout=5) as sock:
+    with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(conn.send(Request(Command.CONNECT, Address.from_host(target[0]),
                                        target[1])))
         reply = b""
@@ -82,7 +82,7 @@ def test_a_dead_worker_is_replaced_on_the_same_port(tcp_echo_server):
         first = wait_children(proc.pid, 2)
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             now = children(proc.pid)
             if len(now) == 2 and victim not in now:

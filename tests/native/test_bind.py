@@ -269,7 +269,8 @@ conn.close()
 
 
 def run_local_server(shim, srv, code: str):
-    """Start ``code`` under the shim; return (process, the port it printed)."""
+    """Start ``code`` under the shim; return (process, the port it printed), or None when
+    the explicit port it was given has been taken by another socket since it was picked."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         env=shim.env(srv.url("socks5")),
@@ -281,6 +282,8 @@ def run_local_server(shim, srv, code: str):
     if not words or words[0] != b"ready":
         proc.kill()
         out, err = proc.communicate(timeout=TIMEOUT)
+        if b"Address already in use" in err:
+            return None
         pytest.fail(f"local server did not start: {line!r} {err.decode()}")
     return proc, int(words[1])
 
@@ -298,17 +301,26 @@ def test_local_listener_is_not_hijacked(shim, socks_server, tcp_echo_server, exp
     connection; a port-0 listener before any proxied connection stays local too."""
     srv = socks_server()
     if explicit_port:
-        code = LOCAL_SERVER.format(echo_port=tcp_echo_server[1], port=free_port())
+        # picked free here, bound later by the program: another socket may take it between
+        # the two, so try again on a new port (bounded)
+        codes = (LOCAL_SERVER.format(echo_port=tcp_echo_server[1], port=free_port())
+                 for _attempt in range(5))
     else:
-        code = (
+        codes = [(
             "import socket\n"
             "server = socket.create_server(('127.0.0.1', 0))\n"
             "print('ready', server.getsockname()[1], flush=True)\n"
             "server.settimeout(20)\n"
             "conn, peer = server.accept()\n"
             "conn.sendall(b'local server, peer %s\\n' % peer[0].encode())\n"
-        )
-    proc, port = run_local_server(shim, srv, code)
+        )]
+    started = None
+    for code in codes:
+        started = run_local_server(shim, srv, code)
+        if started:
+            break
+    assert started, "every explicit port picked was taken before the program bound it"
+    proc, port = started
     try:
         # the test process is not under the shim: a direct connection must reach it
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:

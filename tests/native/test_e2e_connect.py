@@ -244,26 +244,29 @@ def test_unix_sockets_are_untouched(shim, socks_server, tmp_path):
     assert srv.records == []
 
 
+@pytest.fixture
 def closed_port():
+    """A port bound for the whole test and never listening: a connect to it is refused (and
+    no other socket can take it meanwhile, as it could after a close)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        yield probe.getsockname()[1]
 
 
-def test_dead_proxy_fails_closed(shim, http_server):
-    port = closed_port()
+def test_dead_proxy_fails_closed(shim, http_server, closed_port):
+    port = closed_port
     result = curl(shim, http_server.url("/"), f"socks5://127.0.0.1:{port}")
     assert result.returncode == 7
     assert b"cannot reach the proxy 127.0.0.1:%d: Connection refused" % port in result.stderr
     assert http_server.requests == []  # never contacted directly
 
 
-def test_refusing_reply_gives_the_mapped_errno(shim, socks_server):
+def test_refusing_reply_gives_the_mapped_errno(shim, socks_server, closed_port):
     srv = socks_server()
     code = textwrap.dedent(f"""
         import socket
         try:
-            socket.create_connection(("127.0.0.1", {closed_port()}), timeout=20)
+            socket.create_connection(("127.0.0.1", {closed_port}), timeout=20)
         except OSError as exc:
             print(type(exc).__name__, exc.errno)
     """)
@@ -455,7 +458,7 @@ def test_tcp_fast_open_goes_through_the_proxy(shim, socks_server, tcp_echo_serve
     result = shim.python(code, srv.url("socks5"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"4", b"fast"]
-    assert srv.wait_records(1, timeout=5)[0]["port"] == tcp_echo_server[1]
+    assert srv.wait_records(1)[0]["port"] == tcp_echo_server[1]
 
 
 def test_tcp_fast_open_by_sendmsg_goes_through_the_proxy(shim, socks_server, tcp_echo_server):
@@ -471,7 +474,7 @@ def test_tcp_fast_open_by_sendmsg_goes_through_the_proxy(shim, socks_server, tcp
     result = shim.python(code, srv.url("socks5"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"4", b"fast"]
-    assert srv.wait_records(1, timeout=5)[0]["port"] == tcp_echo_server[1]
+    assert srv.wait_records(1)[0]["port"] == tcp_echo_server[1]
 
 
 SETENV_THEN_CONNECT = r"""
@@ -511,6 +514,6 @@ def test_configuration_is_the_one_the_program_started_with(shim, socks_server, t
     result = shim.run([str(tmp_path / "prog"), str(tcp_echo_server[1])], srv.url("socks5"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"lazy"]
-    assert srv.wait_records(1, timeout=5)[0]["port"] == tcp_echo_server[1]
+    assert srv.wait_records(1)[0]["port"] == tcp_echo_server[1]
     quiet = shim.run(["true"], "http://not-a-socks-url")
     assert quiet.returncode == 0 and quiet.stderr == b""

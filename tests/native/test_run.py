@@ -193,12 +193,11 @@ def test_socksify_run_curl_end_to_end(socksify_run, socks_server, http_server):
 
 @pytest.mark.e2e
 def test_socksify_run_passes_curls_failure_status(socksify_run, http_server):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
     curl = require_peer("curl")
-    result = socksify_run(["--proxy", f"socks5://127.0.0.1:{dead}", curl, "-sS",
-                           "--max-time", "20", http_server.url("/")])
+    with socket.socket() as dead:  # bound, never listening (for the whole run): refused
+        dead.bind(("127.0.0.1", 0))
+        result = socksify_run(["--proxy", f"socks5://127.0.0.1:{dead.getsockname()[1]}", curl,
+                               "-sS", "--max-time", "20", http_server.url("/")])
     assert result.returncode == 7
     assert http_server.requests == []
 

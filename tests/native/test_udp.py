@@ -185,12 +185,12 @@ def test_udp_bypass_goes_direct(shim, socks_server, udp_client, counting_echo):
 
 @pytest.mark.e2e
 def test_udp_proxy_unreachable(shim, udp_client, counting_echo):
-    with socket.socket() as probe:  # a port nobody listens on
+    with socket.socket() as probe:  # bound, never listening (for the whole run): refused
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
-    result = run_client(
-        shim, udp_client, f"socks5://127.0.0.1:{dead}", counting_echo.address, ["sendto"]
-    )
+        result = run_client(
+            shim, udp_client, f"socks5://127.0.0.1:{dead}", counting_echo.address, ["sendto"]
+        )
     assert result.returncode == 3
     assert f"errno={errno.ECONNREFUSED} ".encode() in result.stderr
     assert counting_echo.sources == []

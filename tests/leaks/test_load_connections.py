@@ -83,7 +83,7 @@ class _SessionCounter:
         with self._lock:
             self.finished += 1
 
-    def wait(self, count: int, timeout: float = 20.0) -> None:
+    def wait(self, count: int, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while self.finished < count and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -15,6 +15,7 @@ microseconds; rounds interleave the methods:
 - hand-written:         the least a SOCKS5 client can do: greeting, recv(2), request, recv(10)
 - socksify.create_connection
 - patched socket.create_connection   (under socksify.patched())
+- patched socket.connect             (socket.socket() + connect() under socksify.patched())
 - PySocks, python-socks (when installed)
 
 Start-up: the time of ``import socksify; socksify.patch(URL)`` inside a fresh interpreter
@@ -71,6 +72,17 @@ def hand_written(proxy, target):
     reply = sock.recv(10)
     if reply[1] != 0:
         raise RuntimeError("refused")
+    return sock
+
+
+def plain_connect(target):
+    """socket.socket() + connect(): what code that builds its own socket does."""
+    sock = socket.socket()
+    try:
+        sock.connect(target)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -167,13 +179,16 @@ def main() -> None:
 
         patched_name = "patched socket.create_connection"
         methods.insert(3, (patched_name, lambda: socket.create_connection(target)))
+        plain_name = "patched socket.connect"
+        methods.insert(4, (plain_name, lambda: plain_connect(target)))
         # Rounds interleave the methods, so a busy machine slows them all alike.
         samples = {name: [] for name, _ in methods}
         round_medians = {name: [] for name, _ in methods}
         round_cpu = {name: [] for name, _ in methods}
         for _ in range(1 + args.rounds):  # the first round warms up and is not counted
             for name, connect in methods:
-                with socksify.patched(url) if name == patched_name else nullcontext():
+                patch_it = name in (patched_name, plain_name)
+                with socksify.patched(url) if patch_it else nullcontext():
                     times, cpu = one_round(connect, args.count)
                 samples[name] += times
                 round_medians[name].append(statistics.median(times))

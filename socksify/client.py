@@ -26,6 +26,8 @@ import _socket
 import dataclasses
 import errno
 import functools
+import os
+import select
 import socket
 import time
 from collections.abc import Generator, Sequence
@@ -70,6 +72,12 @@ _getaddrinfo = _socket.getaddrinfo
 _connect = _socket.socket.connect
 _send = _socket.socket.send
 _recv = _socket.socket.recv
+_fileno = _socket.socket.fileno
+_os_read = os.read
+_os_write = os.write
+_poll = getattr(select, "poll", None)  # not on Windows: the settimeout() way there
+_POLLIN = getattr(select, "POLLIN", 1)
+_POLLOUT = getattr(select, "POLLOUT", 4)
 _MSG_PEEK = socket.MSG_PEEK
 _READ_SIZE = 1024  # more than the longest proxy message: a SOCKS5 reply with a domain (262)
 _AFTER_HANDSHAKE = (State.TUNNEL, State.UDP_ASSOCIATED)
@@ -272,20 +280,95 @@ def _sendall(sock: socket.socket, data: bytes, deadline: float | None) -> None:
         view = view[_send(sock, view) :]
 
 
-def _run(sock: socket.socket, steps, deadline: float | None):
-    """Drive ``steps`` over blocking ``sock``; protocol errors become ProxyProtocolError.
+class _Timed:
+    """Handshake I/O under a deadline on a socket that has a timeout.
 
-    With a ``deadline`` the socket's timeout is narrowed per call, and put back at the end.
+    CPython keeps the descriptor of any socket with a timeout (0 included) in non-blocking
+    mode and polls inside each call. So instead of narrowing the socket's timeout before every
+    call (``settimeout()`` is an ``ioctl()`` each time, and once more to put it back), wait
+    with ``poll()`` for the time left, then read or write the descriptor, which cannot block.
+    The socket's own timeout is never touched.
     """
-    saved = sock.gettimeout() if deadline is not None else None
+
+    __slots__ = ("deadline", "fd", "poller")
+
+    def __init__(self, fd: int, deadline: float):
+        self.fd = fd
+        self.deadline = deadline
+        self.poller = _poll()
+        self.poller.register(fd, _POLLIN)  # no system call: poll objects live in user space
+
+    def wait(self, events: int) -> None:
+        """Until the descriptor is ready for ``events`` (or failed); TimeoutError at the
+        deadline."""
+        left = self.deadline - time.monotonic()
+        if left > 0:
+            self.poller.modify(self.fd, events)
+            if self.poller.poll(int(left * 1000) + 1):  # ms, rounded up
+                return
+        raise TimeoutError(errno.ETIMEDOUT, "timed out talking to the SOCKS proxy")
+
+    def read_event(self, sock: socket.socket, conn: Connection):
+        """:func:`_read_event` under the deadline."""
+        fd = self.fd
+        while True:
+            event = conn.next_event()
+            if event is not NEED_DATA:
+                return event
+            self.wait(_POLLIN)
+            if conn.state in _MID_HANDSHAKE:
+                conn.receive_data(_os_read(fd, _READ_SIZE))
+                continue
+            event, consumed = _take(conn, _recv(sock, _READ_SIZE, _MSG_PEEK))
+            if consumed:
+                _os_read(fd, consumed)  # peeked already: all there
+            if event is not NEED_DATA:
+                return event
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[_os_write(self.fd, view) :]
+            except BlockingIOError:
+                self.wait(_POLLOUT)
+
+
+_NARROWED_NOTHING = object()
+
+
+def _run(sock: socket.socket, steps, deadline: float | None):
+    """Drive ``steps`` over ``sock``; protocol errors become ProxyProtocolError.
+
+    Without a ``deadline`` every call blocks as the socket itself does. With one, a socket
+    that has a timeout gets :class:`_Timed` I/O; a blocking socket (or a platform without
+    ``poll()``) gets its timeout narrowed per call, and put back at the end.
+    """
+    timed = None
+    saved = _NARROWED_NOTHING
+    if deadline is not None:
+        timeout = sock.gettimeout()
+        fd = _fileno(sock)
+        if timeout is not None and _poll is not None and fd >= 0:
+            timed = _Timed(fd, deadline)
+        else:
+            saved = timeout
     try:
         request = next(steps)
-        while True:
-            if isinstance(request, _Read):
-                request = steps.send(_read_event(sock, request.conn, deadline))
-            else:
-                _sendall(sock, request, deadline)
-                request = steps.send(None)
+        if timed is None:
+            while True:
+                if isinstance(request, _Read):
+                    request = steps.send(_read_event(sock, request.conn, deadline))
+                else:
+                    _sendall(sock, request, deadline)
+                    request = steps.send(None)
+        else:
+            while True:
+                if isinstance(request, _Read):
+                    request = steps.send(timed.read_event(sock, request.conn))
+                else:
+                    timed.sendall(request)
+                    request = steps.send(None)
     except StopIteration as done:
         return done.value
     except _PASS_THROUGH:
@@ -293,7 +376,7 @@ def _run(sock: socket.socket, steps, deadline: float | None):
     except (SOCKSError, OSError) as exc:
         raise _handshake_failure(exc) from exc
     finally:
-        if deadline is not None:
+        if saved is not _NARROWED_NOTHING:
             sock.settimeout(saved)
 
 
@@ -529,7 +612,8 @@ def connect_first_hop(
         sock = None
         try:
             sock = socket.socket(family, socktype, proto)
-            sock.settimeout(timeout)  # also None: blocking, as socket.create_connection does
+            if timeout != socket.getdefaulttimeout():  # a new socket has the default already
+                sock.settimeout(timeout)  # also None: blocking, as socket.create_connection does
             if source_address:
                 _socket.socket.bind(sock, source_address)
             _connect(sock, sockaddr)

@@ -21,6 +21,7 @@ COLORS = {
     "socksify (LD_PRELOAD)": "#1f77b4",
     "socksify-run": "#6baed6",
     "socksify.patch()": "#1f77b4",
+    "socksify.patch() connect": "#1f77b4",
     "socksify.create_connection": "#6baed6",
 }
 PEER_COLOR = "#ff7f0e"

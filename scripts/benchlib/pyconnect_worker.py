@@ -8,7 +8,8 @@ prints "count N median_us M mean_us A cpu_us C" (C: this process's CPU time per 
 which moves less with the machine's load than wall-clock time). DEST_HOST is sent to the
 proxy unresolved wherever the client can (remote DNS), as in the native measures.
 Subjects: direct, handwritten, pysocks, python-socks, socksify-client
-(socksify.create_connection), socksify-patch (socksify.patch() + socket.create_connection).
+(socksify.create_connection), socksify-patch (socksify.patch() + socket.create_connection),
+socksify-patch-connect (socksify.patch() + socket.socket() + connect()).
 """
 
 from __future__ import annotations
@@ -73,6 +74,21 @@ def opener(subject: str, proxy_host: str, proxy_port: int, host: str, port: int)
 
         socksify.patch(url)
         return lambda: socket.create_connection((host, port))
+    if subject == "socksify-patch-connect":
+        import socksify
+
+        socksify.patch(url)
+
+        def connect_plain_socket():
+            sock = socket.socket()
+            try:
+                sock.connect((host, port))
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+
+        return connect_plain_socket
     raise SystemExit(f"unknown subject {subject!r}")
 
 

@@ -21,6 +21,7 @@ WORKER = Path(__file__).resolve().parent / "pyconnect_worker.py"
 
 HANDWRITTEN = "hand-written SOCKS5"
 PATCH = "socksify.patch()"
+PATCH_CONNECT = "socksify.patch() connect"
 CONNECT_SUBJECTS = {
     DIRECT: "direct",
     HANDWRITTEN: "handwritten",
@@ -28,6 +29,7 @@ CONNECT_SUBJECTS = {
     "python-socks": "python-socks",
     "socksify.create_connection": "socksify-client",
     PATCH: "socksify-patch",
+    PATCH_CONNECT: "socksify-patch-connect",
 }
 #: peer subject -> module whose absence makes it "missing" (pip package in the message);
 #: socksify itself failing to import shows as the worker failing
@@ -47,6 +49,9 @@ STARTUP_MODULES = {"PySocks set_default_proxy": MODULES["PySocks"],
 
 CONNECT_TARGET = Target("socksify.patch() per connect <= hand-written SOCKS5 + 10 %",
                         within_factor(PATCH, HANDWRITTEN, 1.10))
+PLAIN_CONNECT_TARGET = Target(
+    "socksify.patch() socket.connect() <= hand-written SOCKS5 + 10 %",
+    within_factor(PATCH_CONNECT, HANDWRITTEN, 1.10))
 
 
 def _startup_overhead(m: Measure):
@@ -65,7 +70,7 @@ STARTUP_TARGET = Target("import socksify; socksify.patch() adds < 10 ms to start
 def measures() -> list[Measure]:
     connect = Measure("pyconnect", "Python shim: per connect", "us", False,
                       "median of N x (connect through the proxy, close) in one interpreter")
-    connect.targets = [CONNECT_TARGET]
+    connect.targets = [CONNECT_TARGET, PLAIN_CONNECT_TARGET]
     connect.extra_columns = [("cpu_us", "client CPU (us)")]
     startup = Measure("pystartup", "Python shim: interpreter start-up", "ms", False,
                       "median wall time of `python -c CODE`, start to exit")

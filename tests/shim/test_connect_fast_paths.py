@@ -1,0 +1,166 @@
+"""The per-connect shortcuts of the Python shim keep the behaviour they replace.
+
+- ``_Active.target`` remembers routing decisions that need no DNS; a placeholder given to
+  another name (the range wrapped around) must not be routed to the old name.
+- A handshake under a deadline on a socket with a timeout polls and reads the descriptor
+  instead of narrowing the socket's timeout per call: the reply may come in pieces, bytes
+  the destination sends right after the reply stay in the socket, the socket keeps its own
+  timeout, and a proxy that stalls mid-handshake still ends in TimeoutError at the deadline.
+"""
+
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+import socksify
+from socksify.patch import install, uninstall
+from socksify.proxy import load_settings
+
+patch_module = sys.modules["socksify.patch"]  # socksify.patch is the function
+
+
+@pytest.fixture(autouse=True)
+def _always_unpatch():
+    yield
+    uninstall()
+
+
+def test_route_memory_follows_a_placeholder_given_to_another_name():
+    settings = load_settings(
+        proxy="socks5h://127.0.0.1:9", environ={"SOCKSIFY_DNS_RANGE": "240.1.2.0/24"}
+    )
+    install(settings)
+    active = patch_module._active
+    first = socket.gethostbyname("first.example")
+    assert active.target(socket.AF_INET, socket.SOCK_STREAM, first, 80)[0] == "first.example"
+    assert active.target(socket.AF_INET, socket.SOCK_STREAM, first, 80)[0] == "first.example"
+    # 254 placeholders in a /24: the 255th name takes the oldest one, first's
+    for index in range(254):
+        socket.gethostbyname(f"name{index}.example")
+    assert socket.gethostbyname("name253.example") == first
+    assert active.target(socket.AF_INET, socket.SOCK_STREAM, first, 80)[0] == "name253.example"
+
+
+def test_route_memory_keeps_bypass_and_literal_decisions():
+    install(load_settings(proxy="socks5h://127.0.0.1:9", no_proxy="10.0.0.0/8"))
+    active = patch_module._active
+    for _ in range(2):  # computed, then remembered
+        assert active.target(socket.AF_INET, socket.SOCK_STREAM, "10.1.2.3", 80) is None
+        assert active.target(socket.AF_INET, socket.SOCK_STREAM, "192.0.2.1", 80) == (
+            "192.0.2.1",
+            ("192.0.2.1", 80),
+        )
+
+
+class StandInProxy:
+    """A SOCKS5 proxy that answers one CONNECT its own way: ``reply_parts`` are sent with
+    ``pause`` seconds between them after the request arrives (``stall`` : never reply)."""
+
+    REPLY = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x04\x38"
+
+    def __init__(self, reply_parts, pause=0.0, stall=False):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(10)
+        self.port = self.server.getsockname()[1]
+        self.reply_parts, self.pause, self.stall = reply_parts, pause, stall
+        self.conns = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.server.accept()
+        except OSError:
+            return
+        self.conns.append(conn)
+        conn.settimeout(10)
+        try:
+            conn.recv(3)
+            conn.sendall(b"\x05\x00")
+            conn.recv(512)
+            if self.stall:
+                return
+            for part in self.reply_parts:
+                time.sleep(self.pause)
+                conn.sendall(part)
+        except OSError:
+            pass
+
+    def url(self):
+        return f"socks5h://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.thread.join(10)
+        for conn in self.conns:
+            conn.close()
+        self.server.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("how", ["patched connect", "create_connection"])
+def test_timed_handshake_keeps_early_data_and_the_timeout(how):
+    reply = StandInProxy.REPLY
+    proxy = StandInProxy([reply[:3], reply[3:7], reply[7:] + b"BANNER"], pause=0.05)
+    try:
+        if how == "create_connection":
+            sock = socksify.create_connection(("dest.example", 25), proxy.url(), timeout=5)
+        else:
+            socksify.patch(proxy.url())
+            sock = socket.socket()
+            sock.settimeout(5)
+            sock.connect(("dest.example", 25))
+        with sock:
+            assert sock.gettimeout() == 5
+            assert sock.recv(100) == b"BANNER"  # left in the socket for the program
+    finally:
+        proxy.close()
+
+
+@pytest.mark.e2e
+def test_timed_handshake_stalled_mid_way_times_out_at_the_deadline():
+    proxy = StandInProxy([], stall=True)
+    try:
+        socksify.patch(proxy.url())
+        sock = socket.socket()
+        sock.settimeout(0.5)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            sock.connect(("dest.example", 25))
+        assert time.monotonic() - start < 5  # bounded (generously: a loaded CI machine)
+        assert sock.gettimeout() == 0.5
+        sock.close()
+    finally:
+        proxy.close()
+
+
+@pytest.mark.e2e
+def test_nonblocking_socket_gets_its_handshake_and_stays_nonblocking():
+    reply = StandInProxy.REPLY
+    proxy = StandInProxy([reply + b"HELLO"])
+    try:
+        socksify.patch(proxy.url())
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            assert sock.connect_ex(("dest.example", 25)) == 0
+            assert sock.gettimeout() == 0.0
+            sock.settimeout(5)
+            assert sock.recv(100) == b"HELLO"
+    finally:
+        proxy.close()
+
+
+def test_patched_is_a_context_manager_and_a_decorator():
+    url = "socks5h://127.0.0.1:9"
+
+    @socksify.patched(url)
+    def inside():
+        return patch_module.is_installed()
+
+    assert inside() is True
+    assert patch_module.is_installed() is False
+    with socksify.patched(url) as settings:
+        assert settings.chain[0].port == 9
+    assert patch_module.is_installed() is False

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import _thread  # the C locks threading.Lock() returns, without importing threading
 import _weakref  # weakref.ref without the weakref module (start-up cost)
-import ipaddress
 import os
 import socket
 
@@ -65,6 +64,8 @@ class _Range:
         key = name.lower()
         address = self.names.get(key)
         if address is None:
+            import ipaddress
+
             address = str(ipaddress.ip_address(self.first + self.next % self.size))
             self.next += 1
             old = self.by_address.get(address)
@@ -92,16 +93,29 @@ if hasattr(os, "register_at_fork"):
 
 
 class PlaceholderMap:
-    """Thread-safe name <-> placeholder address map over the configured ranges."""
+    """Thread-safe name <-> placeholder address map over the configured ranges.
+
+    ``networks``: the ranges (``ipaddress`` networks), or a function returning them, called
+    when a placeholder is first needed (``patch()`` itself then parses no address range).
+    """
 
     def __init__(self, networks):
-        self._ranges = {network.version: _Range(network) for network in networks}
+        self._networks = networks
+        self._built: dict | None = None  # IP version -> _Range, once needed
         self._lock = _thread.allocate_lock()
         #: how many placeholders have been given to a new name (wrap-around) so far: what
         #: was learnt about a placeholder is good only while this has not changed
         self.evictions = 0
         _maps[:] = [ref for ref in _maps if ref() is not None]
         _maps.append(_weakref.ref(self))
+
+    @property
+    def _ranges(self) -> dict:
+        ranges = self._built
+        if ranges is None:
+            networks = self._networks() if callable(self._networks) else self._networks
+            ranges = self._built = {network.version: _Range(network) for network in networks}
+        return ranges
 
     def has_family(self, version: int) -> bool:
         return version in self._ranges
@@ -118,7 +132,7 @@ class PlaceholderMap:
 
     def name_for(self, address: str) -> str | None:
         """The name a placeholder stands for; None for any other address."""
-        if not isinstance(address, str):
+        if not isinstance(address, str) or self._built is None:  # nothing handed out yet
             return None
         if address.startswith("::ffff:"):  # IPv4-mapped form on an AF_INET6 socket
             address = address[7:]
@@ -127,6 +141,8 @@ class PlaceholderMap:
             if name is not None:
                 return name
         if ":" in address:  # not in compressed form?
+            import ipaddress
+
             try:
                 text = str(ipaddress.ip_address(address.partition("%")[0]))
             except ValueError:
@@ -136,6 +152,8 @@ class PlaceholderMap:
         return None
 
     def in_range(self, address: str) -> bool:
+        import ipaddress
+
         try:
             ip = ipaddress.ip_address(address.partition("%")[0])
         except ValueError:
@@ -245,6 +263,8 @@ class RemoteResolver:
     # --- reverse lookups --------------------------------------------------------------
 
     def _loopback(self, address: str) -> bool:
+        import ipaddress
+
         try:
             return ipaddress.ip_address(address.partition("%")[0]).is_loopback
         except ValueError:

@@ -123,7 +123,8 @@ class _Active:
         self.chain = settings.chain
         self.first = settings.chain[0]
         self.remote_dns = settings.remote_dns
-        self.placeholders = PlaceholderMap(settings.dns_range)
+        # the range is parsed (ipaddress loaded) when the first placeholder is needed
+        self.placeholders = PlaceholderMap(lambda: settings.dns_range)
         self.resolver = RemoteResolver(
             self.placeholders,
             [hop.host for hop in settings.chain],

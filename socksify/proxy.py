@@ -20,9 +20,16 @@ are held to ``tests/vectors/proxy_urls.json``):
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable, Mapping
+
+# ipaddress (about 1 ms to import) is loaded where an address is parsed, not here: the
+# default DNS placeholder range is parsed on first use, so ``patch()`` alone never needs it.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import ipaddress
+
+    _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 __all__ = [
     "DEFAULT_DNS_RANGE",
@@ -274,6 +281,8 @@ def _parse_host_port(hostport: str, url: str) -> tuple[str, int]:
             literal, _, zone_text = literal.partition("%")
             if zone_text.startswith("25"):
                 zone_text = zone_text[2:]
+        import ipaddress
+
         try:
             ip = ipaddress.IPv6Address(literal)
         except ValueError:
@@ -378,9 +387,6 @@ def parse_chain(text: str) -> tuple[ProxyConfig, ...]:
     return tuple(chain)
 
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 class NoProxy(_Frozen):
     """The bypass list: destinations reached directly, not through the proxy.
 
@@ -423,7 +429,7 @@ class NoProxy(_Frozen):
             return False
         address = _ip_or_none(host)
         if address is not None:
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            if address.version == 6 and address.ipv4_mapped:
                 address = address.ipv4_mapped
             return any(address in network for network in self.networks)
         name = host.lower().rstrip(".")
@@ -433,6 +439,8 @@ class NoProxy(_Frozen):
 
 
 def _ip_or_none(host: str):
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
@@ -451,6 +459,7 @@ def parse_no_proxy(text: str | None) -> NoProxy:
     suffixes: list[str] = []
     networks: list[_Network] = []
     everything = False
+    import ipaddress
     import re  # only for a non-empty list (start-up cost)
 
     for entry in re.split(r"[,\s]+", text.strip(_ASCII_SPACE), flags=re.ASCII):
@@ -502,6 +511,8 @@ def parse_dns_range(text: str) -> tuple[_Network, ...]:
     serves AF_INET6-only lookups. Multicast, loopback and ranges smaller than 256 addresses
     are refused: a placeholder must never be a real destination.
     """
+    import ipaddress
+
     networks: list[_Network] = []
     for entry in (part.strip() for part in text.split(",")):
         if not entry:
@@ -523,31 +534,50 @@ def parse_dns_range(text: str) -> tuple[_Network, ...]:
 
 
 _NO_BYPASS = NoProxy()
-_DEFAULT_DNS_NETWORKS = parse_dns_range(DEFAULT_DNS_RANGE)
+_default_dns_networks: tuple[_Network, ...] | None = None
+
+
+def default_dns_networks() -> tuple[_Network, ...]:
+    """``parse_dns_range(DEFAULT_DNS_RANGE)``, parsed once, on first use."""
+    global _default_dns_networks
+    if _default_dns_networks is None:
+        _default_dns_networks = parse_dns_range(DEFAULT_DNS_RANGE)
+    return _default_dns_networks
 
 
 class Settings(_Frozen):
-    """Everything the shims need: read once, immutable afterwards."""
+    """Everything the shims need: read once, immutable afterwards.
 
-    __slots__ = ("chain", "no_proxy", "log_level", "dns_range")
-    __match_args__ = _repr_fields = __slots__
+    ``dns_range`` left out (or None) is the default range, which is parsed (and
+    :mod:`ipaddress` imported) only when something reads it: the first remote-DNS name.
+    """
+
+    __slots__ = ("chain", "no_proxy", "log_level", "_dns_range")
+    __match_args__ = _repr_fields = ("chain", "no_proxy", "log_level", "dns_range")
 
     chain: tuple[ProxyConfig, ...]
     no_proxy: NoProxy
     log_level: str
-    dns_range: tuple[_Network, ...]
 
     def __init__(
         self,
         chain: tuple[ProxyConfig, ...],
         no_proxy: NoProxy = _NO_BYPASS,
         log_level: str = "error",
-        dns_range: tuple[_Network, ...] = _DEFAULT_DNS_NETWORKS,
+        dns_range: tuple[_Network, ...] | None = None,
     ) -> None:
         _init_field(self, "chain", chain)
         _init_field(self, "no_proxy", no_proxy)
         _init_field(self, "log_level", log_level)
-        _init_field(self, "dns_range", dns_range)
+        _init_field(self, "_dns_range", dns_range)
+
+    @property
+    def dns_range(self) -> tuple[_Network, ...]:
+        networks = self._dns_range
+        return default_dns_networks() if networks is None else networks
+
+    def _values(self) -> tuple:
+        return (self.chain, self.no_proxy, self.log_level, self.dns_range)
 
     @property
     def last_hop(self) -> ProxyConfig:
@@ -616,12 +646,15 @@ def load_settings(
     if log_level is None:
         log_level = env.get("SOCKSIFY_LOG") or "error"
     if dns_range is None:
-        dns_range = env.get("SOCKSIFY_DNS_RANGE") or DEFAULT_DNS_RANGE
+        dns_range = env.get("SOCKSIFY_DNS_RANGE")
     return Settings(
         chain=chain,
         no_proxy=_with_source("no-proxy list", parse_no_proxy, no_proxy),
         log_level=_with_source("log level", parse_log_level, log_level),
-        dns_range=_with_source("SOCKSIFY_DNS_RANGE", parse_dns_range, dns_range),
+        # unset: the default range, parsed when first needed (no ipaddress at start-up)
+        dns_range=_with_source("SOCKSIFY_DNS_RANGE", parse_dns_range, dns_range)
+        if dns_range
+        else None,
     )
 
 

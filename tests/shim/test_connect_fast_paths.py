@@ -8,7 +8,9 @@
   timeout, and a proxy that stalls mid-handshake still ends in TimeoutError at the deadline.
 """
 
+import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -164,3 +166,33 @@ def test_patched_is_a_context_manager_and_a_decorator():
     with socksify.patched(url) as settings:
         assert settings.chain[0].port == 9
     assert patch_module.is_installed() is False
+
+
+def test_patch_alone_loads_no_address_parsing_or_weakref_modules():
+    """``ipaddress`` waits for the first placeholder; ``weakref`` and ``contextlib`` are not
+    needed at all (start-up cost, issue #5); the first remote-DNS name loads ipaddress."""
+    code = (
+        "import sys, socket\n"
+        "before = set(sys.modules)\n"
+        "import socksify\n"
+        "socksify.patch('socks5h://127.0.0.1:9')\n"
+        "print(sorted({'ipaddress', 'weakref', 'contextlib'} & (set(sys.modules) - before)))\n"
+        "socket.getaddrinfo('some.example', 80)\n"
+        "print('ipaddress' in sys.modules)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_settings_default_dns_range_is_parsed_when_read():
+    from socksify.proxy import DEFAULT_DNS_RANGE, Settings, parse_dns_range
+
+    settings = load_settings(proxy="socks5h://127.0.0.1:9", environ={})
+    assert settings.dns_range == parse_dns_range(DEFAULT_DNS_RANGE)
+    assert settings == Settings(settings.chain, dns_range=parse_dns_range(DEFAULT_DNS_RANGE))
+    assert settings.to_environ()["SOCKSIFY_DNS_RANGE"] == "240.0.0.0/8,100::/64"
+    assert "dns_range=(IPv4Network('240.0.0.0/8')" in repr(settings)

@@ -4,6 +4,8 @@ Rules of this module:
 
 - Messages go to the standard ``logging`` loggers (``socksify.client``, ``socksify.patch``,
   ...), so an application that configures logging sees them as usual.
+- Logger objects are looked up once per name and kept (``logging.getLogger`` takes a lock
+  on every call, and the hot paths ask on every connection).
 - ``logging`` (about 2 ms with its imports) is loaded only when a message must go somewhere:
   the application already imported it, or the level set by ``configure()`` (SOCKSIFY_LOG /
   ``--log-level``) lets the message through. In the second case one handler writing
@@ -24,6 +26,14 @@ _NEVER = 100
 _threshold = _NEVER
 _handler = None
 _saved_propagate = True
+_loggers: dict = {}  # name -> logging.Logger (loggers live for the life of the process)
+
+
+def _logger(name: str):
+    logger = _loggers.get(name)
+    if logger is None:
+        logger = _loggers[name] = sys.modules["logging"].getLogger(name)
+    return logger
 
 
 def configure(level: str) -> None:
@@ -56,18 +66,21 @@ def _install_handler(logging) -> None:
     logger.setLevel(_threshold)
 
 
-def enabled(level: int) -> bool:
-    """False when ``log(..., level, ...)`` would drop the message at once: callers on hot
-    paths skip building costly arguments then."""
-    return level >= _threshold or "logging" in sys.modules
+def enabled(level: int, name: str = "socksify") -> bool:
+    """False when ``log(name, level, ...)`` would drop the message: callers on hot paths
+    skip building costly arguments (and the call) then."""
+    if level >= _threshold:
+        return True
+    return "logging" in sys.modules and _logger(name).isEnabledFor(level)
 
 
 def log(name: str, level: int, message: str, *args) -> None:
     """``logging.getLogger(name).log(level, message, *args)``, when anyone can hear it."""
-    if level < _threshold and "logging" not in sys.modules:
-        return
-    import logging
+    if level < _threshold:
+        if "logging" not in sys.modules:
+            return
+    elif _handler is None:
+        import logging
 
-    if level >= _threshold and _handler is None:
         _install_handler(logging)
-    logging.getLogger(name).log(level, message, *args)
+    _logger(name).log(level, message, *args)

@@ -197,7 +197,7 @@ def _negotiate(
     reply = yield _Read(conn)
     if not conn.reply_succeeded(reply):
         raise errors.refused(version, reply.code, hop, f"{command.name} {host}:{port}")
-    if log_enabled(DEBUG):  # the arguments cost more than the check (command.name)
+    if log_enabled(DEBUG, __name__):  # the arguments cost more than the check
         log(
             __name__,
             DEBUG,

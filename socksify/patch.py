@@ -355,7 +355,7 @@ def _open_connection(sock, active: _Active, host: str, port: int, peer: tuple) -
     """CONNECT through the proxy and record what the socket reports from now on."""
     tunnel = _open_tunnel(sock, active, host, port, client.Command.CONNECT)
     _record_connection(sock, active, host, port, peer, tunnel)
-    if _log.enabled(DEBUG):
+    if _log.enabled(DEBUG, __name__):
         log(__name__, DEBUG, "connected to %s:%s via %s", host, port, active.first)
 
 

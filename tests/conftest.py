@@ -6,6 +6,7 @@ test directory sees the same ones:
 - ``support.targets``: plain servers on loopback that proxied traffic is sent to.
 - ``support.socks_server``: the reference server, started in-process on port 0.
 - ``support.peer_proxies``: proxies nobody here wrote (danted, microsocks).
+- ``support.cprogs``: ``build_c``, the tests' small C programs built once per session.
 """
 
 import os
@@ -14,6 +15,7 @@ pytest_plugins = [
     "support.targets",
     "support.socks_server",
     "support.peer_proxies",
+    "support.cprogs",
 ]
 
 

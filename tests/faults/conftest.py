@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ._native import compile_prog
+from ._native import PROGS
 
 
 @pytest.fixture(scope="session")
-def progs(tmp_path_factory):
+def progs(build_c):
     """``progs("name")`` -> path of tests/faults/progs/name.c, compiled once."""
-    out = tmp_path_factory.mktemp("faults-progs")
-    built: dict[str, str] = {}
 
     def get(name: str) -> str:
-        if name not in built:
-            built[name] = compile_prog(name, out)
-        return built[name]
+        return build_c(PROGS / f"{name}.c", "-O1", "-Wall", "-Werror", "-pthread")
 
     return get

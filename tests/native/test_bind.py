@@ -31,16 +31,8 @@ def shim_run(shim, proxy: str, argv: list[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def bind_client(tmp_path_factory):
-    cc = require_peer("cc")
-    out = tmp_path_factory.mktemp("progs") / "bind_client"
-    subprocess.run(
-        [cc, "-O2", "-Wall", "-o", str(out), str(PROGS / "bind_client.c")],
-        check=True,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
-    return str(out)
+def bind_client(build_c):
+    return build_c(PROGS / "bind_client.c", "-O2", "-Wall")
 
 
 class ControlServer:
@@ -338,16 +330,9 @@ def test_local_listener_is_not_hijacked(shim, socks_server, tcp_echo_server, exp
 
 
 @pytest.fixture(scope="module")
-def listen_rule(tmp_path_factory):
+def listen_rule(build_c):
     """sfy_listen_rule() from csrc/bind.h, compiled into a tiny program (progs/listen_rule.c)."""
-    cc = require_peer("cc")
-    out = tmp_path_factory.mktemp("progs") / "listen_rule"
-    subprocess.run(
-        [cc, "-Wall", "-I", str(CSRC), "-o", str(out), str(PROGS / "listen_rule.c")],
-        check=True,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
+    out = build_c(PROGS / "listen_rule.c", "-Wall", "-I", str(CSRC))
 
     def rule(*args: int) -> str:
         result = subprocess.run(

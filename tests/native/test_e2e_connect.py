@@ -3,7 +3,6 @@ sh, python3) and real proxies (the reference server, microsocks, danted), on loo
 
 import errno
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -501,17 +500,13 @@ int main(int argc, char **argv) {
 
 
 def test_configuration_is_the_one_the_program_started_with(shim, socks_server, tcp_echo_server,
-                                                            tmp_path):
+                                                            build_c):
     """Initialisation is lazy (init.c), but the environment is taken at start: a program that
     clears SOCKSIFY_PROXY before its first connection is still proxied by the start-up
     configuration (and one that never touches the network prints nothing)."""
     srv = socks_server()
-    cc = require_peer("cc")
-    src = tmp_path / "setenv_then_connect.c"
-    src.write_text(SETENV_THEN_CONNECT)
-    subprocess.run([cc, "-o", str(tmp_path / "prog"), str(src)], check=True, timeout=60,
-                   capture_output=True)
-    result = shim.run([str(tmp_path / "prog"), str(tcp_echo_server[1])], srv.url("socks5"))
+    prog = build_c.from_text("setenv_then_connect", SETENV_THEN_CONNECT)
+    result = shim.run([prog, str(tcp_echo_server[1])], srv.url("socks5"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"lazy"]
     assert srv.wait_records(1)[0]["port"] == tcp_echo_server[1]

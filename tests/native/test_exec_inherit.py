@@ -19,7 +19,6 @@ import subprocess
 import sys
 
 import pytest
-from support.peers import require_peer
 
 pytestmark = pytest.mark.e2e
 
@@ -277,17 +276,8 @@ int main(int argc, char **argv)
 
 
 @pytest.fixture(scope="module")
-def exec_inherit(tmp_path_factory):
-    cc = require_peer("cc")
-    out_dir = tmp_path_factory.mktemp("exec_inherit")
-    source = out_dir / "exec_inherit.c"
-    source.write_text(PROGRAM)
-    exe = out_dir / "exec_inherit"
-    subprocess.run(
-        [cc, "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(source)],
-        check=True, capture_output=True, timeout=TIMEOUT,
-    )
-    return str(exe)
+def exec_inherit(build_c):
+    return build_c.from_text("exec_inherit", PROGRAM, "-O1", "-Wall", "-Wextra", "-Werror")
 
 
 def run(shim, srv, exe, host, port, how, scheme="socks5h", **extra):

@@ -93,16 +93,8 @@ def test_python_under_preload(shim, socks_server, http_server):
 
 
 @pytest.fixture(scope="module")
-def mt_connect(tmp_path_factory):
-    cc = require_peer("cc")
-    out = tmp_path_factory.mktemp("progs") / "mt_connect"
-    subprocess.run(
-        [cc, "-O2", "-Wall", "-pthread", "-o", str(out), str(PROGS / "mt_connect.c")],
-        check=True,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
-    return str(out)
+def mt_connect(build_c):
+    return build_c(PROGS / "mt_connect.c", "-O2", "-Wall", "-pthread")
 
 
 @pytest.mark.e2e

@@ -125,16 +125,11 @@ def test_a_later_path_entry_runs_after_a_non_executable_one(socksify_run, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def static_binary(tmp_path_factory):
-    cc = require_peer("cc")
-    src = tmp_path_factory.mktemp("static") / "hello.c"
-    src.write_text('#include <stdio.h>\nint main(void){puts("static");return 0;}\n')
-    out = src.with_suffix("")
-    build = subprocess.run([cc, "-static", "-o", str(out), str(src)], capture_output=True,
-                           timeout=60)
-    if build.returncode != 0:
-        pytest.fail(f"cannot link a static binary (libc6-dev has libc.a): {build.stderr}")
-    return str(out)
+def static_binary(build_c):
+    return build_c.from_text(
+        "hello", '#include <stdio.h>\nint main(void){puts("static");return 0;}\n', "-static",
+        hint=" as a static binary (libc6-dev has libc.a)",
+    )
 
 
 def test_static_binary_is_refused(socksify_run, static_binary):

@@ -27,16 +27,8 @@ ALL_MODES = ["sendto", "connected", "msg", "mmsg", "trunc", "dup", "unspec"]
 
 
 @pytest.fixture(scope="module")
-def udp_client(tmp_path_factory):
-    cc = require_peer("cc")
-    out = tmp_path_factory.mktemp("progs") / "udp_client"
-    subprocess.run(
-        [cc, "-O2", "-Wall", "-o", str(out), str(PROGS / "udp_client.c")],
-        check=True,
-        capture_output=True,
-        timeout=TIMEOUT,
-    )
-    return str(out)
+def udp_client(build_c):
+    return build_c(PROGS / "udp_client.c", "-O2", "-Wall")
 
 
 class CountingEcho:

@@ -129,7 +129,7 @@ def test_dead_proxy_is_connection_refused():
         port = probe.getsockname()[1]  # bound, never listening: connect is refused
         with pytest.raises(ProxyUnreachableError) as info:
             socksify.create_connection(
-                ("127.0.0.1", 80), proxy=f"socks5://127.0.0.1:{port}", timeout=5
+                ("127.0.0.1", 80), proxy=f"socks5://127.0.0.1:{port}", timeout=20
             )
     assert isinstance(info.value, ConnectionRefusedError)
     assert info.value.errno == errno.ECONNREFUSED
@@ -196,7 +196,7 @@ def test_chain_with_unreachable_second_hop(socks_server):
 def _fake_proxy(script):
     """A one-connection fake proxy on loopback that runs ``script(conn)``."""
     listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
+    listener.settimeout(20)
 
     def serve():
         try:
@@ -204,7 +204,7 @@ def _fake_proxy(script):
         except OSError:
             return
         with conn:
-            conn.settimeout(10)
+            conn.settimeout(20)
             script(conn)
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -222,9 +222,9 @@ def test_protocol_violation_is_eproto():
         port = listener.getsockname()[1]
         with pytest.raises(ProxyProtocolError) as info:
             socksify.create_connection(
-                ("127.0.0.1", 80), proxy=f"socks5://127.0.0.1:{port}", timeout=5
+                ("127.0.0.1", 80), proxy=f"socks5://127.0.0.1:{port}", timeout=20
             )
-    thread.join(5)
+    thread.join(20)
     assert info.value.errno == errno.EPROTO
     assert isinstance(info.value, ProxyError) and isinstance(info.value, OSError)
     assert info.value.__cause__ is not None
@@ -245,7 +245,7 @@ def test_silent_proxy_times_out():
                 ("127.0.0.1", 80), proxy=f"socks5://127.0.0.1:{port}", timeout=0.5
             )
     done.set()
-    thread.join(5)
+    thread.join(20)
 
 
 def test_early_data_after_the_reply_is_kept():
@@ -262,10 +262,10 @@ def test_early_data_after_the_reply_is_kept():
     with listener:
         port = listener.getsockname()[1]
         with socksify.create_connection(
-            ("127.0.0.1", 21), proxy=f"socks5://127.0.0.1:{port}", timeout=5
+            ("127.0.0.1", 21), proxy=f"socks5://127.0.0.1:{port}", timeout=20
         ) as s:
             assert s.recv(100) == b"220 banner\r\n"
-    thread.join(5)
+    thread.join(20)
 
 
 def test_handshake_reports_bound_address(socks_server, tcp_echo_server):

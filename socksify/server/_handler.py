@@ -28,6 +28,7 @@ import datetime
 import ipaddress
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import (
@@ -181,7 +182,7 @@ class ClientSocket:
     """
 
     __slots__ = ("loop", "sock", "fd", "buffer", "eof", "_closed", "_waiter", "_reading",
-                 "_closing", "_out", "session")
+                 "_closing", "_out", "session", "on_data")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock):
         self.loop = loop
@@ -195,6 +196,9 @@ class ClientSocket:
         self._closing = False
         self._out = b""  # what send() could not take yet
         self.session: Session | None = None
+        #: called when bytes (or EOF) arrived and no read() waits: the session's
+        #: callback-driven handshake (no task, no future per read)
+        self.on_data: Callable[[], None] | None = None
 
     @property
     def closed(self) -> asyncio.Future:
@@ -242,8 +246,26 @@ class ClientSocket:
             self._recv()
         except BlockingIOError:
             return
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+        elif self.on_data is not None:
+            self.on_data()
+
+    def read_now(self, try_recv: bool) -> bytes | None:
+        """Everything buffered (with ``try_recv``, or what one recv gives); b"" at EOF;
+        None when nothing has arrived yet (the reader is then registered and ``on_data``
+        will be called)."""
+        if not self.buffer and not self.eof and not self._closing:
+            if try_recv:
+                try:
+                    self._recv()
+                except BlockingIOError:
+                    pass
+            if not self.buffer and not self.eof and not self._closing:
+                self._start_reading()
+                return None
+        return self.take_buffer()
 
     async def read(self) -> bytes:
         """Everything buffered so far, waiting for some if there is none; b"" at EOF."""
@@ -352,6 +374,51 @@ class ClientSocket:
         return self.sock.getsockname()
 
 
+class HandshakeClock:
+    """The handshake timeout of every session, with one timer for all.
+
+    Sessions start in order and share one timeout, so their deadlines come in that same
+    order: a dict (insertion-ordered) of the sessions still in their handshake, and one
+    timer for the oldest, replace a timer per session (a heap push, a cancel, and the
+    loop's clean-up of cancelled timers per connection).
+    """
+
+    __slots__ = ("loop", "timeout", "waiting", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float):
+        self.loop = loop
+        self.timeout = timeout
+        self.waiting: dict[Session, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, session: Session) -> None:
+        self.waiting[session] = None
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.timeout, self._expire)
+
+    def discard(self, session: Session) -> None:
+        self.waiting.pop(session, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        waiting = self.waiting
+        now = time.monotonic()
+        while waiting:
+            session = next(iter(waiting))
+            left = session.started + self.timeout - now
+            if left > 0:
+                self._timer = self.loop.call_later(left, self._expire)
+                return
+            del waiting[session]
+            session._handshake_timeout()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.waiting.clear()
+
+
 class Session:
     """Everything about one client, from accept to the final record.
 
@@ -359,19 +426,20 @@ class Session:
     what the record needs: an idle relayed connection should cost little memory.
     """
 
-    __slots__ = ("server", "config", "proto", "client_host", "client_port", "conn",
-                 "started", "task", "relay", "relaying", "udp", "user", "command", "destination",
-                 "port", "peer", "outcome", "reply_code", "bytes_up", "bytes_down", "_finished",
-                 "_version", "_denied_by", "_timed_out")
+    __slots__ = ("server", "config", "loop", "proto", "client_host", "client_port", "conn",
+                 "started", "task", "relay", "relaying", "udp", "user", "command",
+                 "destination", "port", "peer", "outcome", "reply_code", "bytes_up",
+                 "bytes_down", "_finished", "_version", "_denied_by", "_timed_out")
 
     def __init__(self, server: Server, proto: ClientProtocol | ClientSocket, peer):
         self.server = server
         self.config = server.config
+        self.loop = server._loop
         self.proto = proto
         self.client_host, self.client_port = peer[0], peer[1]
         self.conn = Connection(Role.SERVER)
         self.started = time.monotonic()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task | None = None  #: only while a coroutine waits (see _go_on)
         self.relay: Relay | None = None
         self.relaying = False  #: the relay owns the session's end from here on
         self.udp: UdpAssociation | None = None
@@ -399,64 +467,163 @@ class Session:
 
     def start(self) -> None:
         self.server._session_started(self)
-        self.task = asyncio.ensure_future(self._run())
-        self.server._tasks.add(self.task)
-        self.task.add_done_callback(self.server._tasks.discard)
+        clock = self.server.handshakes
+        if clock is not None:
+            clock.add(self)
+        proto = self.proto
+        if isinstance(proto, ClientSocket):
+            # Callbacks drive the handshake: no task and no future per read. A coroutine
+            # takes over only when something other than the client must be awaited.
+            proto.on_data = self._step
+            self._step(True)  # the greeting is often there already: try one recv
+        else:
+            self._go_on(self._run())
+
+    def _go_on(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` now; only if it has to wait does a task carry it on (a CONNECT to
+        a nearby address with nothing to resolve completes without one)."""
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        task = self.task = self.loop.create_task(_resume(coro, pending))
+        tasks = self.server._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def _cancel_timer(self) -> None:
+        clock = self.server.handshakes
+        if clock is not None:
+            clock.discard(self)
 
     # -- the handshake ------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    def _step(self, fresh: bool = False) -> None:
+        """The client sent bytes (or closed): advance the handshake as far as they allow.
+
+        ``fresh``: just accepted, nothing read yet. Otherwise the reader callback has
+        read what there is; a client answers a reply only after it arrived, so once the
+        bytes at hand are used up, recv would only fail with EAGAIN: the reader waits."""
         try:
-            # A timer cancels this task if the handshake takes too long (cheaper than
-            # wait_for, which runs the coroutine in a second task).
-            timeout = self.config.handshake_timeout
-            timer = None
-            if timeout:
-                loop = asyncio.get_running_loop()
-                timer = loop.call_later(timeout, self._handshake_timeout)
-            try:
-                request = await self._negotiate()
-            except asyncio.CancelledError:
-                if not self._timed_out:
-                    raise
-                self._protocol_failure("handshake-timeout", "no complete request in time")
-                return
-            except RemoteProtocolError as exc:
-                if self.proto.eof:  # the client went away mid-handshake: not an attack
+            event = self._negotiate_now(fresh)
+        except RemoteProtocolError as exc:
+            self._cancel_timer()
+            self._handshake_error(exc)
+            self.finish()
+            return
+        except Exception as exc:  # a bug: log it with the client, keep serving the others
+            self._cancel_timer()
+            self._internal_error(exc)
+            self.finish()
+            return
+        if event is None:
+            if self.outcome != "open":  # refused or closed during the handshake
+                self._cancel_timer()
+                self.finish()
+            return  # waiting for the client: on_data calls us again
+        self.proto.on_data = None  # from here on a coroutine reads, if anything does
+        self._go_on(self._run(event))
+
+    def _negotiate_now(self, fresh: bool) -> UserPassAuth | Request | None:
+        """Handshake events from the bytes at hand, without waiting. Returns the first
+        event that needs more than a reply (a login to check, the request), or None: no
+        more bytes yet, or the session ended (``outcome`` says so)."""
+        conn = self.conn
+        proto = self.proto
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                data = proto.read_now(fresh)
+                fresh = False
+                if data is None:
+                    return None
+                if not data and conn.version is None:
+                    # Connected and closed without a byte: not worth a protocol error.
                     self.outcome = "client-closed"
-                    logger.info("client %s closed during the handshake: %s",
-                                self._client_text(), exc)
                     self._close()
-                else:
-                    self._protocol_failure("protocol-error", str(exc), exc.reply_hint)
-                return
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            if request is None:
-                return
+                    return None
+                conn.receive_data(data)
+            elif isinstance(event, Greeting):
+                if not self._greeted(event):
+                    return None
+            elif isinstance(event, (UserPassAuth, Request)):
+                return event
+            else:  # pragma: no cover - the core only returns the events above to a server
+                raise RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+    def _greeted(self, event: Greeting) -> bool:
+        method = self._choose_method(event.methods)
+        self.proto.write(self.conn.send(MethodSelected(method)))
+        if method == AuthMethod.NO_ACCEPTABLE:
+            self.outcome = "no-acceptable-method"
+            self._close()
+            return False
+        return True
+
+    def _handshake_error(self, exc: RemoteProtocolError) -> None:
+        if self.proto.eof:  # the client went away mid-handshake: not an attack
+            self.outcome = "client-closed"
+            logger.info("client %s closed during the handshake: %s",
+                        self._client_text(), exc)
+            self._close()
+        else:
+            self._protocol_failure("protocol-error", str(exc), exc.reply_hint)
+
+    def _internal_error(self, exc: Exception) -> None:
+        logger.exception("internal error serving %s", self._client_text())
+        self.outcome = f"internal-error:{type(exc).__name__}"
+        self._close()
+
+    async def _run(self, event: UserPassAuth | Request | None = None) -> None:
+        """The session from ``event`` on (from the start when None) until the relay takes
+        over or the session ends."""
+        try:
+            if isinstance(event, Request):
+                request = event
+            else:
+                try:
+                    request = await self._negotiate(event)
+                except asyncio.CancelledError:
+                    if not self._timed_out:
+                        raise
+                    self._protocol_failure("handshake-timeout", "no complete request in time")
+                    return
+                except RemoteProtocolError as exc:
+                    self._handshake_error(exc)
+                    return
+                finally:
+                    self._cancel_timer()
+                if request is None:
+                    return
+            self._cancel_timer()
             await self._dispatch(request)
         except asyncio.CancelledError:
             self.outcome = "shutdown"
             self._close()
             raise
         except Exception as exc:  # a bug: log it with the client, keep serving the others
-            logger.exception("internal error serving %s", self._client_text())
-            self.outcome = f"internal-error:{type(exc).__name__}"
-            self._close()
+            self._internal_error(exc)
         finally:
             if not self.relaying:
                 self.finish()
 
     def _handshake_timeout(self) -> None:
-        if self.task is not None and not self.task.done():
+        if self.task is not None:
+            if not self.task.done():
+                self._timed_out = True
+                self.task.cancel()
+        elif not self._finished and not self.relaying and self.conn is not None:
+            # Waiting for the client's bytes on callbacks: end the session here.
             self._timed_out = True
-            self.task.cancel()
+            self.proto.on_data = None
+            self._protocol_failure("handshake-timeout", "no complete request in time")
+            self.finish()
 
-    async def _negotiate(self) -> Request | None:
+    async def _negotiate(self, event: UserPassAuth | None = None) -> Request | None:
         conn = self.conn
         while True:
-            event = conn.next_event()
+            if event is None:
+                event = conn.next_event()
             if event is NEED_DATA:
                 data = await self.proto.read()
                 if not data and self.conn.version is None:
@@ -466,11 +633,7 @@ class Session:
                     return None
                 conn.receive_data(data)
             elif isinstance(event, Greeting):
-                method = self._choose_method(event.methods)
-                self.proto.write(conn.send(MethodSelected(method)))
-                if method == AuthMethod.NO_ACCEPTABLE:
-                    self.outcome = "no-acceptable-method"
-                    self._close()
+                if not self._greeted(event):
                     return None
             elif isinstance(event, UserPassAuth):
                 if not await self._authenticate(event):
@@ -483,6 +646,7 @@ class Session:
                 return event
             else:  # pragma: no cover - the core only returns the events above to a server
                 raise RemoteProtocolError(f"unexpected {type(event).__name__}")
+            event = None
 
     def _choose_method(self, offered: tuple[int, ...]) -> int:
         # RFC 1928 §3: the server selects one of the offered methods or X'FF'.
@@ -491,8 +655,7 @@ class Session:
 
     async def _authenticate(self, event: UserPassAuth) -> bool:
         # RFC 1929 §2. scrypt takes tens of ms: run it off the event loop.
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(
+        ok = await self.loop.run_in_executor(
             None, self.server.auth.verify, event.username, event.password
         )
         name = event.username.decode("utf-8", "replace")
@@ -616,6 +779,7 @@ class Session:
                 request.port,
                 lambda address: self._check(host, address, request.port),
                 self.config.connect_timeout,
+                self.loop,
             )
         except OutboundError as exc:
             if exc.code == Reply5.NOT_ALLOWED:
@@ -775,6 +939,15 @@ class Session:
             self.udp.close()
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        elif not self.relaying and not self._finished and self.conn is not None:
+            # The handshake runs on callbacks (no task to cancel): end it here.
+            self._cancel_timer()
+            self.outcome = "shutdown"
+            if self.proto is not None:
+                self.proto.on_data = None
+                self.proto.abort()
+            self.finish()
+            return
         if self.proto is not None:
             self.proto.abort()
 
@@ -804,8 +977,39 @@ class Session:
         self._finished = True
         if self.proto is not None:
             self.proto.session = None  # no session <-> protocol cycle left for the collector
-        self.server._session_done(self, self.record())
+        self.server._session_done(self)
 
 
 def _unspecified() -> Address:
     return UNSPECIFIED_V4
+
+
+class _Resumed:
+    """Awaitable going on with a coroutine that already ran (``coro.send``) until it
+    yielded ``pending``: the task that awaits this sees ``pending`` as if the coroutine
+    had run in it from the start (results, exceptions and cancellation pass through)."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro, pending):
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self):
+        coro, pending = self.coro, self.pending
+        self.coro = self.pending = None
+        while True:
+            try:
+                value = yield pending
+            except BaseException as exc:  # cancellation (or a throw) goes to the coroutine
+                send, arg = coro.throw, exc
+            else:
+                send, arg = coro.send, value
+            try:
+                pending = send(arg)
+            except StopIteration as done:
+                return done.value
+
+
+async def _resume(coro, pending) -> None:
+    await _Resumed(coro, pending)

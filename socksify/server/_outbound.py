@@ -110,10 +110,11 @@ def _done_future(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-async def _connect_one(address: str, port: int, timeout: float) -> socket.socket:
+async def _connect_one(
+    loop: asyncio.AbstractEventLoop, address: str, port: int, timeout: float
+) -> socket.socket:
     """A non-blocking connect with a timer (no extra task per connection, as
     ``wait_for(loop.sock_connect(...))`` would create)."""
-    loop = asyncio.get_running_loop()
     sock = socket.socket(_family(address), socket.SOCK_STREAM | _NONBLOCK)
     try:
         if not _NONBLOCK:
@@ -154,17 +155,20 @@ async def connect_outbound(
     port: int,
     allowed: Callable[[str], bool],
     timeout: float,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> socket.socket:
     """Resolve ``host`` and connect to the first allowed address that answers.
 
     ``allowed(address)`` applies the access rules to one resolved address. ``timeout``
-    bounds the whole attempt (resolution included; 0 = none).
+    bounds the whole attempt (resolution included; 0 = none). ``loop`` is the running
+    loop (looked up when not given: each look-up costs a getpid system call).
 
     Raises:
         OutboundError: with the reply code for the last failure (2 when every address was
         denied by the rules, 6 on timeout).
     """
-    loop = asyncio.get_running_loop()
+    if loop is None:
+        loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout if timeout > 0 else None
 
     def remaining() -> float:
@@ -191,7 +195,7 @@ async def connect_outbound(
     last = OutboundError(Reply5.GENERAL_FAILURE, "failed", "no address to try")
     for address in candidates:
         try:
-            return await _connect_one(address, port, remaining())
+            return await _connect_one(loop, address, port, remaining())
         except asyncio.TimeoutError:
             last = OutboundError(Reply5.TTL_EXPIRED, "timeout", f"connect to {address} timed out")
         except OSError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._auth import Authenticator
 from ._config import ServerConfig
-from ._handler import ClientProtocol, ClientSocket, Session
+from ._handler import ClientProtocol, ClientSocket, HandshakeClock, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
 from ._splice import SPLICE_AVAILABLE, PipeBudget
@@ -175,6 +175,7 @@ class Server:
         self._accept_warned_at = float("-inf")
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task] = set()
+        self.handshakes: HandshakeClock | None = None  #: set by start()
         self._admitted = 0
         self.max_clients = self.config.max_clients  #: lowered by start() to fit RLIMIT_NOFILE
         self._refusals = 0
@@ -198,6 +199,8 @@ class Server:
         self.max_clients = client_cap(self.config.max_clients, listeners)
         self.pipes = PipeBudget(pipe_budget(self.max_clients, listeners))
         loop = self._loop = asyncio.get_running_loop()
+        if self.config.handshake_timeout:
+            self.handshakes = HandshakeClock(loop, self.config.handshake_timeout)
         _quiet_accept_errors(loop)
         if self.config.splice and SPLICE_AVAILABLE:
             # The splice path accepts with its own reader callback: a session then costs
@@ -205,6 +208,9 @@ class Server:
             sockets = given if given is not None else open_listeners(self.config.listen, 1)[0]
             for sock in sockets:
                 sock.setblocking(False)
+                # Accepted sockets inherit TCP_NODELAY from the listener (Linux, where
+                # splice is): one setsockopt here instead of one per connection.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._listeners.append(sock)
                 loop.add_reader(sock.fileno(), self._accept, sock)
             return
@@ -248,6 +254,8 @@ class Server:
         await asyncio.sleep(0)
         if self.sweeper is not None:
             self.sweeper.close()
+        if self.handshakes is not None:
+            self.handshakes.close()
         self._servers.clear()
 
     async def __aenter__(self) -> Server:
@@ -291,8 +299,7 @@ class Server:
             self._refused(f"{_format_host(peer[0])}:{peer[1]}")
             sock.close()
             return
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports
+        sock.setblocking(False)  # (TCP_NODELAY comes from the listener, see start())
         proto = ClientSocket(self._loop, sock)
         session = proto.session = Session(self, proto, peer)
         session.start()
@@ -317,11 +324,14 @@ class Server:
     def _session_started(self, session: Session) -> None:
         self._sessions.add(session)
 
-    def _session_done(self, session: Session, record: dict[str, Any]) -> None:
-        if session in self._sessions:
-            self._sessions.discard(session)
+    def _session_done(self, session: Session) -> None:
+        self._sessions.discard(session)
         self._admitted -= 1
-        if logger.isEnabledFor(logging.INFO):
+        logged = logger.isEnabledFor(logging.INFO)
+        if not logged and self.on_session is None:
+            return  # nobody reads the record: do not build it
+        record = session.record()
+        if logged:
             logger.info("%s", format_record(record))
         if self.on_session is not None:
             try:

@@ -195,7 +195,7 @@ SILENT = {"greeting": Raw(b"", then_close=False)}
 
 def test_python_silent_proxy_times_out(direct_target):
     port = direct_target.getsockname()[1]
-    with FakeProxy(SILENT, hold=5) as proxy:
+    with FakeProxy(SILENT, hold=15) as proxy:
         with pytest.raises(TimeoutError):
             socksify.create_connection(("127.0.0.1", port), proxy=proxy.url(), timeout=0.5)
         proxy.wait_finished(1)
@@ -204,7 +204,7 @@ def test_python_silent_proxy_times_out(direct_target):
 
 def test_native_silent_proxy_times_out_with_sndtimeo(progs, direct_target):
     port = direct_target.getsockname()[1]
-    with FakeProxy(SILENT, hold=5) as proxy:
+    with FakeProxy(SILENT, hold=15) as proxy:
         result = run_under_shim(
             [progs("connect_errno"), "sndtimeo", "127.0.0.1", str(port)], proxy.url()
         )

@@ -17,7 +17,7 @@ import pytest
 
 from support.peers import require_peer
 
-_READY_TIMEOUT = 10.0
+_READY_TIMEOUT = 30.0  # generous: git daemon starts slowly on a loaded machine
 
 FILES = {
     "README": b"a small repository served by git daemon for socksify tests\n",

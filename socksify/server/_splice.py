@@ -1,43 +1,58 @@
-"""Linux fast path of the relay: ``os.splice`` through a pipe keeps the bytes in the kernel.
+"""Linux fast path of the relay: bare sockets, bulk directions copied by worker threads.
 
 Rules of this module:
 
 - Same contract as :class:`._relay.Relay` (byte counters, half-close, ``close``/``abort``,
   ``on_done`` once, the idle sweeper), so ``start_relay`` can pick either.
-- Per direction: readable source -> ``splice(src, pipe)``; then ``splice(pipe, dst)`` until
-  the pipe is empty. When the destination cannot take more, reading the source stops and a
-  writer callback waits for the destination (back-pressure: at most one pipe's worth of
-  data, 64 KiB by default, is in flight per direction, and it stays in the kernel).
-- EOF from the source, once the pipe is drained, becomes ``shutdown(SHUT_WR)`` on the
-  destination (half-close); the relay is done when both directions are done, or at once on
-  an error from either socket, which the other side then sees as a reset (SO_LINGER 0).
-- A direction copies through a 64 KiB buffer until one read fills it, and only then
-  takes a pipe, so an idle relay or a short exchange holds no pipe; when the server's
-  pipe budget is spent (or the system refuses a pipe), that direction goes on copying,
-  with the same back-pressure and half-close.
+- A direction starts on the event loop: readiness callbacks, ``recv_into`` one 1 MiB
+  buffer shared by the loop's relays, ``send`` on to the destination. Only what the
+  destination does not take at once is kept (back-pressure: reading stops until it
+  drains), so an idle relay holds no buffer and no thread.
+- A read of 64 KiB or more marks the direction bulk: it moves to a worker thread of a
+  small per-process pool (a few threads, not one per connection), which loops over
+  blocking ``recv_into``/``send`` with its own 1 MiB buffer: no event-loop turn and no
+  readiness system call per chunk, and the calls release the GIL. The thread hands the
+  direction back to the loop when its source is quiet or its destination stalls for
+  :data:`_HANDBACK` seconds (so a quiet connection never holds a thread), at EOF, and on
+  an error; half-close, reset, logging and closing stay on the loop. With every worker
+  busy, a direction simply goes on copying on the loop.
+- Once a relay has used a thread its sockets are blocking (with ``SO_RCVTIMEO`` and
+  ``SO_SNDTIMEO`` of :data:`_HANDBACK`); the loop's own calls pass ``MSG_DONTWAIT``.
+- Why copying and not ``os.splice``: measured on loopback (scripts/bench_relay_ceiling.py,
+  a C reference relay), a splice(socket -> pipe -> socket) relay moves one stream at
+  ~0.4x direct and read/write with 1 MiB buffers at ~0.55x, in C and in Python alike.
+- EOF from the source, once everything read is passed on, becomes ``shutdown(SHUT_WR)``
+  on the destination (half-close); the relay is done when both directions are done, or at
+  once on an error from either socket, which the other side then sees as a reset
+  (SO_LINGER 0). Sockets are closed only once no worker thread uses them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import os
+import queue
 import socket
 import struct
+import sys
+import threading
 from collections.abc import Callable
 
 __all__ = ["SPLICE_AVAILABLE", "PipeBudget", "SpliceRelay"]
 
-SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_NONBLOCK")
-_FLAGS = (getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0))
-_CHUNK = 1 << 20
-_COPY_CHUNK = 64 * 1024  # read size when a direction copies (no pipe available)
+#: This path needs per-call non-blocking socket calls (MSG_DONTWAIT) and socket time-outs
+#: on blocking calls; it is chosen once, at start-up, by the server (``splice = true``).
+SPLICE_AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_CHUNK = 1 << 20  # read size, on the loop and in a worker thread
+_BULK = 64 * 1024  # a read this big marks the direction bulk (worth a worker thread)
+_HANDBACK = 0.1  # seconds a worker waits on a quiet source or a stalled destination
+_TIMEVAL = struct.pack("ll", 0, int(_HANDBACK * 1e6))
 _LINGER_ZERO = struct.pack("ii", 1, 0)
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-#: Pipe capacity per active direction (kernel memory, only while data is in flight).
-PIPE_SIZE = 1 << 20
 _IDLE_TICKS = 4  # as in _relay.py: idle after four sweeps without traffic
+#: Worker threads per process: bulk directions beyond this many copy on the loop.
+MAX_WORKERS = max(2, 2 * (os.cpu_count() or 1))
 
 
 def set_linger_zero(sock) -> None:
@@ -48,22 +63,11 @@ def set_linger_zero(sock) -> None:
         pass
 
 
-def _make_pipe() -> tuple[int, int]:
-    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        # A bigger pipe means fewer splice calls and loop turns per megabyte.
-        fcntl.fcntl(write_fd, _F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:  # over /proc/sys/fs/pipe-max-size or the user's pipe quota
-        pass
-    return read_fd, write_fd
-
-
 class PipeBudget:
     """How many more pipe descriptors the server may open (None: no limit).
 
-    Pipes are what the splice path costs beyond the two sockets of a session; when the
-    budget is spent, a direction copies through a small buffer instead, so the number of
-    sessions is bounded by sockets alone (see ``_server.client_cap``).
+    Kept for the server's descriptor accounting (``_server.pipe_budget``); this relay
+    copies and opens no pipes, so it never spends the budget.
     """
 
     __slots__ = ("free",)
@@ -84,67 +88,100 @@ class PipeBudget:
             self.free += 2
 
 
-_UNLIMITED = PipeBudget(None)
+_buffers = threading.local()  # one read buffer per thread (the loop's, each worker's)
+
+
+def _buffer() -> bytearray:
+    try:
+        return _buffers.buffer
+    except AttributeError:
+        _buffers.buffer = bytearray(_CHUNK)
+        return _buffers.buffer
+
+
+class _Workers:
+    """The per-process pool of bulk-copy threads (started on first use, kept)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.busy = 0  # directions handed to a thread and not yet handed back (loop only)
+        self.threads = 0
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+    def submit(self, direction: _Direction) -> bool:
+        """Hand ``direction`` to a worker thread; False when all are busy (loop only)."""
+        if self.busy >= self.limit:
+            return False
+        if self.busy >= self.threads:
+            try:
+                threading.Thread(target=self._work, name="socksify-relay", daemon=True).start()
+            except RuntimeError:  # can't start new thread: copy on the loop instead
+                return False
+            self.threads += 1
+        self.busy += 1
+        self.jobs.put(direction)
+        return True
+
+    def _work(self) -> None:
+        jobs = self.jobs
+        while True:
+            job = jobs.get()
+            job._run_in_thread()
+            del job
+
+
+_workers = _Workers(MAX_WORKERS)
+
+
+def _reset_after_fork() -> None:
+    global _workers
+    _workers = _Workers(MAX_WORKERS)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Direction:
-    __slots__ = ("relay", "src", "dst", "src_fd", "dst_fd", "pipe_r", "pipe_w", "pending",
-                 "received", "eof", "done", "reading", "writing", "copying", "upgrade",
-                 "outbuf")
+    __slots__ = ("relay", "src", "dst", "src_fd", "dst_fd", "outbuf", "received", "eof",
+                 "done", "reading", "writing", "threaded")
 
     def __init__(self, relay: SpliceRelay, src: socket.socket, dst: socket.socket):
         self.relay = relay
         self.src, self.dst = src, dst
         self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
-        self.pipe_r = self.pipe_w = -1
-        self.pending = 0  # bytes in flight: in the pipe, or in outbuf when copying
+        self.outbuf = memoryview(b"")  # read from src, not yet taken by dst
         self.received = 0
         self.eof = False
         self.done = False
         self.reading = False
         self.writing = False
-        # A direction starts by copying (recv/send through outbuf) and takes a pipe once a
-        # read fills the copy buffer: short exchanges (a request, a reply, EOF) cost no
-        # pipe and its five system calls; bulk data is spliced.
-        self.copying = True
-        self.upgrade = True  # False once no pipe could be had: copy to the end
-        self.outbuf = memoryview(b"")
+        self.threaded = False  # a worker thread owns src (reading) and dst (writing)
 
     def start(self) -> None:
         self._want_read(True)
 
     def _want_read(self, on: bool) -> None:
-        loop = self.relay.loop
         if on and not self.reading:
-            loop.add_reader(self.src_fd, self._readable)
+            self.relay.loop.add_reader(self.src_fd, self._readable)
         elif not on and self.reading:
-            loop.remove_reader(self.src_fd)
+            self.relay.loop.remove_reader(self.src_fd)
         self.reading = on
 
     def _want_write(self, on: bool) -> None:
-        loop = self.relay.loop
         if on and not self.writing:
-            loop.add_writer(self.dst_fd, self._writable)
+            self.relay.loop.add_writer(self.dst_fd, self._flush)
         elif not on and self.writing:
-            loop.remove_writer(self.dst_fd)
+            self.relay.loop.remove_writer(self.dst_fd)
         self.writing = on
 
-    def _open_pipe(self) -> None:
-        """Switch this direction to splicing through a pipe, or copy to the end."""
-        self.upgrade = False
-        budget = self.relay.pipes
-        if budget.take():
-            try:
-                self.pipe_r, self.pipe_w = _make_pipe()
-            except OSError:  # EMFILE, ENFILE: no descriptors left for a pipe
-                budget.give()
-                return
-            self.copying = False
+    # -- on the event loop ----------------------------------------------------------------
 
     def _readable(self) -> None:
+        buffer = _buffer()
         try:
-            count = self._read_some()
-        except BlockingIOError:
+            count = self.src.recv_into(buffer, _CHUNK, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.relay._fail(exc, reset=self.dst)
@@ -152,47 +189,75 @@ class _Direction:
         if count == 0:
             self.eof = True
             self._want_read(False)
-            if not self.pending:
-                self._finish()
+            self._finish()
             return
         self.received += count
-        self.pending += count
-        self._flush()
-        if self.upgrade and count == _COPY_CHUNK and not self.pending and not self.relay.closing:
-            self._open_pipe()  # bulk data: splice from here on
-
-    def _read_some(self) -> int:
-        if self.copying:
-            data = self.src.recv(_COPY_CHUNK)
-            self.outbuf = memoryview(data)
-            return len(data)
-        return os.splice(self.src_fd, self.pipe_w, _CHUNK, flags=_FLAGS)
+        data = memoryview(buffer)[:count]
+        try:
+            sent = self.dst.send(data, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.relay._fail(exc, reset=self.src)
+            return
+        if sent < count:
+            # The destination is full: keep the rest (the shared buffer is reused) and
+            # stop reading until it drains.
+            self.outbuf = memoryview(bytes(data[sent:]))
+            self._want_read(False)
+            self._want_write(True)
+        elif count >= _BULK and not self.relay.closing and _workers.busy < _workers.limit:
+            self._to_thread()
 
     def _flush(self) -> None:
-        while self.pending:
-            try:
-                if self.copying:
-                    count = self.dst.send(self.outbuf)
-                    self.outbuf = self.outbuf[count:]
-                else:
-                    count = os.splice(self.pipe_r, self.dst_fd, self.pending, flags=_FLAGS)
-            except BlockingIOError:
-                # The destination is full: stop reading until it drains.
-                self._want_read(False)
-                self._want_write(True)
-                return
-            except OSError as exc:
-                self.relay._fail(exc, reset=self.src)
-                return
-            self.pending -= count
+        """The destination is writable again: pass on what is kept."""
+        try:
+            sent = self.dst.send(self.outbuf, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.relay._fail(exc, reset=self.src)
+            return
+        self.outbuf = self.outbuf[sent:]
+        if self.outbuf:
+            return
         self._want_write(False)
         if self.eof:
             self._finish()
-        elif not self.reading and not self.relay.closing:
+        elif not self.relay.closing:
             self._want_read(True)
 
-    def _writable(self) -> None:
-        self._flush()
+    def _to_thread(self) -> None:
+        """Bulk data: hand this direction to a worker thread (if one can be had)."""
+        self._want_read(False)
+        self.threaded = True
+        self.relay._go_blocking()  # before the worker's first call
+        if not _workers.submit(self):
+            self.threaded = False
+            self._want_read(True)
+
+    def _from_thread(self, outcome: str, rest: memoryview, exc: OSError | None) -> None:
+        """The worker handed the direction back (``outcome``: "quiet", "eof", "src" or
+        "dst" error, "closing"); ``rest`` is what it read and could not pass on."""
+        _workers.busy -= 1
+        self.threaded = False
+        relay = self.relay
+        if relay.closing:
+            relay._thread_gone()
+            return
+        if outcome == "src":
+            relay._fail(exc, reset=self.dst)
+        elif outcome == "dst":
+            relay._fail(exc, reset=self.src)
+        elif outcome == "eof":
+            self.eof = True
+            self._finish()
+        else:
+            self.outbuf = rest
+            if rest:
+                self._want_write(True)
+            else:
+                self._want_read(True)
 
     def _finish(self) -> None:
         """Source EOF and everything passed on: half-close toward the destination."""
@@ -208,44 +273,89 @@ class _Direction:
                 self.dst.shutdown(socket.SHUT_WR)
             except OSError as exc:
                 if exc.errno != errno.ENOTCONN:
-                    self.relay._fail(exc, reset=self.src)
+                    relay._fail(exc, reset=self.src)
                     return
-        self._close_pipe()
-        self.relay._direction_done()
+        relay._direction_done()
 
     def stop(self) -> None:
         if self.reading:
             self._want_read(False)
         if self.writing:
             self._want_write(False)
-        self._close_pipe()
-
-    def _close_pipe(self) -> None:
-        if self.pipe_r >= 0:
-            os.close(self.pipe_r)
-            os.close(self.pipe_w)
-            self.pipe_r = self.pipe_w = -1
-            self.relay.pipes.give()
         self.outbuf = memoryview(b"")
+        if self.threaded:
+            # Wake a worker blocked in recv (SHUT_RD sends nothing); one blocked in send
+            # wakes within _HANDBACK.
+            try:
+                self.src.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    # -- in a worker thread ---------------------------------------------------------------
+
+    def _run_in_thread(self) -> None:
+        """Copy src -> dst with blocking calls until quiet, stalled, EOF or an error;
+        then hand back to the loop. Touches only src, dst, the counter and its buffer."""
+        relay = self.relay
+        src, dst = self.src, self.dst
+        buffer = _buffer()
+        view = memoryview(buffer)
+        pending = self.outbuf
+        outcome, exc = "quiet", None
+        try:
+            while not relay.closing:
+                if pending:
+                    try:
+                        sent = dst.send(pending)
+                    except BlockingIOError:  # nothing taken in _HANDBACK: stalled
+                        break
+                    except OSError as error:
+                        outcome, exc = "dst", error
+                        break
+                    pending = pending[sent:]
+                    continue
+                try:
+                    count = src.recv_into(buffer, _CHUNK)
+                except BlockingIOError:  # nothing came in _HANDBACK: quiet
+                    break
+                except OSError as error:
+                    outcome, exc = "src", error
+                    break
+                if count == 0:
+                    outcome = "eof"
+                    break
+                self.received += count
+                pending = view[:count]
+            else:
+                outcome = "closing"
+            if pending and pending.obj is buffer:
+                pending = memoryview(bytes(pending))  # the buffer stays with this thread
+        finally:
+            view.release()
+        try:
+            relay.loop.call_soon_threadsafe(self._from_thread, outcome, pending, exc)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
 
 
 class SpliceRelay:
-    """Relays between two connected non-blocking sockets with ``os.splice``."""
+    """Relays between two connected non-blocking sockets (see the module docstring)."""
 
     __slots__ = ("loop", "client_sock", "remote_sock", "up", "down", "on_done", "sweeper",
-                 "pipes", "closing", "error", "_done", "_last", "_ticks")
+                 "pipes", "closing", "error", "blocking", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
                  on_done: Callable[[SpliceRelay], None] | None,
                  pipes: PipeBudget | None = None):
         self.loop = asyncio.get_running_loop()
-        self.pipes = pipes or _UNLIMITED
+        self.pipes = pipes
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)
         self.down = _Direction(self, remote_sock, client_sock)
         self.on_done = on_done
         self.sweeper = sweeper
         self.closing = False
+        self.blocking = False
         self.error: Exception | None = None
         self._done = False
         self._last = -1
@@ -265,6 +375,18 @@ class SpliceRelay:
         if self.sweeper is not None:
             self.sweeper.add(self)
 
+    def _go_blocking(self) -> None:
+        """Blocking sockets for the worker threads, with time-outs so that a worker
+        notices a quiet source, a stalled destination or ``close`` (the loop's calls
+        pass MSG_DONTWAIT and never block)."""
+        if self.blocking:
+            return
+        self.blocking = True
+        for sock in (self.client_sock, self.remote_sock):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL)
+            sock.setblocking(True)
+
     def _direction_done(self) -> None:
         if self.up.done and self.down.done:
             self.close()
@@ -279,29 +401,43 @@ class SpliceRelay:
         self.close()
 
     def close(self) -> None:
-        """Stop both directions and close both sockets (data in flight is dropped)."""
+        """Stop both directions and close both sockets (data in flight is dropped); with
+        a worker thread still on a direction, that waits until it is off (at most about
+        _HANDBACK): a descriptor must not be closed, and perhaps reused, under it."""
         if self.closing:
             return
         self.closing = True
         self.up.stop()
         self.down.stop()
+        self._thread_gone()
+
+    def abort(self) -> None:
+        """``close``, and report the relay done now even if a worker is still on it (the
+        server is shutting down and will not wait for its loop to run again)."""
+        self.close()
+        self._report_done()
+
+    def _thread_gone(self) -> None:
+        if self.up.threaded or self.down.threaded:
+            return
         self.client_sock.close()
         self.remote_sock.close()
+        self._report_done()
+        # Break the relay <-> direction (and session) cycles once the callers' frames are
+        # gone, so a finished relay is freed by reference counting, not by the collector.
+        self.loop.call_soon(self._unlink)
+
+    def _report_done(self) -> None:
         if self.sweeper is not None:
             self.sweeper.relays.discard(self)
         if not self._done:
             self._done = True
             if self.on_done is not None:
                 self.on_done(self)
-        # Break the relay <-> direction (and session) cycles once the callers' frames are
-        # gone, so a finished relay is freed by reference counting, not by the collector.
-        self.loop.call_soon(self._unlink)
 
     def _unlink(self) -> None:
         self.up.relay = self.down.relay = None
         self.on_done = None
-
-    abort = close
 
     def _idle_tick(self) -> None:
         total = self.up.received + self.down.received

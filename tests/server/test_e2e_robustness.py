@@ -336,19 +336,20 @@ def test_splice_relay_without_pipes_copies(socks_server, tcp_echo_server):
     assert srv.server._server.pipes.free == 0  # none taken, none given back
 
 
-def test_pipe_budget_is_given_back(socks_server, tcp_echo_server):
+def test_bulk_relay_spends_no_pipe_budget(socks_server, tcp_echo_server):
+    # The Linux path copies bulk data in worker threads (measured faster than splice on
+    # loopback, see socksify/server/_splice.py): it opens no pipes, whatever the budget.
     srv = socks_server(config="[server]\nsplice = true\n")
     budget = srv.server._server.pipes
     before = budget.free
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
-        # A direction takes its pipe once a read fills the 64 KiB copy buffer (bulk data).
         size = 1 << 20
         sender = threading.Thread(target=client.sock.sendall, args=(b"x" * size,))
         sender.start()
         assert client.recv_exactly(size) == b"x" * size
         sender.join(30)
-        if before is not None:
-            assert before - budget.free in (2, 4)  # a pipe per bulk direction while relaying
-    srv.wait_records(1)
+        assert budget.free == before
+    record = srv.wait_records(1)[0]
+    assert record["bytes_up"] == record["bytes_down"] == size
     assert budget.free == before

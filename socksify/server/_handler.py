@@ -780,6 +780,7 @@ class Session:
                 lambda address: self._check(host, address, request.port),
                 self.config.connect_timeout,
                 self.loop,
+                None if host is not None else [str(request.address)],
             )
         except OutboundError as exc:
             if exc.code == Reply5.NOT_ALLOWED:

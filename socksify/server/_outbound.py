@@ -156,12 +156,15 @@ async def connect_outbound(
     allowed: Callable[[str], bool],
     timeout: float,
     loop: asyncio.AbstractEventLoop | None = None,
+    addresses: list[str] | None = None,
 ) -> socket.socket:
     """Resolve ``host`` and connect to the first allowed address that answers.
 
     ``allowed(address)`` applies the access rules to one resolved address. ``timeout``
     bounds the whole attempt (resolution included; 0 = none). ``loop`` is the running
     loop (looked up when not given: each look-up costs a getpid system call).
+    ``addresses``: what ``host`` stands for when the caller knows already (an IP literal
+    the codec parsed, in canonical form): no second parse.
 
     Raises:
         OutboundError: with the reply code for the last failure (2 when every address was
@@ -179,7 +182,8 @@ async def connect_outbound(
             raise OutboundError(Reply5.TTL_EXPIRED, "timeout", "connect timed out")
         return left
 
-    addresses = resolver.known(host)  # no task for wait_for when there is nothing to wait
+    if addresses is None:
+        addresses = resolver.known(host)  # no task for wait_for when there is nothing to wait
     try:
         if addresses is not None:
             pass

@@ -269,9 +269,14 @@ class Server:
 
     def _accept(self, listener: socket.socket) -> None:
         """Accept what is queued (up to a backlog's worth per wake-up, as asyncio does)."""
+        family = listener.family
+        new_socket = socket.socket
         for _ in range(_BACKLOG):
             try:
-                sock, peer = listener.accept()
+                # socket.accept() without its wrapper, which converts family and type to
+                # enums (two Python calls each) on every connection.
+                fd, peer = listener._accept()
+                sock = new_socket(family, socket.SOCK_STREAM, 0, fd)
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:

@@ -548,6 +548,29 @@ def proxy_addresses(proxy: ProxyConfig, family: int = 0) -> list:
 
 _DEFAULT = object()
 _parse_chain_cached = functools.lru_cache(maxsize=64)(parse_chain)
+#: every variable load_settings() reads: the chain it gave is good while they are unchanged
+_SETTINGS_VARIABLES = (
+    "SOCKSIFY_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "SOCKSIFY_NO_PROXY",
+    "SOCKSIFY_LOG",
+    "SOCKSIFY_DNS_RANGE",
+)
+_environment_chains: dict = {}
+
+
+def _chain_from_environment() -> tuple[ProxyConfig, ...]:
+    """``load_settings().chain``, parsed again only when the variables change."""
+    get = os.environ.get
+    key = tuple([get(name) for name in _SETTINGS_VARIABLES])
+    chain = _environment_chains.get(key)
+    if chain is None:
+        chain = load_settings().chain  # ConfigError for a bad value, every time
+        if len(_environment_chains) >= 16:
+            _environment_chains.clear()
+        _environment_chains[key] = chain
+    return chain
 
 
 def create_connection(
@@ -569,7 +592,7 @@ def create_connection(
         ProxyAuthError, ProxyRefusedError, ProxyProtocolError, TimeoutError: see handshake().
     """
     if proxy is None:
-        chain = load_settings().chain
+        chain = _chain_from_environment()
     elif isinstance(proxy, str):
         chain = _parse_chain_cached(proxy)
     else:

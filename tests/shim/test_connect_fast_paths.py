@@ -196,3 +196,25 @@ def test_settings_default_dns_range_is_parsed_when_read():
     assert settings == Settings(settings.chain, dns_range=parse_dns_range(DEFAULT_DNS_RANGE))
     assert settings.to_environ()["SOCKSIFY_DNS_RANGE"] == "240.0.0.0/8,100::/64"
     assert "dns_range=(IPv4Network('240.0.0.0/8')" in repr(settings)
+
+
+def test_create_connection_reads_the_environment_again_when_it_changes(monkeypatch):
+    from socksify.proxy import ConfigError
+
+    first, second = socket.socket(), socket.socket()
+    with first, second:
+        for sock in (first, second):  # bound, never listening: connecting is refused
+            sock.bind(("127.0.0.1", 0))
+        port = first.getsockname()[1]
+        monkeypatch.setenv("SOCKSIFY_PROXY", f"socks5h://127.0.0.1:{port}")
+        for _ in range(2):
+            with pytest.raises(socksify.ProxyUnreachableError, match=f":{port}"):
+                socksify.create_connection(("dest.example", 80), timeout=5)
+        monkeypatch.setenv("SOCKSIFY_NO_PROXY", "bad entry!")
+        with pytest.raises(ConfigError):
+            socksify.create_connection(("dest.example", 80), timeout=5)
+        monkeypatch.setenv("SOCKSIFY_NO_PROXY", "")
+        port = second.getsockname()[1]
+        monkeypatch.setenv("SOCKSIFY_PROXY", f"socks5h://127.0.0.1:{port}")
+        with pytest.raises(socksify.ProxyUnreachableError, match=f":{port}"):
+            socksify.create_connection(("dest.example", 80), timeout=5)

@@ -80,6 +80,7 @@ _AF_INET6 = _stdlib_socket.AF_INET6
 _INET = (_AF_INET, _AF_INET6)
 _STREAM = _stdlib_socket.SOCK_STREAM
 _DGRAM = _stdlib_socket.SOCK_DGRAM
+_DEFAULT_TIMEOUT = _stdlib_socket._GLOBAL_DEFAULT_TIMEOUT
 #: bound (seconds) on the blocking handshake a non-blocking socket gets when no default
 #: timeout is set: in connect(), listen() (BIND) and a datagram socket's UDP ASSOCIATE
 NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
@@ -336,8 +337,7 @@ def _record_connection(sock, active: _Active, host: str, port: int, peer: tuple,
     """What a proxied TCP socket reports from now on, and the destination a BIND expects."""
     state = new_state(sock, "tcp")
     state.peer = peer
-    state.bound = _udp.in_family(_family_of(sock), *tunnel.bound)
-    state.tunnel = tunnel
+    state.tunnel = tunnel  # state.bound (BND.ADDR/PORT) is worked out when first asked for
     active.last_destination = (host, port)
 
 
@@ -477,6 +477,10 @@ def _accept(self):
 def _getsockname(self):
     state = state_of(self) if states else None
     if state is None or state.bound is None:
+        if state is not None and state.kind == "tcp" and state.tunnel is not None:
+            # a CONNECT: the reply's BND.ADDR/BND.PORT, as this socket's family shows it
+            state.bound = _udp.in_family(_family_of(self), *state.tunnel.bound)
+            return state.bound
         if state is not None and state.kind == "pending-bind":
             return _udp.in_family(
                 _family_of(self),
@@ -681,14 +685,15 @@ def _resolver_hook(name: str):
 
 
 def _create_connection(
-    address, timeout=_stdlib_socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, **kwargs
+    address, timeout=_DEFAULT_TIMEOUT, source_address=None, *, all_errors=None
 ):
     """socket.create_connection, straight to the proxy for IP literals and remote-DNS names
     (no resolver round trip, no placeholder detour); everything else is the original, which
-    resolves and calls the patched connect()."""
+    resolves and calls the patched connect(). (``all_errors``: Python 3.11+, passed on.)"""
     active = _active
     host, port = address[0], address[1]
-    if active is None or kwargs or host.__class__ is not str:
+    if active is None or all_errors is not None or host.__class__ is not str:
+        kwargs = {} if all_errors is None else {"all_errors": all_errors}
         return _original_function("create_connection")(address, timeout, source_address, **kwargs)
     # Names never contain ":", so this is the family of an IP literal and AF_INET otherwise.
     family = _AF_INET6 if ":" in host else _AF_INET
@@ -706,7 +711,7 @@ def _create_connection(
         return _original_function("create_connection")(address, timeout, source_address)
     sock = _SocketClass(family, _STREAM)
     try:
-        if timeout is not _stdlib_socket._GLOBAL_DEFAULT_TIMEOUT:
+        if timeout is not _DEFAULT_TIMEOUT:
             sock.settimeout(timeout)
         if source_address:
             _base.bind(sock, source_address)

@@ -63,6 +63,13 @@ def set_linger_zero(sock) -> None:
         pass
 
 
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:
+        pass
+
+
 class PipeBudget:
     """How many more pipe descriptors the server may open (None: no limit).
 
@@ -229,21 +236,26 @@ class _Direction:
 
     def _to_thread(self) -> None:
         """Bulk data: hand this direction to a worker thread (if one can be had)."""
+        relay = self.relay
         self._want_read(False)
-        self.threaded = True
-        self.relay._go_blocking()  # before the worker's first call
+        relay._go_blocking()  # before the worker's first call
+        with relay.lock:
+            self.threaded = True
         if not _workers.submit(self):
-            self.threaded = False
+            with relay.lock:
+                self.threaded = False
             self._want_read(True)
 
     def _from_thread(self, outcome: str, rest: memoryview, exc: OSError | None) -> None:
         """The worker handed the direction back (``outcome``: "quiet", "eof", "src" or
         "dst" error, "closing"); ``rest`` is what it read and could not pass on."""
         _workers.busy -= 1
-        self.threaded = False
         relay = self.relay
+        if relay is None:  # finished and unlinked already
+            return
         if relay.closing:
-            relay._thread_gone()
+            if not (relay.up.threaded or relay.down.threaded):
+                relay._finished()  # the last worker out has closed the sockets
             return
         if outcome == "src":
             relay._fail(exc, reset=self.dst)
@@ -283,13 +295,6 @@ class _Direction:
         if self.writing:
             self._want_write(False)
         self.outbuf = memoryview(b"")
-        if self.threaded:
-            # Wake a worker blocked in recv (SHUT_RD sends nothing); one blocked in send
-            # wakes within _HANDBACK.
-            try:
-                self.src.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
 
     # -- in a worker thread ---------------------------------------------------------------
 
@@ -332,6 +337,13 @@ class _Direction:
                 pending = memoryview(bytes(pending))  # the buffer stays with this thread
         finally:
             view.release()
+        with relay.lock:
+            self.threaded = False
+            # Closing, and no other worker on the relay: nothing else uses the sockets
+            # any more, and the loop may be gone already (server shutdown).
+            last_out = relay.closing and not (relay.up.threaded or relay.down.threaded)
+        if last_out:
+            relay._close_sockets()
         try:
             relay.loop.call_soon_threadsafe(self._from_thread, outcome, pending, exc)
         except RuntimeError:  # the loop is closed: the server is gone
@@ -342,7 +354,7 @@ class SpliceRelay:
     """Relays between two connected non-blocking sockets (see the module docstring)."""
 
     __slots__ = ("loop", "client_sock", "remote_sock", "up", "down", "on_done", "sweeper",
-                 "pipes", "closing", "error", "blocking", "_done", "_last", "_ticks")
+                 "pipes", "closing", "error", "lock", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
                  on_done: Callable[[SpliceRelay], None] | None,
@@ -355,7 +367,9 @@ class SpliceRelay:
         self.on_done = on_done
         self.sweeper = sweeper
         self.closing = False
-        self.blocking = False
+        #: Guards the directions' ``threaded`` flags against ``closing`` once workers are
+        #: involved (None until then: an idle relay pays for no lock).
+        self.lock: threading.Lock | None = None
         self.error: Exception | None = None
         self._done = False
         self._last = -1
@@ -379,9 +393,9 @@ class SpliceRelay:
         """Blocking sockets for the worker threads, with time-outs so that a worker
         notices a quiet source, a stalled destination or ``close`` (the loop's calls
         pass MSG_DONTWAIT and never block)."""
-        if self.blocking:
+        if self.lock is not None:
             return
-        self.blocking = True
+        self.lock = threading.Lock()
         for sock in (self.client_sock, self.remote_sock):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL)
@@ -401,39 +415,53 @@ class SpliceRelay:
         self.close()
 
     def close(self) -> None:
-        """Stop both directions and close both sockets (data in flight is dropped); with
-        a worker thread still on a direction, that waits until it is off (at most about
-        _HANDBACK): a descriptor must not be closed, and perhaps reused, under it."""
+        """Stop both directions and close both sockets (data in flight is dropped). A
+        worker still on a direction is woken; the last one out closes the sockets (a
+        descriptor must not be closed, and perhaps reused, under a thread's call), and
+        ``on_done`` follows on the loop (at most about _HANDBACK later)."""
+        self._close(wake_senders=False)  # SHUT_RD wakes a worker in recv, sends nothing
+
+    def abort(self) -> None:
+        """``close``, waking workers in send too, and report the relay done now (the
+        server is shutting down and its loop may not run again)."""
+        self._close(wake_senders=True)
+        self._finished()
+
+    def _close(self, wake_senders: bool) -> None:
         if self.closing:
             return
         self.closing = True
         self.up.stop()
         self.down.stop()
-        self._thread_gone()
-
-    def abort(self) -> None:
-        """``close``, and report the relay done now even if a worker is still on it (the
-        server is shutting down and will not wait for its loop to run again)."""
-        self.close()
-        self._report_done()
-
-    def _thread_gone(self) -> None:
-        if self.up.threaded or self.down.threaded:
+        if self.lock is None:
+            self._close_sockets()
+            self._finished()
             return
+        with self.lock:
+            for direction in (self.up, self.down):
+                if direction.threaded:
+                    _shutdown(direction.src, socket.SHUT_RD)
+                    if wake_senders:
+                        _shutdown(direction.dst, socket.SHUT_WR)
+            if self.up.threaded or self.down.threaded:
+                return
+        self._close_sockets()
+        self._finished()
+
+    def _close_sockets(self) -> None:
         self.client_sock.close()
         self.remote_sock.close()
-        self._report_done()
-        # Break the relay <-> direction (and session) cycles once the callers' frames are
-        # gone, so a finished relay is freed by reference counting, not by the collector.
-        self.loop.call_soon(self._unlink)
 
-    def _report_done(self) -> None:
+    def _finished(self) -> None:
         if self.sweeper is not None:
             self.sweeper.relays.discard(self)
         if not self._done:
             self._done = True
             if self.on_done is not None:
                 self.on_done(self)
+            # Break the relay <-> direction (and session) cycles once the callers' frames
+            # are gone, so a finished relay is freed by reference counting.
+            self.loop.call_soon(self._unlink)
 
     def _unlink(self) -> None:
         self.up.relay = self.down.relay = None

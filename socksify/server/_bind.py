@@ -18,6 +18,8 @@ import ipaddress
 import logging
 import socket
 
+from ._deadline import within
+
 __all__ = ["accept_expected", "open_listener"]
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ async def accept_expected(
         if left is not None and left <= 0:
             raise TimeoutError("no connection from the expected peer")
         try:
-            sock, addr = await asyncio.wait_for(loop.sock_accept(listener), left)
+            sock, addr = await within(loop.sock_accept(listener), left)
         except asyncio.TimeoutError:
             raise TimeoutError("no connection from the expected peer") from None
         if wanted is None or _plain(addr[0]) in wanted:

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Callable
 
 from ..protocol import Reply5
+from ._deadline import within
 
 __all__ = ["OutboundError", "Resolver", "connect_outbound", "reply_for_oserror"]
 
@@ -190,7 +191,7 @@ async def connect_outbound(
         elif deadline is None:
             addresses = await resolver.resolve(host)
         else:
-            addresses = await asyncio.wait_for(resolver.resolve(host), remaining())
+            addresses = await within(resolver.resolve(host), remaining())
     except asyncio.TimeoutError:
         raise OutboundError(Reply5.TTL_EXPIRED, "timeout", "name resolution timed out") from None
     candidates = [a for a in addresses if allowed(a)]

@@ -82,7 +82,8 @@ class ServerConfig:
     max_clients: int = 1024
     allow_open_proxy: bool = False
     log_level: str = "info"
-    #: relay with os.splice (Linux; bytes stay in the kernel) instead of copying in Python.
+    #: Linux fast relay (bare sockets, bulk copied by worker threads; the name is historical,
+    #: see _splice.py for why not os.splice) instead of the portable asyncio relay.
     splice: bool = True
     #: worker processes sharing each listening port (SO_REUSEPORT); the CLI only. 1 serves
     #: in the main process; ``parse_workers("auto")`` is the number of usable CPUs.

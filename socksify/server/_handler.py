@@ -816,7 +816,6 @@ class Session:
                 to_client=unsent + to_client,
                 sweeper=self.server.sweeper,
                 on_done=self._relay_done,
-                pipes=self.server.pipes,
             )
             return
         self.relay = await start_relay(
@@ -827,7 +826,6 @@ class Session:
             sweeper=self.server.sweeper,
             on_done=self._relay_done,
             splice=self.config.splice,
-            pipes=self.server.pipes,
         )
 
     def _detach(self) -> None:

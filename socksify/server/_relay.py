@@ -30,7 +30,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from ._splice import SPLICE_AVAILABLE, PipeBudget, SpliceRelay, set_linger_zero
+from ._splice import SPLICE_AVAILABLE, SpliceRelay, set_linger_zero
 
 __all__ = ["IdleSweeper", "Relay", "start_relay", "start_splice_relay"]
 
@@ -217,7 +217,6 @@ async def start_relay(
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[Relay], None] | None = None,
     splice: bool = False,
-    pipes: PipeBudget | None = None,
 ) -> Relay:
     """Start relaying between ``client_transport`` and the connected ``remote_sock``.
 
@@ -240,9 +239,7 @@ async def start_relay(
         except OSError:  # out of file descriptors: the portable path needs none extra
             pass
         else:
-            return await _start_splice(
-                client_sock, remote_sock, to_remote, sweeper, on_done, pipes
-            )
+            return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done)
     loop = asyncio.get_running_loop()
     relay = Relay(sweeper, on_done)
     relay.client.transport = client_transport
@@ -290,18 +287,16 @@ async def start_splice_relay(
     to_client: bytes = b"",
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[SpliceRelay], None] | None = None,
-    pipes: PipeBudget | None = None,
 ) -> SpliceRelay:
     """:func:`start_relay` for a bare connected client socket (Linux, splice available):
     the server's accept path hands the socket over without building a transport."""
-    return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done, pipes,
-                               to_client)
+    return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done, to_client)
 
 
 async def _start_splice(
-    client_sock, remote_sock, to_remote, sweeper, on_done, pipes, to_client=b""
+    client_sock, remote_sock, to_remote, sweeper, on_done, to_client=b""
 ) -> SpliceRelay:
-    relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done, pipes)
+    relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done)
     if to_client:
         try:
             await asyncio.get_running_loop().sock_sendall(client_sock, to_client)

@@ -25,7 +25,7 @@ from ._config import ServerConfig
 from ._handler import ClientProtocol, ClientSocket, HandshakeClock, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
-from ._splice import SPLICE_AVAILABLE, PipeBudget
+from ._splice import SPLICE_AVAILABLE
 from ._text import printable
 from ._workers import open_listeners
 
@@ -51,30 +51,15 @@ def format_record(record: dict[str, Any]) -> str:
 
 #: Listen backlog; asyncio also accepts up to this many connections per wake-up.
 _BACKLOG = 256
-#: Descriptors a relayed session needs: its client and remote sockets. The splice path's
-#: pipes come from what is left (a PipeBudget; without one a direction copies instead).
-#: BIND (one more while it waits) and UDP ASSOCIATE (two more UDP sockets) are not
-#: budgeted: out of descriptors, those requests fail with reply 1.
+#: Descriptors a relayed session needs: its client and remote sockets. BIND (one more
+#: while it waits) and UDP ASSOCIATE (two more UDP sockets) come from the spare ones
+#: below: out of descriptors, those requests fail with reply 1.
 FDS_PER_SESSION = 2
 #: Descriptors kept for everything else: stdio, the event loop, listeners, threads.
 _FD_RESERVE = 24
-#: Descriptors kept for splice pipes even when max_clients would take every other one
-#: (at most an eighth of the limit): without any, every relay copies through Python.
-_PIPE_FLOOR = 256
-
-
-def pipe_budget(max_clients: int, listeners: int) -> int | None:
-    """Descriptors for splice pipes: half of what is left once the sessions' sockets are
-    budgeted; the other half stays free for short-lived ones (the dup the splice path
-    makes of a client socket, BIND listeners, UDP sockets)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    return max(0, soft - _FD_RESERVE - listeners - max_clients * FDS_PER_SESSION) // 2
+#: Descriptors kept spare for BIND listeners and UDP ASSOCIATE sockets even when
+#: max_clients would take every other one (at most an eighth of the limit).
+_SPARE_FLOOR = 256
 
 
 def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESSION) -> int:
@@ -89,8 +74,8 @@ def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESS
         import resource
     except ImportError:  # not POSIX
         return max_clients
-    needed = _FD_RESERVE + listeners + _PIPE_FLOOR + max_clients * per_session
-    fits = needed - _PIPE_FLOOR  # without room for pipes: what must fit to keep max_clients
+    needed = _FD_RESERVE + listeners + _SPARE_FLOOR + max_clients * per_session
+    fits = needed - _SPARE_FLOOR  # without the spare ones: what must fit to keep max_clients
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -101,7 +86,7 @@ def client_cap(max_clients: int, listeners: int, per_session: int = FDS_PER_SESS
             pass
     if soft == resource.RLIM_INFINITY or soft >= fits:
         return max_clients
-    kept = _FD_RESERVE + listeners + min(_PIPE_FLOOR, soft // 8)
+    kept = _FD_RESERVE + listeners + min(_SPARE_FLOOR, soft // 8)
     cap = max(1, (soft - kept) // per_session)
     logger.warning(
         "max_clients lowered from %d to %d to fit the open-files limit (ulimit -n %d)",
@@ -179,7 +164,6 @@ class Server:
         self._admitted = 0
         self.max_clients = self.config.max_clients  #: lowered by start() to fit RLIMIT_NOFILE
         self._refusals = 0
-        self.pipes = PipeBudget(None)  #: set by start() from RLIMIT_NOFILE
         self._refusal_logged_at = float("-inf")
 
     @property
@@ -197,7 +181,6 @@ class Server:
         given = self._listen_sockets
         listeners = len(given) if given is not None else len(self.config.listen)
         self.max_clients = client_cap(self.config.max_clients, listeners)
-        self.pipes = PipeBudget(pipe_budget(self.max_clients, listeners))
         loop = self._loop = asyncio.get_running_loop()
         if self.config.handshake_timeout:
             self.handshakes = HandshakeClock(loop, self.config.handshake_timeout)

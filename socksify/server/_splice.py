@@ -39,7 +39,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["SPLICE_AVAILABLE", "PipeBudget", "SpliceRelay"]
+__all__ = ["SPLICE_AVAILABLE", "SpliceRelay"]
 
 #: This path needs per-call non-blocking socket calls (MSG_DONTWAIT) and socket time-outs
 #: on blocking calls; it is chosen once, at start-up, by the server (``splice = true``).
@@ -71,31 +71,6 @@ def _shutdown(sock: socket.socket, how: int) -> None:
         sock.shutdown(how)
     except OSError:
         pass
-
-
-class PipeBudget:
-    """How many more pipe descriptors the server may open (None: no limit).
-
-    Kept for the server's descriptor accounting (``_server.pipe_budget``); this relay
-    copies and opens no pipes, so it never spends the budget.
-    """
-
-    __slots__ = ("free",)
-
-    def __init__(self, free: int | None):
-        self.free = free
-
-    def take(self) -> bool:
-        if self.free is None:
-            return True
-        if self.free < 2:
-            return False
-        self.free -= 2
-        return True
-
-    def give(self) -> None:
-        if self.free is not None:
-            self.free += 2
 
 
 _buffers = threading.local()  # one read buffer per thread (the loop's, each worker's)
@@ -358,13 +333,11 @@ class SpliceRelay:
     """Relays between two connected non-blocking sockets (see the module docstring)."""
 
     __slots__ = ("loop", "client_sock", "remote_sock", "up", "down", "on_done", "sweeper",
-                 "pipes", "closing", "error", "lock", "_done", "_last", "_ticks")
+                 "closing", "error", "lock", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
-                 on_done: Callable[[SpliceRelay], None] | None,
-                 pipes: PipeBudget | None = None):
+                 on_done: Callable[[SpliceRelay], None] | None):
         self.loop = asyncio.get_running_loop()
-        self.pipes = pipes
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)
         self.down = _Direction(self, remote_sock, client_sock)

@@ -4,7 +4,6 @@ import hashlib
 import logging
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -311,45 +310,3 @@ def test_a_reset_is_passed_on_as_a_reset(socks_server, relay_toml):
             with pytest.raises(ConnectionResetError):
                 while accepted.recv(100):
                     pass
-
-
-def test_splice_relay_without_pipes_copies(socks_server, tcp_echo_server):
-    """Out of pipe budget, the splice path copies: same bytes, half-close, back-pressure."""
-    import threading
-
-    from socksify.server._splice import PipeBudget
-
-    srv = socks_server(config="[server]\nsplice = true\n")
-    srv.server._server.pipes = PipeBudget(0)  # no descriptors left for pipes
-    payload = pattern_bytes(4 * 1024 * 1024)
-    with CoreClient(srv.address, 5) as client:
-        assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
-        sender = threading.Thread(
-            target=lambda: (client.sock.sendall(payload), client.sock.shutdown(socket.SHUT_WR))
-        )
-        sender.start()
-        echoed = client.conn.trailing_data + read_all(client.sock, timeout=30)
-        sender.join(30)
-    assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
-    record = srv.wait_records(1)[0]
-    assert record["bytes_up"] == record["bytes_down"] == len(payload)
-    assert srv.server._server.pipes.free == 0  # none taken, none given back
-
-
-def test_bulk_relay_spends_no_pipe_budget(socks_server, tcp_echo_server):
-    # The Linux path copies bulk data in worker threads (measured faster than splice on
-    # loopback, see socksify/server/_splice.py): it opens no pipes, whatever the budget.
-    srv = socks_server(config="[server]\nsplice = true\n")
-    budget = srv.server._server.pipes
-    before = budget.free
-    with CoreClient(srv.address, 5) as client:
-        assert client.succeeded(client.request(CONNECT, *tcp_echo_server))
-        size = 1 << 20
-        sender = threading.Thread(target=client.sock.sendall, args=(b"x" * size,))
-        sender.start()
-        assert client.recv_exactly(size) == b"x" * size
-        sender.join(30)
-        assert budget.free == before
-    record = srv.wait_records(1)[0]
-    assert record["bytes_up"] == record["bytes_down"] == size
-    assert budget.free == before

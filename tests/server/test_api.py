@@ -90,26 +90,33 @@ def test_format_record_escapes_client_chosen_text():
     assert "user=mallory\\nsocksify-server: FORGED" in line and "evil\\r\\n.test:80" in line
 
 
-def test_client_cap_fits_the_open_files_limit():
+def _client_cap_in_subprocess(code: str, needs_hard_limit: int):
+    """Run ``code`` (which sets RLIMIT_NOFILE and calls client_cap) in a fresh interpreter,
+    so the limits it sets stay out of the test process."""
     import resource
     import subprocess
     import sys
 
-    code = (
-        "import logging, resource; logging.basicConfig();"
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needs_hard_limit:
+        pytest.skip(f"needs a hard open-files limit of at least {needs_hard_limit}")
+    prelude = "import logging, resource; logging.basicConfig();"
+    result = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_client_cap_fits_the_open_files_limit():
+    result = _client_cap_in_subprocess(
         "from socksify.server._server import client_cap;"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 10000));"
         "print(client_cap(1000, 1, 7), resource.getrlimit(resource.RLIMIT_NOFILE)[0]);"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100));"
         "cap = client_cap(1024, 1, 7); print(cap); assert cap * 7 < 100;"
-        "print(client_cap(1024, 1, 2))"
+        "print(client_cap(1024, 1, 2))",
+        needs_hard_limit=10000,
     )
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 10000:
-        pytest.skip("needs a hard open-files limit of at least 10000")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
     raised, capped, capped_copy = result.stdout.splitlines()
     assert 1 <= int(capped) < 14
     assert int(capped) * 3 <= int(capped_copy) < 50  # the copy relay needs 2 per session
@@ -120,25 +127,15 @@ def test_client_cap_fits_the_open_files_limit():
 def test_a_high_max_clients_still_leaves_spare_descriptors():
     """Lowered to fit ``ulimit -n``, max_clients still leaves descriptors spare for BIND
     listeners and UDP ASSOCIATE sockets (the _SPARE_FLOOR), not just the sessions' own."""
-    import resource
-    import subprocess
-    import sys
-
-    code = (
-        "import logging, resource; logging.basicConfig();"
+    result = _client_cap_in_subprocess(
         "from socksify.server._server import client_cap, FDS_PER_SESSION;"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (4000, 4000));"
-        "cap = client_cap(20000, 1); print(cap, 4000 - cap * FDS_PER_SESSION)"
+        "cap = client_cap(20000, 1); print(cap, 4000 - cap * FDS_PER_SESSION)",
+        needs_hard_limit=4000,
     )
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 4000:
-        pytest.skip("needs a hard open-files limit of at least 4000")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
     cap, spare = map(int, result.stdout.split())
     assert 1500 < cap < 2000  # lowered to fit
-    assert spare >= 256  # the spare floor (an eighth of 4000 is more) plus the reserve
+    assert spare >= 256  # the spare floor (256: under an eighth of 4000) and the reserve
     assert "max_clients lowered from 20000" in result.stderr
 
 

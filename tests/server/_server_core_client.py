@@ -18,6 +18,18 @@ from socksify.protocol import (
 )
 
 
+def recv_until_closed(sock: socket.socket, timeout: float = 30) -> bytes:
+    """Everything ``sock`` receives until the server closes it (a reset counts as closed);
+    ``timeout`` bounds each wait, so a server that never closes fails the test."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(100):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
 class CoreClient:
     """``CoreClient(server_address, version)``: handshake, request, read replies, then raw I/O."""
 

@@ -11,18 +11,9 @@ import pytest
 from socksify.server import Server, ServerConfig
 from socksify.server._handler import _resume
 
+from ._server_core_client import recv_until_closed
+
 pytestmark = pytest.mark.e2e
-
-
-def _recv_until_closed(sock: socket.socket, timeout: float = 5) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while chunk := sock.recv(100):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
 
 
 async def _serve(config: ServerConfig, records: list):
@@ -56,8 +47,8 @@ def test_close_during_handshakes_ends_each_session_once():
             await _wait_for(lambda: len(server._sessions) == 2)
             assert not server._tasks  # both wait on callbacks
             await server.close()
-            assert await loop.run_in_executor(None, _recv_until_closed, silent) == b""
-            assert await loop.run_in_executor(None, _recv_until_closed, greeted) == b""
+            assert await loop.run_in_executor(None, recv_until_closed, silent) == b""
+            assert await loop.run_in_executor(None, recv_until_closed, greeted) == b""
         finally:
             silent.close()
             greeted.close()
@@ -84,9 +75,9 @@ def test_one_clock_cuts_off_each_stalled_client_at_its_own_deadline():
         third = socket.create_connection(address, timeout=5)
         try:
             third.sendall(b"\x05\x01\x00")
-            assert await loop.run_in_executor(None, _recv_until_closed, first) == b""
-            assert await loop.run_in_executor(None, _recv_until_closed, second) == b"\x05\x00"
-            assert await loop.run_in_executor(None, _recv_until_closed, third) == b"\x05\x00"
+            assert await loop.run_in_executor(None, recv_until_closed, first) == b""
+            assert await loop.run_in_executor(None, recv_until_closed, second) == b"\x05\x00"
+            assert await loop.run_in_executor(None, recv_until_closed, third) == b"\x05\x00"
             await _wait_for(lambda: len(records) == 3)
             assert [r["outcome"] for r in records] == ["handshake-timeout"] * 3
             # in the order of their deadlines: the order they were accepted in

@@ -2,7 +2,10 @@
 
 Rounds interleave the subjects (round 1: every subject once, round 2: again, ...), so a
 burst of load from elsewhere on the machine spreads over all subjects instead of landing on
-one; each figure in the table is the median over the rounds.
+one; each figure in the table is the median over the rounds. A measure whose single run is
+too short to judge its target (one curl process) runs its whole round in one call instead
+(``interleaves(measure)`` / ``run_interleaved_round``), many runs per subject interleaved
+within the round.
 """
 
 from __future__ import annotations
@@ -102,6 +105,26 @@ def start_client_proxy(workdir: Path):
         return start_socksify_server(workdir, hosts)
 
 
+def run_guarded(m, subjects: list[str], blocked: Unavailable | None, step, *args) -> None:
+    """Run ``step(*args)``, one round of ``subjects`` in measure ``m``. A subject that is
+    unavailable, or that the step returns as unavailable (``{subject: Unavailable}``), is
+    marked and left out of later rounds; a harness bug fails the subjects and the rest of
+    the run goes on."""
+    try:
+        if blocked:
+            raise blocked
+        failures = step(*args) or {}
+    except Unavailable as exc:
+        failures = dict.fromkeys(subjects, exc)
+    except Exception as exc:  # a harness bug: report it, measure the rest
+        traceback.print_exc()
+        failures = dict.fromkeys(
+            subjects, Unavailable("failed", f"harness error {type(exc).__name__}: {exc}"))
+    for subject, exc in failures.items():
+        m.row(subject).fail(exc.status, str(exc))
+        log(f"  {subject}: {exc.status.upper()}: {exc}")
+
+
 def run(args) -> int:
     started = time.time()
     nofile = machine.raise_nofile_limit()
@@ -134,21 +157,17 @@ def run(args) -> int:
                     no_client_proxy = Unavailable("failed", f"no client-side proxy: {exc}")
             for round_no in range(1, args.rounds + 1):
                 for module, m in selected:
-                    for subject in module.subjects_for(m):
-                        row = m.row(subject)
-                        if row.status != "ok":
-                            continue
-                        log(f"round {round_no}/{args.rounds} {m.key}: {subject}")
-                        try:
-                            if no_client_proxy and module is not server_measures:
-                                raise no_client_proxy
-                            module.run_round(ctx, m, subject)
-                        except Unavailable as exc:
-                            row.fail(exc.status, str(exc))
-                            log(f"  {subject}: {exc.status.upper()}: {exc}")
-                        except Exception as exc:  # a harness bug: report it, measure the rest
-                            traceback.print_exc()
-                            row.fail("failed", f"harness error {type(exc).__name__}: {exc}")
+                    where = f"round {round_no}/{args.rounds} {m.key}"
+                    blocked = no_client_proxy if module is not server_measures else None
+                    subjects = [s for s in module.subjects_for(m) if m.row(s).status == "ok"]
+                    if getattr(module, "interleaves", lambda _m: False)(m):
+                        log(f"{where}: {', '.join(subjects)} (interleaved)")
+                        run_guarded(m, subjects, blocked, module.run_interleaved_round,
+                                    ctx, m, subjects)
+                        continue
+                    for subject in subjects:
+                        log(f"{where}: {subject}")
+                        run_guarded(m, [subject], blocked, module.run_round, ctx, m, subject)
         finally:
             for server in ctx.servers.values():
                 if not isinstance(server, Unavailable):

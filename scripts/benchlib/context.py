@@ -18,6 +18,9 @@ class Sizes:
     relay_bytes: int  # per measurement, split over the streams
     rate_millis: int
     idle_connections: int
+    #: curl processes per subject per round (interleaved), besides one warm-up each: one
+    #: process takes 5-7 ms with a bimodal spread of ~1.5 ms, so a round's median needs
+    #: ~100 of them to hold within ~0.1 ms (the target's margin is 0.5 ms)
     curl_runs: int
     native_connects: int
     python_connects: int
@@ -25,7 +28,7 @@ class Sizes:
 
 
 FULL = Sizes(relay_bytes=2_000_000_000, rate_millis=2000, idle_connections=2000,
-             curl_runs=20, native_connects=1000, python_connects=2000, startup_runs=15)
+             curl_runs=100, native_connects=1000, python_connects=2000, startup_runs=15)
 SMOKE = Sizes(relay_bytes=8_000_000, rate_millis=150, idle_connections=200,
               curl_runs=2, native_connects=50, python_connects=40, startup_runs=2)
 

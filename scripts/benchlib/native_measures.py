@@ -18,10 +18,12 @@ connect (an idea taken from scripts/bench_native_shim.py).
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 
 from .context import Context, clean_env, last_line, run_keyvalues
@@ -37,14 +39,26 @@ BYPASS = "socksify (LD_PRELOAD, bypassed)"
 CURL_SUBJECTS = [DIRECT, CURL_OWN, PRELOAD, RUN, "proxychains4", "torsocks"]
 CONNECT_SUBJECTS = [DIRECT, BYPASS, BUILTIN, PRELOAD, "proxychains4", "torsocks"]
 
-CURL_TARGET = Target("socksify shim (LD_PRELOAD) <= curl --socks5-hostname + 0.5 ms",
-                     overhead_at_most(PRELOAD, CURL_OWN, 0.5, "ms"))
+#: the issue's target counts the launcher too: both ways of running the shim are judged
+CURL_TARGETS = [
+    Target("socksify shim (LD_PRELOAD) <= curl --socks5-hostname + 0.5 ms",
+           overhead_at_most(PRELOAD, CURL_OWN, 0.5, "ms")),
+    Target("socksify-run (launcher + shim) <= curl --socks5-hostname + 0.5 ms",
+           overhead_at_most(RUN, CURL_OWN, 0.5, "ms")),
+]
+
+
+def curl_method(runs: int, launcher: str = "") -> str:
+    """The curl measure's description in the table: what one round does."""
+    text = (f"`curl http://NAME:PORT/` processes, start to exit: per round a warm-up run, "
+            f"then {runs} runs per subject interleaved (order rotated each pass); "
+            "round figure = median of the runs")
+    return f"{text}; socksify-run = {launcher}" if launcher else text
 
 
 def measures() -> list[Measure]:
-    curl = Measure("curl", "Native shim: whole curl process", "ms", False,
-                   "one `curl http://NAME:PORT/` process, start to exit")
-    curl.targets = [CURL_TARGET]
+    curl = Measure("curl", "Native shim: whole curl process", "ms", False, curl_method(0))
+    curl.targets = list(CURL_TARGETS)
     connects = Measure("connects", "Native shim: per connect, one process", "us", False,
                        "N x (socket, connect, close) in one C process, divided by N")
     return [curl, connects]
@@ -65,6 +79,27 @@ def _library() -> str:
         return _preload.library_path()
     except (FileNotFoundError, AttributeError) as exc:
         raise Unavailable("failed", f"libsocksify.so not built: {exc}") from None
+
+
+def _is_elf(path: str | None) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except (OSError, TypeError):
+        return False
+
+
+def launcher() -> list[str]:
+    """``socksify-run`` as users type it: the C launcher pip installed into the scripts
+    directory of the Python running the benchmark (the package measured), else the first
+    C launcher on PATH, else ``python -m socksify.run``. A version manager's shell shim
+    on PATH (pyenv's ``shims/socksify-run`` costs ~50 ms of bash and ``pyenv exec``) is
+    skipped: its cost is not socksify's."""
+    candidates = [os.path.join(sysconfig.get_path("scripts"), RUN), shutil.which(RUN)]
+    for path in candidates:
+        if _is_elf(path) and os.access(path, os.X_OK):
+            return [path]
+    return [sys.executable, "-m", "socksify.run"]
 
 
 def _proxychains_conf(ctx: Context, proxy: Server, remote_dns: bool) -> str:
@@ -102,10 +137,7 @@ def wrap(ctx: Context, subject: str, program: list[str], name_args, ip_args
             LD_PRELOAD=_library(), SOCKSIFY_PROXY=proxy.url("socks5h"))
     if subject == RUN:
         _library()
-        # the installed command (the C launcher), as users run it; else the Python one
-        command = shutil.which(RUN)
-        launcher = [command] if command else [sys.executable, "-m", "socksify.run"]
-        return [*launcher, "--proxy", proxy.url("socks5h"), "--", *program,
+        return [*launcher(), "--proxy", proxy.url("socks5h"), "--", *program,
                 *name_args(name)], clean_env()
     if subject == "proxychains4":
         conf = _proxychains_conf(ctx, proxy, proxy.resolves_names)
@@ -121,31 +153,83 @@ def wrap(ctx: Context, subject: str, program: list[str], name_args, ip_args
     raise KeyError(subject)
 
 
-def curl_round(ctx: Context, measure: Measure, subject: str) -> None:
+def _curl_command(ctx: Context, subject: str) -> tuple[list[str], dict]:
+    """argv and environment of one ``curl http://NAME:PORT/`` fetch as ``subject``."""
     curl = find_program("curl")
     port = ctx.target.port
     base = [curl, "-q", "-sS", "--max-time", "20"]
     if subject == CURL_OWN:
         proxy: Server = ctx.client_proxy
         name = BENCH_NAME if proxy.resolves_names else ctx.target.host
-        argv = [*base, "--socks5-hostname", f"{proxy.host}:{proxy.port}",
-                f"http://{name}:{port}/"]
-        env = clean_env()
-    else:
-        argv, env = wrap(ctx, subject, base, lambda host: [f"http://{host}:{port}/"],
-                         [f"http://{ctx.target.host}:{port}/"])
-    times = []
-    for i in range(ctx.sizes.curl_runs + 1):
-        start = time.perf_counter()
+        return [*base, "--socks5-hostname", f"{proxy.host}:{proxy.port}",
+                f"http://{name}:{port}/"], clean_env()
+    return wrap(ctx, subject, base, lambda host: [f"http://{host}:{port}/"],
+                [f"http://{ctx.target.host}:{port}/"])
+
+
+def _time_fetch(argv: list[str], env: dict) -> float:
+    """Wall time of one fetch process in ms, start to exit; a failed fetch is Unavailable
+    (a subject whose page does not arrive is not measured)."""
+    start = time.perf_counter()
+    try:
         proc = subprocess.run(argv, env=env, capture_output=True, timeout=60,
                               stdin=subprocess.DEVNULL)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0 or proc.stdout != b"ok\n":
-            raise Unavailable("failed", f"exit {proc.returncode}: "
-                              f"{last_line(proc.stderr.decode(errors='replace'))}")
-        if i:  # the first run warms the page cache and the proxy
-            times.append(elapsed * 1e3)
-    measure.row(subject).rounds.append(statistics.median(times))
+    except subprocess.TimeoutExpired:
+        raise Unavailable("failed", "curl timed out after 60 s") from None
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0 or proc.stdout != b"ok\n":
+        raise Unavailable("failed", f"exit {proc.returncode}: "
+                          f"{last_line(proc.stderr.decode(errors='replace'))}")
+    return elapsed * 1e3
+
+
+def pass_order(subjects: list[str], pass_no: int) -> list[str]:
+    """The subjects of one pass, rotated by the pass number so no subject always runs
+    right after the same other one (a heavy one such as torsocks warms or evicts caches
+    for whoever comes next)."""
+    if not subjects:
+        return []
+    k = pass_no % len(subjects)
+    return subjects[k:] + subjects[:k]
+
+
+def round_value(times: list[float]) -> float:
+    """A round's figure from its per-process times: their median. One process's wall time
+    has a long right tail (a context switch, a page-cache miss, a timer tick of another
+    program on the 2 cores), which the median ignores and a mean does not."""
+    if not times:
+        raise ValueError("a round needs at least one timed process")
+    return statistics.median(times)
+
+
+def curl_round(ctx: Context, measure: Measure, subjects: list[str]) -> dict[str, Unavailable]:
+    """One round of the curl measure: a warm-up fetch per subject (page cache, the proxy,
+    the dynamic loader's caches), then ``curl_runs`` passes in which every subject fetches
+    once, in rotated order, so drift of the machine hits all subjects alike. Each subject's
+    round figure is :func:`round_value` of its ``curl_runs`` times. Returns the subjects that
+    failed (they are left out of the rest of the round)."""
+    measure.method = curl_method(ctx.sizes.curl_runs, " ".join(launcher()))
+    failed: dict[str, Unavailable] = {}
+    commands = {}
+    for subject in subjects:
+        try:
+            commands[subject] = _curl_command(ctx, subject)
+            _time_fetch(*commands[subject])  # warm-up, not counted
+        except Unavailable as exc:
+            failed[subject] = exc
+    times: dict[str, list[float]] = {s: [] for s in subjects if s not in failed}
+    for pass_no in range(ctx.sizes.curl_runs):
+        for subject in pass_order(list(times), pass_no):
+            if subject in failed:
+                continue
+            try:
+                times[subject].append(_time_fetch(*commands[subject]))
+            except Unavailable as exc:
+                failed[subject] = exc
+    for subject, values in times.items():
+        if subject not in failed:
+            measure.row(subject).rounds.append(round_value(values))
+    return failed
 
 
 def connects_round(ctx: Context, measure: Measure, subject: str) -> None:
@@ -164,8 +248,16 @@ def connects_round(ctx: Context, measure: Measure, subject: str) -> None:
     measure.row(subject).rounds.append(out["seconds"] / out["count"] * 1e6)
 
 
+def interleaves(measure: Measure) -> bool:
+    """True when one call of :func:`run_interleaved_round` runs the whole round (every
+    subject, interleaved within it) instead of one :func:`run_round` call per subject."""
+    return measure.key == "curl"
+
+
+def run_interleaved_round(ctx: Context, measure: Measure, subjects: list[str]
+                          ) -> dict[str, Unavailable]:
+    return curl_round(ctx, measure, subjects)
+
+
 def run_round(ctx: Context, measure: Measure, subject: str) -> None:
-    if measure.key == "curl":
-        curl_round(ctx, measure, subject)
-    else:
-        connects_round(ctx, measure, subject)
+    connects_round(ctx, measure, subject)

@@ -136,3 +136,58 @@ def test_a_missing_peer_names_its_package():
         find_program("no-such-peer-socksify-bench")
     assert info.value.status == "missing"
     assert "apt-get install no-such-peer-socksify-bench" in str(info.value)
+
+
+def test_curl_round_figure_is_the_median_of_its_runs():
+    from benchlib.native_measures import round_value
+
+    # one slow outlier (a context switch) does not move the figure; a mean would (+1.0)
+    assert round_value([6.0, 6.2, 6.1, 16.1, 6.3]) == pytest.approx(6.2)
+    assert round_value([5.0, 7.0]) == pytest.approx(6.0)
+    with pytest.raises(ValueError):
+        round_value([])
+
+
+def test_curl_passes_rotate_the_subject_order():
+    from benchlib.native_measures import pass_order
+
+    subjects = ["a", "b", "c"]
+    orders = [pass_order(subjects, n) for n in range(4)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    # every subject runs once per pass, and each leads a pass in turn
+    assert all(sorted(order) == subjects for order in orders)
+    assert pass_order([], 3) == []
+
+
+def test_curl_targets_judge_the_preload_and_the_launcher():
+    from benchlib.native_measures import CURL_OWN, CURL_TARGETS, PRELOAD, RUN
+
+    m = _measure({CURL_OWN: [6.0, 6.1, 6.0], PRELOAD: [6.3, 6.4, 9.0], RUN: [6.6, 6.7, 6.6]},
+                 higher=False)
+    verdicts = [t.check(m) for t in CURL_TARGETS]
+    assert [met for met, _ in verdicts] == [True, False]
+    assert "+0.40 ms over curl --socks5-hostname" in verdicts[0][1]
+    assert "+0.60 ms over curl --socks5-hostname" in verdicts[1][1]
+    m.row(RUN).fail("failed", "exit 7")
+    assert CURL_TARGETS[1].check(m)[0] is None
+
+
+def test_an_interleaved_round_marks_only_the_subjects_it_reports(capsys):
+    from benchlib.processes import Unavailable
+
+    m = _measure({"ok": [], "broken": []})
+
+    def step(measure, subjects):
+        for s in subjects:
+            measure.row(s).rounds.append(1.0)
+        return {"broken": Unavailable("failed", "exit 7")}
+
+    cli.run_guarded(m, ["ok", "broken"], None, step, m, ["ok"])
+    assert m.row("ok").status == "ok" and m.row("ok").rounds == [1.0]
+    assert (m.row("broken").status, m.row("broken").note) == ("failed", "exit 7")
+    # no client proxy: every subject of the step is marked, the step does not run
+    m2 = _measure({"x": [], "y": []})
+    cli.run_guarded(m2, ["x", "y"], Unavailable("failed", "no proxy"), step, m2, ["x"])
+    assert [m2.row(s).status for s in "xy"] == ["failed", "failed"]
+    assert m2.row("x").rounds == []
+    assert "no proxy" in capsys.readouterr().err

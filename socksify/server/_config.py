@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_LISTEN = ("127.0.0.1", 1080)
 _ASCII_DIGITS = re.compile(r"[0-9]{1,5}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: ``relay``: "threads" = the Linux relay (bulk copied by worker threads; elsewhere the
+#: portable one stands in), "portable" = the asyncio relay on every platform.
+RELAYS = ("threads", "portable")
 MAX_WORKERS = 256
 
 
@@ -82,9 +85,10 @@ class ServerConfig:
     max_clients: int = 1024
     allow_open_proxy: bool = False
     log_level: str = "info"
-    #: Linux fast relay (bare sockets, bulk copied by worker threads; the name is historical,
-    #: see _splice.py for why not os.splice) instead of the portable asyncio relay.
-    splice: bool = True
+    #: "threads": the Linux relay (bare sockets, bulk copied by worker threads, see
+    #: _threaded_relay.py; the portable one where it cannot run); "portable": the asyncio
+    #: relay everywhere.
+    relay: str = "threads"
     #: worker processes sharing each listening port (SO_REUSEPORT); the CLI only. 1 serves
     #: in the main process; ``parse_workers("auto")`` is the number of usable CPUs.
     workers: int = 1
@@ -122,6 +126,8 @@ class ServerConfig:
         if (not isinstance(self.workers, int) or isinstance(self.workers, bool)
                 or not 1 <= self.workers <= MAX_WORKERS):
             raise ConfigError(f"workers must be an integer 1..{MAX_WORKERS} or \"auto\"")
+        if self.relay not in RELAYS:
+            raise ConfigError(_bad_relay("relay", self.relay))
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         for name, stored in self.users.items():
@@ -137,6 +143,11 @@ class ServerConfig:
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _bad_relay(key: str, value: Any) -> str:
+    accepted = " or ".join(f'"{name}"' for name in RELAYS)
+    return f"{key} must be {accepted}, not {value!r}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -185,7 +196,8 @@ def parse_user(text: str) -> tuple[str, str]:
 # -- the TOML file -------------------------------------------------------------------------
 
 _TOP_KEYS = {"server", "timeouts", "users", "hosts", "rules"}
-_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level", "splice", "workers"}
+_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level", "relay", "splice",
+                "workers"}
 _TIMEOUT_KEYS = {"handshake", "connect", "idle", "bind"}
 
 
@@ -216,8 +228,8 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
         config.max_clients = _expect(server["max_clients"], int, "server.max_clients")
     if "allow_open_proxy" in server:
         config.allow_open_proxy = _expect(server["allow_open_proxy"], bool, "allow_open_proxy")
-    if "splice" in server:
-        config.splice = _expect(server["splice"], bool, "server.splice")
+    if "relay" in server or "splice" in server:
+        config.relay = _relay_key(server)
     if "workers" in server:
         config.workers = parse_workers(_expect(server["workers"], (int, str), "server.workers"))
     if "log_level" in server:
@@ -248,6 +260,24 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
             raise ConfigError(f"[[rules]] {exc}") from None
     config.check()
     return config
+
+
+def _relay_key(server: dict[str, Any]) -> str:
+    """``server.relay``, or the deprecated ``server.splice`` (a bool, named after a design
+    the threaded relay replaced: true -> "threads", false -> "portable")."""
+    if "splice" in server:
+        if "relay" in server:
+            raise ConfigError("server.splice and server.relay both set: keep server.relay "
+                              "(server.splice is its deprecated old name)")
+        threads = _expect(server["splice"], bool, "server.splice")
+        relay = "threads" if threads else "portable"
+        logger.warning('server.splice is deprecated: write relay = "%s" in [server] instead',
+                       relay)
+        return relay
+    relay = server["relay"]
+    if relay not in RELAYS:
+        raise ConfigError(_bad_relay("server.relay", relay))
+    return relay
 
 
 def parse_hosts_entry(name: str, value: Any) -> list[str]:

@@ -53,7 +53,7 @@ from ..protocol import (
 )
 from . import _bind
 from ._outbound import OutboundError, connect_outbound, reply_for_oserror
-from ._relay import Relay, start_relay, start_splice_relay
+from ._relay import Relay, start_relay, start_threaded_relay
 from ._rules import Query, evaluate
 from ._text import printable
 from ._udp import UdpAssociation
@@ -809,7 +809,7 @@ class Session:
             # it must not be kept when the relay first awaits sends (the handshake's
             # callback would read meanwhile).
             client_sock, unsent, _kept = proto.detach(keep_reader=not (early or to_client))
-            self.relay = await start_splice_relay(
+            self.relay = await start_threaded_relay(
                 client_sock,
                 sock,
                 to_remote=early,
@@ -825,7 +825,7 @@ class Session:
             to_client=to_client,
             sweeper=self.server.sweeper,
             on_done=self._relay_done,
-            splice=self.config.splice,
+            threaded=self.config.relay == "threads",
         )
 
     def _detach(self) -> None:

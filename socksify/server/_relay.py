@@ -16,10 +16,11 @@ Rules of this module:
 - Idle timeout: one :class:`IdleSweeper` timer per server looks every quarter of the timeout
   at each relay's byte counters (nothing is timed per chunk, no timer per relay); four looks
   without traffic close the pair.
-- :func:`start_relay` is the only entry point; it picks the Linux fast path (``_splice.py``:
-  bare sockets, bulk directions copied by a few worker threads with 4 MiB reads, measured
-  faster than ``os.splice``) when asked (``splice = true``) and possible, this portable path
-  otherwise; the choice is the server's, made once at start-up.
+- :func:`start_relay` is the only entry point; it picks the threaded Linux path
+  (``_threaded_relay.py``: bare sockets, bulk directions copied by a few worker threads
+  with 4 MiB reads, measured faster than ``os.splice``) when asked (``relay = "threads"``)
+  and possible, this portable path otherwise; the choice is the server's, made once at
+  start-up.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import socket
 import threading
 from collections.abc import Callable
 
-from ._splice import SPLICE_AVAILABLE, SpliceRelay, set_linger_zero
+from ._threaded_relay import THREADED_RELAY_AVAILABLE, ThreadedRelay, set_linger_zero
 
-__all__ = ["IdleSweeper", "Relay", "start_relay", "start_splice_relay"]
+__all__ = ["IdleSweeper", "Relay", "start_relay", "start_threaded_relay"]
 
 #: Write-buffer high-water mark per transport; low-water is a quarter of it.
 HIGH_WATER = 256 * 1024
@@ -216,20 +217,20 @@ async def start_relay(
     to_client: bytes = b"",
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[Relay], None] | None = None,
-    splice: bool = False,
+    threaded: bool = False,
 ) -> Relay:
     """Start relaying between ``client_transport`` and the connected ``remote_sock``.
 
     The caller must not use ``client_transport`` afterwards: it is switched to the relay's
-    protocol, or (``splice=True`` on Linux) its socket is taken over by the
-    :class:`._splice.SpliceRelay` fast path and the transport closed. ``to_remote`` is early
+    protocol, or (``threaded=True`` on Linux) its socket is taken over by the
+    :class:`._threaded_relay.ThreadedRelay` and the transport closed. ``to_remote`` is early
     data the client already sent (it is written first); ``to_client`` is data to send the
     client before anything from the remote side. Returns at once: the relay runs on
     callbacks until both sides are closed, then calls ``on_done(relay)``.
     """
     if (
-        splice
-        and SPLICE_AVAILABLE
+        threaded
+        and THREADED_RELAY_AVAILABLE
         and not to_client
         and client_transport.get_write_buffer_size() == 0
         and not client_transport.is_closing()
@@ -239,7 +240,7 @@ async def start_relay(
         except OSError:  # out of file descriptors: the portable path needs none extra
             pass
         else:
-            return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done)
+            return await _start_threaded(client_sock, remote_sock, to_remote, sweeper, on_done)
     loop = asyncio.get_running_loop()
     relay = Relay(sweeper, on_done)
     relay.client.transport = client_transport
@@ -279,24 +280,25 @@ def _take_socket(transport: asyncio.Transport) -> socket.socket:
     return sock
 
 
-async def start_splice_relay(
+async def start_threaded_relay(
     client_sock: socket.socket,
     remote_sock: socket.socket,
     *,
     to_remote: bytes = b"",
     to_client: bytes = b"",
     sweeper: IdleSweeper | None = None,
-    on_done: Callable[[SpliceRelay], None] | None = None,
-) -> SpliceRelay:
-    """:func:`start_relay` for a bare connected client socket (Linux, splice available):
-    the server's accept path hands the socket over without building a transport."""
-    return await _start_splice(client_sock, remote_sock, to_remote, sweeper, on_done, to_client)
+    on_done: Callable[[ThreadedRelay], None] | None = None,
+) -> ThreadedRelay:
+    """:func:`start_relay` for a bare connected client socket (Linux, the threaded relay
+    available): the server's accept path hands the socket over without building a
+    transport."""
+    return await _start_threaded(client_sock, remote_sock, to_remote, sweeper, on_done, to_client)
 
 
-async def _start_splice(
+async def _start_threaded(
     client_sock, remote_sock, to_remote, sweeper, on_done, to_client=b""
-) -> SpliceRelay:
-    relay = SpliceRelay(client_sock, remote_sock, sweeper, on_done)
+) -> ThreadedRelay:
+    relay = ThreadedRelay(client_sock, remote_sock, sweeper, on_done)
     if to_client:
         try:
             await asyncio.get_running_loop().sock_sendall(client_sock, to_client)

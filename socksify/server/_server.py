@@ -25,8 +25,8 @@ from ._config import ServerConfig
 from ._handler import ClientProtocol, ClientSocket, HandshakeClock, Session
 from ._outbound import Resolver
 from ._relay import IdleSweeper
-from ._splice import SPLICE_AVAILABLE
 from ._text import printable
+from ._threaded_relay import THREADED_RELAY_AVAILABLE
 from ._workers import open_listeners
 
 __all__ = ["Server", "ThreadedServer", "run_in_thread"]
@@ -155,7 +155,7 @@ class Server:
         idle = self.config.idle_timeout
         self.sweeper = IdleSweeper(idle) if idle > 0 else None
         self._servers: list[asyncio.AbstractServer] = []
-        self._listeners: list[socket.socket] = []  #: the splice path's own accept loop
+        self._listeners: list[socket.socket] = []  #: the threaded path's own accept loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_warned_at = float("-inf")
         self._sessions: set[Session] = set()
@@ -185,14 +185,14 @@ class Server:
         if self.config.handshake_timeout:
             self.handshakes = HandshakeClock(loop, self.config.handshake_timeout)
         _quiet_accept_errors(loop)
-        if self.config.splice and SPLICE_AVAILABLE:
-            # The splice path accepts with its own reader callback: a session then costs
+        if self.config.relay == "threads" and THREADED_RELAY_AVAILABLE:
+            # The threaded path accepts with its own reader callback: a session then costs
             # no asyncio transport and no dup of the socket for the relay.
             sockets = given if given is not None else open_listeners(self.config.listen, 1)[0]
             for sock in sockets:
                 sock.setblocking(False)
                 # Accepted sockets inherit TCP_NODELAY from the listener (Linux, where
-                # splice is): one setsockopt here instead of one per connection.
+                # this path runs): one setsockopt here instead of one per connection.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._listeners.append(sock)
                 loop.add_reader(sock.fileno(), self._accept, sock)
@@ -248,7 +248,7 @@ class Server:
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 
-    # -- the splice path's accept loop ----------------------------------------------------
+    # -- the threaded path's accept loop ------------------------------------------------
 
     def _accept(self, listener: socket.socket) -> None:
         """Accept what is queued (up to a backlog's worth per wake-up, as asyncio does)."""

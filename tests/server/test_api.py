@@ -139,7 +139,7 @@ def test_a_high_max_clients_still_leaves_spare_descriptors():
     assert "max_clients lowered from 20000" in result.stderr
 
 
-def test_finished_splice_sessions_leave_no_reference_cycles(tcp_echo_server):
+def test_finished_threaded_relay_sessions_leave_no_reference_cycles(tcp_echo_server):
     """A finished session is freed by reference counting: the relay cuts its cycles, so
     the collector has nothing to find (collector passes are latency spikes under load)."""
     import gc
@@ -147,7 +147,7 @@ def test_finished_splice_sessions_leave_no_reference_cycles(tcp_echo_server):
     import time
 
     from socksify.server._handler import Session
-    from socksify.server._splice import SpliceRelay
+    from socksify.server._threaded_relay import ThreadedRelay
 
     def one(port):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -162,7 +162,7 @@ def test_finished_splice_sessions_leave_no_reference_cycles(tcp_echo_server):
             assert sock.recv(4) == b"ping"
 
     finished = []
-    config = ServerConfig(listen=[("127.0.0.1", 0)], splice=True)
+    config = ServerConfig(listen=[("127.0.0.1", 0)], relay="threads")
     with run_in_thread(config, on_session=lambda record: finished.append(1)) as srv:
         port = srv.addresses[0][1]
         gc.collect()
@@ -179,7 +179,7 @@ def test_finished_splice_sessions_leave_no_reference_cycles(tcp_echo_server):
                 asyncio.run_coroutine_threadsafe(asyncio.sleep(0), srv._loop).result(30)
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
-            cyclic = [o for o in gc.garbage if isinstance(o, (Session, SpliceRelay))]
+            cyclic = [o for o in gc.garbage if isinstance(o, (Session, ThreadedRelay))]
         finally:
             gc.set_debug(0)
             gc.garbage.clear()

@@ -1,4 +1,4 @@
-"""The splice path's handshake on reader callbacks (no task per connection): what a task
+"""The threaded path's handshake on reader callbacks (no task per connection): what a task
 used to give for free must still hold -- shutdown mid-handshake, one clock for every
 handshake timeout, and a coroutine taking over (and being cancelled) when it must wait."""
 

@@ -24,10 +24,10 @@ BIND, UDP = 2, 3
 
 # -- BIND ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("splice", ["true", "false"])
+@pytest.mark.parametrize("relay", ["threads", "portable"])
 @pytest.mark.parametrize("version", [4, 5])
-def test_bind_two_replies_then_relay_with_half_close(socks_server, version, splice):
-    srv = socks_server(config=f"[server]\nsplice = {splice}\n")
+def test_bind_two_replies_then_relay_with_half_close(socks_server, version, relay):
+    srv = socks_server(config=f'[server]\nrelay = "{relay}"\n')
     with CoreClient(srv.address, version) as client:
         first = client.request(BIND, "127.0.0.1", 21, user_id=b"ftp" if version == 4 else b"")
         assert client.succeeded(first)

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.e2e
 CONNECT = 1
 
 
-@pytest.fixture(params=["splice", "copy"])
+@pytest.fixture(params=["threads", "portable"])
 def relay_toml(request):
-    """TOML selecting the relay: the Linux os.splice fast path or the portable copy path."""
-    return f"[server]\nsplice = {'true' if request.param == 'splice' else 'false'}\n"
+    """TOML selecting the relay: the Linux threaded path or the portable asyncio path."""
+    return f'[server]\nrelay = "{request.param}"\n'
 
 
 def read_all(sock, timeout=10):

@@ -1,8 +1,9 @@
 """The Linux relay's worker threads: bulk directions move to a small thread pool and come
-back to the event loop when quiet, stalled, at EOF or on an error (socksify/server/_splice.py).
+back to the event loop when quiet, stalled, at EOF or on an error
+(socksify/server/_threaded_relay.py).
 
 The server runs in this process (the ``socks_server`` fixture), so the pool's counters in
-``_splice._workers`` show whether a thread took a direction and whether it let go.
+``_threaded_relay._workers`` show whether a thread took a direction and whether it let go.
 """
 
 import hashlib
@@ -14,17 +15,18 @@ import time
 import pytest
 from support.targets import pattern_bytes
 
-from socksify.server import _splice
+from socksify.server import _threaded_relay
 
 from ._server_core_client import CoreClient
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not _splice.SPLICE_AVAILABLE, reason="the Linux relay path only"),
+    pytest.mark.skipif(not _threaded_relay.THREADED_RELAY_AVAILABLE,
+                       reason="the Linux relay path only"),
 ]
 
 CONNECT = 1
-SPLICE_TOML = "[server]\nsplice = true\n"
+THREADS_TOML = '[server]\nrelay = "threads"\n'
 
 
 def wait_until(predicate, timeout=10.0, what="condition"):
@@ -37,7 +39,7 @@ def wait_until(predicate, timeout=10.0, what="condition"):
 
 
 def workers_idle() -> bool:
-    return _splice._workers.busy == 0
+    return _threaded_relay._workers.busy == 0
 
 
 class Target:
@@ -80,9 +82,9 @@ def digest(data: bytes) -> bytes:
 
 
 def test_bulk_both_ways_at_once_through_worker_threads(socks_server, target):
-    srv = socks_server(config=SPLICE_TOML)
+    srv = socks_server(config=THREADS_TOML)
     up, down = pattern_bytes(8 << 20), pattern_bytes(6 << 20)[::-1]
-    threads_before = _splice._workers.threads
+    threads_before = _threaded_relay._workers.threads
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *target.address))
         client.sock.settimeout(30)
@@ -101,7 +103,8 @@ def test_bulk_both_ways_at_once_through_worker_threads(socks_server, target):
             assert digest(got["far"]) == digest(up)
             assert digest(got["client"]) == digest(down)
             # A direction that read 64 KiB at once went to a worker thread.
-            assert _splice._workers.threads > threads_before or _splice._workers.threads >= 2
+            workers = _threaded_relay._workers
+            assert workers.threads > threads_before or workers.threads >= 2
     record = srv.wait_records(1)[0]
     assert (record["outcome"], record["bytes_up"], record["bytes_down"]) == (
         "ok", len(up), len(down))
@@ -109,7 +112,7 @@ def test_bulk_both_ways_at_once_through_worker_threads(socks_server, target):
 
 
 def test_a_quiet_connection_holds_no_worker_and_still_relays(socks_server, target):
-    srv = socks_server(config=SPLICE_TOML)
+    srv = socks_server(config=THREADS_TOML)
     bulk = pattern_bytes(4 << 20)
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *target.address))
@@ -137,7 +140,7 @@ def test_a_quiet_connection_holds_no_worker_and_still_relays(socks_server, targe
 
 def test_a_client_that_never_reads_bounds_the_server_and_frees_the_worker(
         socks_server, target):
-    srv = socks_server(config=SPLICE_TOML)
+    srv = socks_server(config=THREADS_TOML)
     chunk = pattern_bytes(1 << 20)
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *target.address))
@@ -163,7 +166,7 @@ def test_a_client_that_never_reads_bounds_the_server_and_frees_the_worker(
 
 
 def test_a_target_reset_mid_bulk_reaches_the_client_as_a_reset(socks_server, target):
-    srv = socks_server(config=SPLICE_TOML)
+    srv = socks_server(config=THREADS_TOML)
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *target.address))
         client.sock.settimeout(30)
@@ -178,7 +181,7 @@ def test_a_target_reset_mid_bulk_reaches_the_client_as_a_reset(socks_server, tar
 
 
 def test_a_client_reset_mid_bulk_reaches_the_target_as_a_reset(socks_server, target):
-    srv = socks_server(config=SPLICE_TOML)
+    srv = socks_server(config=THREADS_TOML)
     client = CoreClient(srv.address, 5)
     assert client.succeeded(client.request(CONNECT, *target.address))
     with target.accept() as far:
@@ -193,8 +196,8 @@ def test_a_client_reset_mid_bulk_reaches_the_target_as_a_reset(socks_server, tar
 
 
 def test_more_bulk_streams_than_workers(socks_server, tcp_echo_server):
-    srv = socks_server(config=SPLICE_TOML)
-    streams = 2 * _splice.MAX_WORKERS + 1
+    srv = socks_server(config=THREADS_TOML)
+    streams = 2 * _threaded_relay.MAX_WORKERS + 1
     payload = pattern_bytes(2 << 20)
     results, most_busy = [], [0]
 
@@ -208,7 +211,7 @@ def test_more_bulk_streams_than_workers(socks_server, tcp_echo_server):
             echoed = client.conn.trailing_data
             while chunk := client.sock.recv(1 << 20):
                 echoed += chunk
-                most_busy[0] = max(most_busy[0], _splice._workers.busy)
+                most_busy[0] = max(most_busy[0], _threaded_relay._workers.busy)
             sender.join(30)
             results.append(digest(echoed) == digest(payload))
 
@@ -218,14 +221,14 @@ def test_more_bulk_streams_than_workers(socks_server, tcp_echo_server):
     for t in clients:
         t.join(60)
     assert results == [True] * streams
-    assert most_busy[0] <= _splice.MAX_WORKERS
+    assert most_busy[0] <= _threaded_relay.MAX_WORKERS
     records = srv.wait_records(streams)
     assert all(r["bytes_up"] == r["bytes_down"] == len(payload) for r in records)
     wait_until(workers_idle, what="the workers to be released")
 
 
 def test_idle_timeout_closes_a_relay_whose_worker_is_stalled(socks_server, target):
-    srv = socks_server(config=SPLICE_TOML + "[timeouts]\nidle = 1\n")
+    srv = socks_server(config=THREADS_TOML + "[timeouts]\nidle = 1\n")
     with CoreClient(srv.address, 5) as client:
         assert client.succeeded(client.request(CONNECT, *target.address))
         with target.accept() as far:
@@ -241,7 +244,7 @@ def test_idle_timeout_closes_a_relay_whose_worker_is_stalled(socks_server, targe
 
 
 def test_server_stop_mid_bulk_reports_the_session(socks_server, target):
-    srv = socks_server(config=SPLICE_TOML)
+    srv = socks_server(config=THREADS_TOML)
     client = CoreClient(srv.address, 5)
     assert client.succeeded(client.request(CONNECT, *target.address))
     stop = threading.Event()

@@ -124,9 +124,9 @@ def test_bad_workers_option_exits_2():
 
 
 def test_workers_with_the_portable_relay(tmp_path, tcp_echo_server):
-    """splice = false: each worker serves its sockets through asyncio transports."""
+    """relay = "portable": each worker serves its sockets through asyncio transports."""
     config = tmp_path / "server.toml"
-    config.write_text("[server]\nsplice = false\nworkers = 2\n")
+    config.write_text('[server]\nrelay = "portable"\nworkers = 2\n')
     proc = start("--listen", "127.0.0.1:0", "--config", str(config))
     try:
         [(host, port)] = read_ready_lines(proc, 1)

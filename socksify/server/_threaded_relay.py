@@ -1,4 +1,4 @@
-"""Linux fast path of the relay: bare sockets, bulk directions copied by worker threads.
+"""The threaded relay (Linux): bare sockets, bulk directions copied by worker threads.
 
 Rules of this module:
 
@@ -39,11 +39,11 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["SPLICE_AVAILABLE", "SpliceRelay"]
+__all__ = ["THREADED_RELAY_AVAILABLE", "ThreadedRelay"]
 
 #: This path needs per-call non-blocking socket calls (MSG_DONTWAIT) and socket time-outs
-#: on blocking calls; it is chosen once, at start-up, by the server (``splice = true``).
-SPLICE_AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+#: on blocking calls; it is chosen once, at start-up, by the server (``relay = "threads"``).
+THREADED_RELAY_AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _CHUNK = 1 << 20  # read size on the loop (one buffer per loop)
 #: Read size in a worker thread (one buffer per worker): measured, one stream moves ~10 %
@@ -131,7 +131,7 @@ class _Direction:
     __slots__ = ("relay", "src", "dst", "src_fd", "dst_fd", "outbuf", "received", "eof",
                  "done", "reading", "writing", "threaded")
 
-    def __init__(self, relay: SpliceRelay, src: socket.socket, dst: socket.socket):
+    def __init__(self, relay: ThreadedRelay, src: socket.socket, dst: socket.socket):
         self.relay = relay
         self.src, self.dst = src, dst
         self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
@@ -329,14 +329,14 @@ class _Direction:
             pass
 
 
-class SpliceRelay:
+class ThreadedRelay:
     """Relays between two connected non-blocking sockets (see the module docstring)."""
 
     __slots__ = ("loop", "client_sock", "remote_sock", "up", "down", "on_done", "sweeper",
                  "closing", "error", "lock", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
-                 on_done: Callable[[SpliceRelay], None] | None):
+                 on_done: Callable[[ThreadedRelay], None] | None):
         self.loop = asyncio.get_running_loop()
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)

@@ -28,7 +28,7 @@ from ._log import DEBUG, log
 from ._resolver import is_ip_literal
 from ._sockets import SockState, new_state
 from .errors import UdpNotRelayableError
-from .patch import NONBLOCKING_HANDSHAKE_TIMEOUT
+from .patch import handshake_timeout
 from .protocol import (
     Address,
     Command,
@@ -102,9 +102,7 @@ def open_association(sock: socket.socket, chain, proxy_sockaddrs) -> UdpAssociat
     if local[1] == 0:
         _base.bind(sock, ("::", 0) if sock.family == socket.AF_INET6 else ("0.0.0.0", 0))
         local = _base.getsockname(sock)
-    timeout = sock.gettimeout()
-    if timeout == 0.0:  # a non-blocking socket (asyncio): a bounded blocking handshake
-        timeout = socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT
+    timeout = handshake_timeout(sock.gettimeout())
     deadline = None if timeout is None else time.monotonic() + timeout
     control = client.connect_first_hop(proxy, proxy_sockaddrs, timeout)
     try:

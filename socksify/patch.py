@@ -84,6 +84,15 @@ _DEFAULT_TIMEOUT = _stdlib_socket._GLOBAL_DEFAULT_TIMEOUT
 #: bound (seconds) on the blocking handshake a non-blocking socket gets when no default
 #: timeout is set: in connect(), listen() (BIND) and a datagram socket's UDP ASSOCIATE
 NONBLOCKING_HANDSHAKE_TIMEOUT = 30.0
+
+
+def handshake_timeout(sock_timeout: float | None) -> float | None:
+    """The bound (seconds, None = none) on a proxy handshake done for a socket whose
+    timeout is ``sock_timeout``: its own timeout, or for a non-blocking socket (asyncio)
+    the default timeout, or NONBLOCKING_HANDSHAKE_TIMEOUT when there is none."""
+    if sock_timeout == 0.0:
+        return _stdlib_socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT
+    return sock_timeout
 #: the most destinations whose routing decision is remembered (see _Active.target)
 _ROUTES_MAX = 1024
 
@@ -288,11 +297,11 @@ def _handshake_deadline(sock):
     """Deadline for a handshake in connect()/listen(): the socket's timeout. Non-blocking
     sockets get a bounded blocking handshake (see the module rules); returns
     ``(deadline, restore_nonblocking)``."""
-    timeout = sock.gettimeout()
+    own = sock.gettimeout()
+    timeout = handshake_timeout(own)
     if timeout is None:
         return None, False
-    if timeout == 0.0:
-        timeout = _stdlib_socket.getdefaulttimeout() or NONBLOCKING_HANDSHAKE_TIMEOUT
+    if own == 0.0:
         sock.settimeout(timeout)
         return time.monotonic() + timeout, True
     return time.monotonic() + timeout, False

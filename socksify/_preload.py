@@ -118,47 +118,50 @@ def _resolve(program: str, path: str | None) -> str | None:
 _GO_SECTIONS = (b".note.go.buildid", b".go.buildinfo")
 
 
-def _elf_has_interp(header: bytes, f) -> bool | None:
-    """True/False for an ELF file (has a PT_INTERP program header); None if not ELF."""
-    if header[:4] != b"\x7fELF":
-        return None
-    is64 = header[4] == 2
-    endian = "<" if header[5] == 1 else ">"
-    if is64:
-        phoff, = struct.unpack_from(endian + "Q", header, 0x20)
-        phentsize, phnum = struct.unpack_from(endian + "HH", header, 0x36)
-    else:
-        phoff, = struct.unpack_from(endian + "I", header, 0x1C)
-        phentsize, phnum = struct.unpack_from(endian + "HH", header, 0x2A)
-    f.seek(phoff)
-    table = f.read(phentsize * phnum)
-    for i in range(phnum):
-        p_type, = struct.unpack_from(endian + "I", table, i * phentsize)
+class _ElfTables:
+    """Where an ELF file's program and section header tables are, from its first 64
+    bytes (ELF32 or ELF64, either byte order)."""
+
+    def __init__(self, header: bytes):
+        self.is64 = header[4] == 2
+        self.endian = "<" if header[5] == 1 else ">"
+        if self.is64:
+            self.phoff, = struct.unpack_from(self.endian + "Q", header, 0x20)
+            self.phentsize, self.phnum = struct.unpack_from(self.endian + "HH", header, 0x36)
+            self.shoff, = struct.unpack_from(self.endian + "Q", header, 0x28)
+            self.shentsize, self.shnum, self.shstrndx = struct.unpack_from(
+                self.endian + "HHH", header, 0x3A)
+        else:
+            self.phoff, = struct.unpack_from(self.endian + "I", header, 0x1C)
+            self.phentsize, self.phnum = struct.unpack_from(self.endian + "HH", header, 0x2A)
+            self.shoff, = struct.unpack_from(self.endian + "I", header, 0x20)
+            self.shentsize, self.shnum, self.shstrndx = struct.unpack_from(
+                self.endian + "HHH", header, 0x2E)
+
+
+def _elf_has_interp(elf: _ElfTables, f) -> bool:
+    """True when the ELF file has a PT_INTERP program header (it is dynamically linked)."""
+    f.seek(elf.phoff)
+    table = f.read(elf.phentsize * elf.phnum)
+    for i in range(elf.phnum):
+        p_type, = struct.unpack_from(elf.endian + "I", table, i * elf.phentsize)
         if p_type == _PT_INTERP:
             return True
     return False
 
 
-def _elf_is_go(header: bytes, f) -> bool:
+def _elf_is_go(elf: _ElfTables, f) -> bool:
     """True when the ELF file has a section only Go writes (read from the section headers
     and the section-name string table; a stripped or odd file just gives False)."""
     try:
-        is64 = header[4] == 2
-        endian = "<" if header[5] == 1 else ">"
-        if is64:
-            shoff, = struct.unpack_from(endian + "Q", header, 0x28)
-            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", header, 0x3A)
-        else:
-            shoff, = struct.unpack_from(endian + "I", header, 0x20)
-            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", header, 0x2E)
-        if not shoff or not shnum or shstrndx >= shnum or shnum > 4096:
+        if not elf.shoff or not elf.shnum or elf.shstrndx >= elf.shnum or elf.shnum > 4096:
             return False
-        f.seek(shoff)
-        table = f.read(shentsize * shnum)
+        f.seek(elf.shoff)
+        table = f.read(elf.shentsize * elf.shnum)
         # name offset, then the string table's own offset and size (sh_offset, sh_size)
-        offset_fmt, at = (endian + "QQ", 0x18) if is64 else (endian + "II", 0x10)
+        offset_fmt, at = (elf.endian + "QQ", 0x18) if elf.is64 else (elf.endian + "II", 0x10)
         strtab_off, strtab_size = struct.unpack_from(offset_fmt, table,
-                                                     shstrndx * shentsize + at)
+                                                     elf.shstrndx * elf.shentsize + at)
         f.seek(strtab_off)
         names = f.read(min(strtab_size, 1 << 20))
         return any(b"\0" + name + b"\0" in b"\0" + names for name in _GO_SECTIONS)
@@ -180,8 +183,16 @@ def check_program(program: str, path: str | None = None, _depth: int = 0) -> str
         st = os.stat(resolved)
         with open(resolved, "rb") as f:
             header = f.read(64)
-            interp = _elf_has_interp(header, f) if len(header) >= 52 else None
-            is_go = interp is not None and _elf_is_go(header, f)
+            # interp: None when not ELF, else whether it is dynamically linked
+            interp = is_go = None
+            if len(header) >= 52 and header[:4] == b"\x7fELF":
+                try:
+                    elf = _ElfTables(header)
+                    interp = _elf_has_interp(elf, f)
+                except struct.error:
+                    pass  # truncated: the kernel will not run it either
+                else:
+                    is_go = _elf_is_go(elf, f)
     except OSError as exc:
         raise NotCoverable(f"{program}: {exc.strerror}") from None
     if st.st_mode & (stat.S_ISUID | stat.S_ISGID):

@@ -900,8 +900,14 @@ class Session:
         def allowed(host: str | None, address: str, port: int) -> bool:
             return self._check(host, address, port)
 
+        def idle() -> None:
+            # No datagram either way for idle_timeout: end it as an idle TCP relay ends.
+            self.outcome = "idle-timeout"
+            self._close()
+
         association = UdpAssociation(
-            str(self.client_ip), request.port, self.server.resolver, allowed
+            str(self.client_ip), request.port, self.server.resolver, allowed,
+            sweeper=self.server.sweeper, on_idle=idle,
         )
         try:
             host, port = await association.open(self.proto.local_address()[0])
@@ -916,7 +922,8 @@ class Session:
         self.outcome = "ok"
         try:
             # RFC 1928 §6: the association ends when the TCP connection ends. Anything the
-            # client sends on it meanwhile is read and ignored.
+            # client sends on it meanwhile is read and ignored. The idle timeout ends the
+            # read by closing the connection (``idle`` above).
             while await self.proto.read():
                 pass
         finally:

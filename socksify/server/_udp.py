@@ -17,6 +17,14 @@ Rules of this module:
 - Domain destinations are resolved asynchronously; a bounded number of resolutions may be
   pending at once (more are dropped).
 - The association ends when the control TCP connection ends (the caller calls close()).
+- Idle timeout: the association joins the server's :class:`._relay.IdleSweeper` (one timer
+  for every relay and association, a look every quarter of ``idle_timeout``); after four
+  looks with no datagram relayed either way it closes its sockets and calls ``on_idle``
+  (the caller then closes the control connection). Only relayed datagrams count, so
+  nobody but the client and the hosts it talks to can keep an association alive:
+  datagrams that are dropped (from strangers, from hosts the client never sent to,
+  fragments, malformed or denied ones) and bytes on the control connection do not. The
+  datagram path pays one attribute store for it (``_active = True``), no timer.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from ..protocol import (
     encode_udp_datagram,
 )
 from ._outbound import OutboundError, Resolver
+from ._relay import _IDLE_TICKS, IdleSweeper
 
 __all__ = ["UdpAssociation"]
 
@@ -83,6 +92,8 @@ class UdpAssociation:
         client_port: int,
         resolver: Resolver,
         allowed: Callable[[str | None, str, int], bool],
+        sweeper: IdleSweeper | None = None,
+        on_idle: Callable[[], None] | None = None,
     ):
         self.client_ip = _plain_ip(client_ip)
         self.client_port = client_port or None
@@ -97,6 +108,11 @@ class UdpAssociation:
         self._peers: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._pending: set[asyncio.Task] = set()
         self._closed = False
+        self.sweeper = sweeper  #: None: no idle timeout (``idle_timeout = 0``)
+        self.on_idle = on_idle  #: called once when the idle timeout closed the association
+        self.timed_out = False
+        self._active = True  # set per relayed datagram; the first look only starts counting
+        self._idle_ticks = 0
 
     async def open(self, bind_ip: str) -> tuple[str, int]:
         """Bind the sockets; return the client-facing (address, port) for the reply."""
@@ -116,10 +132,16 @@ class UdpAssociation:
                 continue
             self._remote[family] = remote
         host, port = transport.get_extra_info("sockname")[:2]
+        if self.sweeper is not None:
+            self.sweeper.add(self)
         return host, port
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
+        if self.sweeper is not None:
+            self.sweeper.relays.discard(self)
         for task in self._pending:
             task.cancel()
         if self._client_transport is not None:
@@ -184,6 +206,7 @@ class UdpAssociation:
             self._peers.popitem(last=False)
         transport.sendto(data, peer)
         self.bytes_up += len(data)
+        self._active = True
         return True
 
     # -- remote -> client ---------------------------------------------------------------
@@ -196,3 +219,18 @@ class UdpAssociation:
         header = UdpDatagram(Address.from_host(address), port, data)
         self._client_transport.sendto(encode_udp_datagram(header), self.client_addr)
         self.bytes_down += len(data)
+        self._active = True
+
+    # -- idle timeout -------------------------------------------------------------------
+
+    def _idle_tick(self) -> None:
+        """One look of the sweeper (the same contract as ``Relay._idle_tick``)."""
+        if self._active:
+            self._active, self._idle_ticks = False, 0
+            return
+        self._idle_ticks += 1
+        if self._idle_ticks >= _IDLE_TICKS:
+            self.timed_out = True
+            self.close()
+            if self.on_idle is not None:
+                self.on_idle()

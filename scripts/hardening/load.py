@@ -3,8 +3,8 @@ process, then close them all, and report memory and descriptors at each stage.
 
 Three processes, so each stays under the per-process descriptor limit: this one (the
 clients: one socket per connection), the server (two per connection: client and remote,
-plus two pipe ends per connection on the splice relay) and a target that accepts and echoes
-(one per connection). The soft RLIMIT_NOFILE is raised to the hard limit in each.
+with either relay) and a target that accepts and echoes (one per connection). The soft
+RLIMIT_NOFILE is raised to the hard limit in each.
 
 Stages: baseline (server started, idle) -> held (every connection open and proven with an
 echo through the proxy) -> closed (every client socket closed, then the server's descriptor
@@ -60,7 +60,8 @@ class LoadResult:
     established: int
     failed: int
     first_error: str
-    splice: bool
+    #: the server's ``[server] relay``: "threads" or "portable"
+    relay: str
     max_clients_log: str
     seconds_to_open: float
     baseline: Snapshot
@@ -144,7 +145,7 @@ def _limit_fds(limit: int):
 class Processes:
     """The target and the server, started and stopped together."""
 
-    def __init__(self, connections: int, splice: bool, server_fd_limit: int | None = None,
+    def __init__(self, connections: int, relay: str, server_fd_limit: int | None = None,
                  workers: int = 1):
         self.tmp = tempfile.TemporaryDirectory(prefix="load-connections-")
         self.target = subprocess.Popen(
@@ -155,7 +156,7 @@ class Processes:
         config = os.path.join(self.tmp.name, "server.toml")
         with open(config, "w") as fh:
             fh.write(f"[server]\nmax_clients = {connections}\n"
-                     f"splice = {'true' if splice else 'false'}\nworkers = {workers}\n")
+                     f'relay = "{relay}"\nworkers = {workers}\n')
         self.server = subprocess.Popen(
             [sys.executable, "-m", "socksify.server", "--listen", "127.0.0.1:0",
              "--config", config, "--log-level", "warning"],
@@ -261,13 +262,14 @@ def one_round(procs: Processes, connections: int, baseline: Snapshot,
     return writers, errors, opened_in, held, snapshot(pid)
 
 
-def run(connections: int, splice: bool, rounds: int = 2,
+def run(connections: int, relay: str, rounds: int = 2,
         server_fd_limit: int | None = None, workers: int = 1) -> LoadResult:
-    """The whole measurement; ``server_fd_limit`` lowers the server's RLIMIT_NOFILE;
+    """The whole measurement with the server's ``relay`` ("threads" or "portable");
+    ``server_fd_limit`` lowers the server's RLIMIT_NOFILE;
     ``workers`` > 1 runs the server with that many worker processes (``max_clients`` is
     per worker, so each one could take every connection)."""
     raise_fd_limit()
-    procs = Processes(connections, splice, server_fd_limit, workers)
+    procs = Processes(connections, relay, server_fd_limit, workers)
     try:
         baseline = settle(procs.server.pid)
         workers_baseline = worker_snapshots(procs.server.pid)
@@ -278,7 +280,7 @@ def run(connections: int, splice: bool, rounds: int = 2,
         capped = [line for line in procs.server_log if "max_clients" in line]
         return LoadResult(
             requested=connections, established=len(writers), failed=len(errors),
-            first_error=errors[0] if errors else "", splice=splice,
+            first_error=errors[0] if errors else "", relay=relay,
             max_clients_log=capped[0] if capped else "", seconds_to_open=opened_in,
             baseline=baseline, held=held, closed=closed, later_rounds=later,
             workers_baseline=workers_baseline, workers_held=workers_held,
@@ -290,7 +292,7 @@ def run(connections: int, splice: bool, rounds: int = 2,
 def report(result: LoadResult) -> str:
     mib = 1024
     lines = [
-        f"socksify-server, {'splice' if result.splice else 'copy'} relay, "
+        f'socksify-server, relay = "{result.relay}", '
         + (f"{len(result.workers_held)} worker processes" if result.workers_held
            else "one process"),
         f"  connections requested      {result.requested}",
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Hold N proxied connections through one socksify-server process, close "
         "them, and report memory per connection and descriptors before/after.")
     parser.add_argument("--connections", type=int, default=9000)
-    parser.add_argument("--relay", choices=["splice", "copy", "both"], default="both")
+    parser.add_argument("--relay", choices=["threads", "portable", "both"], default="both",
+                        help="the server's [server] relay (default both, one after the other)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="open/close the connections this many times (default 2)")
     parser.add_argument("--workers", type=int, default=1,
@@ -336,11 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.connections < 1:
         parser.error("--connections must be at least 1")
-    relays = {"splice": [True], "copy": [False], "both": [False, True]}[args.relay]
+    relays = ["portable", "threads"] if args.relay == "both" else [args.relay]
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    results = [run(args.connections, splice, max(1, args.rounds), workers=args.workers)
-               for splice in relays]
+    results = [run(args.connections, relay, max(1, args.rounds), workers=args.workers)
+               for relay in relays]
     if args.json:
         print(json.dumps([
             {**dataclasses.asdict(r), "kib_per_connection": r.kib_per_connection,

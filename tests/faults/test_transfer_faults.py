@@ -50,10 +50,10 @@ def run_client(shim: str, proxy: str, *args: str) -> str:
     return result.stdout.strip()
 
 
-@pytest.fixture(params=["splice", "copy"])
+@pytest.fixture(params=["threads", "portable"])
 def relay_toml(request):
-    """TOML selecting the server's relay: the os.splice fast path or the portable copy."""
-    return f"[server]\nsplice = {'true' if request.param == 'splice' else 'false'}\n"
+    """TOML selecting the server's relay: the Linux threaded path or the portable one."""
+    return f'[server]\nrelay = "{request.param}"\n'
 
 
 @pytest.mark.parametrize("shim", SHIMS)

@@ -33,9 +33,9 @@ CONNECTIONS = 1000
 MEMORY_CONNECTIONS = 500
 
 
-@pytest.mark.parametrize("relay", ["copy", "splice"])
+@pytest.mark.parametrize("relay", ["portable", "threads"])
 def test_connections_held_then_closed_give_every_descriptor_back(relay):
-    result = load.run(CONNECTIONS, splice=relay == "splice", rounds=2)
+    result = load.run(CONNECTIONS, relay=relay, rounds=2)
     assert (result.established, result.failed) == (CONNECTIONS, 0), result.first_error
     # while held: the server has the client and the remote socket of every connection
     assert result.held.fds - result.baseline.fds >= 2 * CONNECTIONS
@@ -90,11 +90,11 @@ class _SessionCounter:
         assert self.finished >= count, f"{self.finished} of {count} sessions finished"
 
 
-@pytest.mark.parametrize("relay", ["copy", "splice"])
+@pytest.mark.parametrize("relay", ["portable", "threads"])
 def test_closed_connections_release_their_memory(relay, echo_target):
     count = MEMORY_CONNECTIONS
     config = make_config(
-        config=f"[server]\nsplice = {'true' if relay == 'splice' else 'false'}\n"
+        config=f'[server]\nrelay = "{relay}"\n'
         f"max_clients = {count + 100}\n"
     )
     sessions = _SessionCounter()
@@ -127,15 +127,15 @@ def test_closed_connections_release_their_memory(relay, echo_target):
     assert retained < sessions_run * 500, f"{retained} bytes still allocated"
 
 
-def test_copy_relay_holds_as_many_connections_as_descriptors_allow():
-    """The copy relay needs two descriptors per connection: 900 connections fit under a
+def test_portable_relay_holds_as_many_connections_as_descriptors_allow():
+    """The portable relay needs two descriptors per connection: 900 connections fit under a
     limit of 2,000 (the 9,000-under-20,000 of the Hardening issue, scaled down). A cap that
-    budgeted the splice relay's descriptors for every session would accept only 282."""
-    result = load.run(900, splice=False, rounds=1, server_fd_limit=2000)
+    budgeted a pipe pair per session (as a splice relay would need) would accept only 282."""
+    result = load.run(900, relay="portable", rounds=1, server_fd_limit=2000)
     assert result.established == 900, (result.established, result.max_clients_log)
     assert result.closed.fds == result.baseline.fds
 
 
 def test_default_configuration_holds_as_many_connections_as_descriptors_allow():
-    result = load.run(900, splice=True, rounds=1, server_fd_limit=2000)
+    result = load.run(900, relay="threads", rounds=1, server_fd_limit=2000)
     assert result.established == 900, (result.established, result.max_clients_log)

@@ -78,6 +78,7 @@ def test_quiet_association_is_closed_as_idle(socks_server, udp_echo_server, rela
                                        udp_echo_server[1], b"late")
                 udp.send(encode_udp_datagram(datagram))
                 udp.recv(100)
+    assert len(srv.records) == 1  # one session, one record
 
 
 def test_association_with_traffic_stays_open(socks_server, udp_echo_server):

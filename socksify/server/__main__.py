@@ -2,6 +2,13 @@
 
 Exit status: 0 after SIGINT/SIGTERM, 2 for a bad option or config file (a message that
 names the problem, never a traceback), 1 when a listener cannot be opened.
+
+SIGHUP reloads: the config file is read again and the same command-line options applied
+over it (``_build_config(args)``, so the result is what a fresh start would use). An invalid
+one is logged as one error line and the old configuration keeps serving; a valid one
+serves new sessions (``Server.reload``), except for the keys fixed at start
+(``FIXED_AT_START``: listen, workers, relay), which keep their running values with a warning
+that they need a restart. Without ``--config`` the same options are applied again.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from ._config import (
     parse_user,
     parse_workers,
 )
-from ._server import Server
+from ._server import FIXED_AT_START, Server
 from ._workers import run_workers
 
 PROG = "socksify-server"
+
+logger = logging.getLogger("socksify.server")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,26 +108,99 @@ def _announce(host: str, port: int) -> None:
     sys.stderr.flush()
 
 
-async def _serve(config: ServerConfig, sockets=None) -> None:
+def _config_source(args: argparse.Namespace) -> str:
+    return args.config or "the command line (no --config file)"
+
+
+def _reread_config(
+    args: argparse.Namespace, current: ServerConfig, *, warn_fixed: bool = True
+) -> ServerConfig | None:
+    """The configuration a reload applies: ``_build_config(args)`` with the keys fixed at
+    start kept from ``current``; None (one error line logged) when it is not valid.
+
+    ``warn_fixed``: log a warning naming the fixed keys that differ (the workers leave it
+    to the parent, which warns once).
+    """
+    try:
+        new = _build_config(args)
+        applied = new.replace(**{key: getattr(current, key) for key in FIXED_AT_START})
+        applied.check()  # e.g. the users removed while the old listen address stays open
+    except ConfigError as exc:
+        logger.error("configuration not reloaded, the old one stays in use: %s", exc)
+        return None
+    changed = [key for key in FIXED_AT_START if getattr(new, key) != getattr(current, key)]
+    if changed and warn_fixed:
+        logger.warning(
+            "%s changed in %s: a restart is needed to apply that (the rest is reloaded)",
+            " and ".join(changed), _config_source(args),
+        )
+    return applied
+
+
+def _set_log_level(config: ServerConfig) -> None:
+    logging.getLogger("socksify").setLevel(config.log_level.upper())
+
+
+def _reload(args: argparse.Namespace, server: Server, *, warn_fixed: bool = True) -> None:
+    """SIGHUP in a serving process: reload, or keep everything as it is."""
+    config = _reread_config(args, server.config, warn_fixed=warn_fixed)
+    if config is None:
+        return
+    try:
+        server.reload(config)
+    except ConfigError as exc:  # not expected: _reread_config checked the same
+        logger.error("configuration not reloaded, the old one stays in use: %s", exc)
+        return
+    _set_log_level(config)
+    logger.info("configuration reloaded from %s", _config_source(args))
+
+
+async def _serve(config: ServerConfig, args: argparse.Namespace, sockets=None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with Server(config, sockets=sockets) as server:
+        worker = sockets is not None
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(args, server, warn_fixed=not worker))
+        if worker:
+            # run_workers forks with SIGHUP blocked: a reload sent before the handler above
+            # existed was kept pending, and arrives now.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         # What start-up allocated (modules, config) never becomes garbage: keep it out of
         # the collector's full passes, which would otherwise scan it during traffic.
         gc.freeze()
-        if sockets is None:  # workers: the parent announced the listeners
+        if not worker:  # workers: the parent announced the listeners
             for host, port in server.addresses:
                 _announce(host, port)
         await stop.wait()
-        logging.getLogger("socksify.server").info("stopping")
+        logger.info("stopping")
 
 
-def _serve_worker(config: ServerConfig, sockets) -> int:
+def _serve_worker(config: ServerConfig, args: argparse.Namespace, sockets) -> int:
     """One worker process of ``run_workers``: serve ``sockets`` until SIGTERM."""
-    asyncio.run(_serve(config, sockets))
+    asyncio.run(_serve(config, args, sockets))
     return 0
+
+
+def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
+    """``workers > 1``: the parent checks a reload once and keeps the new configuration for
+    the workers it starts later; each worker reloads itself on the SIGHUP passed on."""
+    current = config
+
+    def reload() -> bool:
+        nonlocal current
+        new = _reread_config(args, current)
+        if new is None:
+            return False
+        current = new
+        _set_log_level(new)
+        logger.info("configuration in %s is valid: reloading the workers", _config_source(args))
+        return True
+
+    return run_workers(
+        config, lambda sockets: _serve_worker(current, args, sockets), _announce, reload
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,13 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{PROG}: error: {exc}\n")
     except (EOFError, KeyboardInterrupt):
         parser.exit(2, f"{PROG}: error: no password given\n")
-    logging.getLogger("socksify").setLevel(config.log_level.upper())
+    _set_log_level(config)
     try:
         if config.workers > 1:
-            return run_workers(
-                config, lambda sockets: _serve_worker(config, sockets), _announce
-            )
-        asyncio.run(_serve(config))
+            return _run_workers(config, args)
+        asyncio.run(_serve(config, args))
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: cannot listen: {exc}\n")
         return 1

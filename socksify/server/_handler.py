@@ -59,6 +59,7 @@ from ._text import printable
 from ._udp import UdpAssociation
 
 if TYPE_CHECKING:
+    from ._config import ServerConfig
     from ._server import Server
 
 __all__ = ["ClientProtocol", "ClientSocket"]
@@ -426,14 +427,13 @@ class Session:
     what the record needs: an idle relayed connection should cost little memory.
     """
 
-    __slots__ = ("server", "config", "loop", "proto", "client_host", "client_port", "conn",
+    __slots__ = ("server", "loop", "proto", "client_host", "client_port", "conn",
                  "started", "task", "relay", "relaying", "udp", "user", "command",
                  "destination", "port", "peer", "outcome", "reply_code", "bytes_up",
                  "bytes_down", "_finished", "_version", "_denied_by", "_timed_out")
 
     def __init__(self, server: Server, proto: ClientProtocol | ClientSocket, peer):
         self.server = server
-        self.config = server.config
         self.loop = server._loop
         self.proto = proto
         self.client_host, self.client_port = peer[0], peer[1]
@@ -456,6 +456,12 @@ class Session:
         self._version: int | None = None
         self._denied_by: str | None = None
         self._timed_out = False
+
+    @property
+    def config(self) -> ServerConfig:
+        """The server's config when read: a reload (``Server.reload``) reaches the
+        requests not decided yet."""
+        return self.server.config
 
     @property
     def client_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -29,7 +29,7 @@ from ._text import printable
 from ._threaded_relay import THREADED_RELAY_AVAILABLE
 from ._workers import open_listeners
 
-__all__ = ["Server", "ThreadedServer", "run_in_thread"]
+__all__ = ["FIXED_AT_START", "Server", "ThreadedServer", "run_in_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ def format_record(record: dict[str, Any]) -> str:
     )
 
 
+#: What start() fixes: the listeners, the worker processes sharing them, and the accept path
+#: the relay choice picks. ``Server.reload`` keeps their running values: a restart changes them.
+FIXED_AT_START = ("listen", "workers", "relay")
 #: Listen backlog; asyncio also accepts up to this many connections per wake-up.
 _BACKLOG = 256
 #: Descriptors a relayed session needs: its client and remote sockets. BIND (one more
@@ -159,6 +162,8 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accept_warned_at = float("-inf")
         self._sessions: set[Session] = set()
+        #: sweepers replaced by reload(), still timing the relays that joined them
+        self._retired_sweepers: list[IdleSweeper] = []
         self._tasks: set[asyncio.Task] = set()
         self.handshakes: HandshakeClock | None = None  #: set by start()
         self._admitted = 0
@@ -235,11 +240,63 @@ class Server:
             await server.wait_closed()
         # Let transports run their connection_lost callbacks (relay records).
         await asyncio.sleep(0)
-        if self.sweeper is not None:
-            self.sweeper.close()
+        for sweeper in [self.sweeper, *self._retired_sweepers]:
+            if sweeper is not None:
+                sweeper.close()
         if self.handshakes is not None:
             self.handshakes.close()
         self._servers.clear()
+
+    def reload(self, config: ServerConfig) -> ServerConfig:
+        """Serve from now on with ``config``; what is already relaying is not touched.
+
+        The keys of :data:`FIXED_AT_START` keep their running values (the listeners and the
+        accept path exist already). The result is checked first: a ConfigError leaves
+        everything as it was (so are new users checked against the listen address kept).
+        Then users, rules, ``[hosts]``, the timeouts and ``max_clients`` apply to new
+        sessions and to every login and request not decided yet (sessions read
+        ``server.config``, ``auth`` and ``resolver`` when they decide); a new handshake
+        timeout also bounds the handshakes in progress. Relays and UDP associations keep the
+        idle timeout they started with, BIND the bind timeout of its request. Returns the
+        config now in use (``self.config``).
+        """
+        current = self.config
+        config = config.replace(**{key: getattr(current, key) for key in FIXED_AT_START})
+        config.check()
+        self.auth = Authenticator(config.users)
+        self.resolver = Resolver(config.hosts)
+        if config.idle_timeout != current.idle_timeout:
+            # A relay keeps the sweeper it joined; this one times the relays started later.
+            self._retired_sweepers = [s for s in self._retired_sweepers if s.relays]
+            if self.sweeper is not None:
+                self._retired_sweepers.append(self.sweeper)
+            idle = config.idle_timeout
+            self.sweeper = IdleSweeper(idle) if idle > 0 else None
+        if self._loop is not None:  # started: as start() does
+            self._set_handshake_timeout(config.handshake_timeout)
+            self.max_clients = client_cap(config.max_clients, len(self.addresses))
+        else:
+            self.max_clients = config.max_clients
+        self.config = config
+        return config
+
+    def _set_handshake_timeout(self, timeout: float) -> None:
+        # Sessions discard themselves from ``self.handshakes`` when their handshake ends, so
+        # the clock they were added to must stay that object (or be closed).
+        clock = self.handshakes
+        if not timeout:
+            if clock is not None:
+                clock.close()  # the handshakes in progress have no deadline any more
+            self.handshakes = None
+        elif clock is None:
+            self.handshakes = HandshakeClock(self._loop, timeout)  # for new sessions
+        elif clock.timeout != timeout:
+            clock.timeout = timeout
+            # Its timer was set for the old timeout: look at the oldest deadline again.
+            if clock._timer is not None:
+                clock._timer.cancel()
+                clock._timer = None
+            clock._expire()
 
     async def __aenter__(self) -> Server:
         await self.start()

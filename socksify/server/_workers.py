@@ -14,6 +14,11 @@ Rules of this module:
   stops like the single-process server (stop accepting, close its sessions), and the
   parent exits 0 once all have exited. Signals are blocked around ``fork`` so a worker
   never runs the parent's handler.
+- SIGHUP in the parent calls ``reload()`` once (it checks the new configuration and logs
+  what is wrong; the parent keeps the new one for the workers it starts later). Only when
+  it returns true is SIGHUP passed on to every worker, which reloads itself. A new worker
+  starts with SIGHUP still blocked and its default action: ``serve`` unblocks it once its
+  own handler is installed, so a reload sent meanwhile waits instead of killing it.
 - Each worker is an ordinary single-process server: sessions, limits (``max_clients``
   counts per worker), logs and records are per worker.
 """
@@ -34,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 _BACKLOG = 256
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Blocked around fork: the stop signals and the reload signal.
+_FORK_BLOCKED = (*_SIGNALS, signal.SIGHUP)
 #: A worker that dies sooner than this after its start is replaced only after this delay
 #: (a worker that cannot run at all must not turn into a fork loop).
 _RESTART_DELAY = 1.0
@@ -91,18 +98,19 @@ def open_listeners(listen: list[tuple[str, int]], workers: int) -> list[list[soc
 def run_workers(
     config, serve: Callable[[list[socket.socket]], int],
     announce: Callable[[str, int], None],
+    reload: Callable[[], bool] | None = None,
 ) -> int:
     """Open the listeners, announce them, run ``config.workers`` workers until a signal.
 
-    ``serve(sockets)`` runs in each forked worker and returns its exit status. Raises
-    OSError when a listener cannot be opened (before anything was forked).
+    ``serve(sockets)`` runs in each forked worker and returns its exit status; with
+    ``reload`` it must unblock SIGHUP once it handles it. ``reload()`` runs in the parent on
+    SIGHUP; true passes SIGHUP on to the workers (None: SIGHUP keeps its default action).
+    Raises OSError when a listener cannot be opened (before anything was forked).
     """
     shares = open_listeners(config.listen, config.workers)
-    for sock in shares[0]:
-        host, port = sock.getsockname()[:2]
-        announce(host, port)
     children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
     stopping = False
+    reloading = again = False
 
     def on_signal(signum, frame) -> None:
         nonlocal stopping
@@ -113,16 +121,44 @@ def run_workers(
             except ProcessLookupError:
                 pass
 
+    def on_reload(signum, frame) -> None:
+        nonlocal reloading, again
+        if reloading:  # a SIGHUP during a reload: one more pass when this one is done
+            again = True
+            return
+        reloading = True
+        try:
+            while not stopping:
+                again = False
+                try:
+                    valid = reload()
+                except Exception:  # a reload must never end the server
+                    logger.exception("configuration not reloaded")
+                    valid = False
+                if valid and not stopping:
+                    for pid in list(children):
+                        try:
+                            os.kill(pid, signal.SIGHUP)
+                        except ProcessLookupError:
+                            pass
+                if not again:
+                    break
+        finally:
+            reloading = False
+
     def spawn(index: int) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_BLOCKED)
         try:
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the parent's code
                 status = 1
                 try:
-                    for signum in _SIGNALS:
+                    for signum in _FORK_BLOCKED:
                         signal.signal(signum, signal.SIG_DFL)
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                    # SIGHUP stays blocked when serve() handles it (see the module's rules).
+                    signal.pthread_sigmask(
+                        signal.SIG_UNBLOCK, _SIGNALS if reload else _FORK_BLOCKED
+                    )
                     for other, share in enumerate(shares):
                         if other != index:
                             for sock in share:
@@ -136,10 +172,17 @@ def run_workers(
                     os._exit(status)
             children[pid] = (index, time.monotonic())
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
+    if reload is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_reload)
     try:
+        # Announced once the handlers are in place: whoever waits for these lines may
+        # signal at once.
+        for sock in shares[0]:
+            host, port = sock.getsockname()[:2]
+            announce(host, port)
         for index in range(config.workers):
             spawn(index)
         while children:

@@ -16,6 +16,13 @@ microsocks as the proxy for every proxied variant, so the figures compare the CL
    plain curl (direct), curl --socks5-hostname, socksify-run curl (native launcher),
    python -m socksify.run curl, LD_PRELOAD=libsocksify.so curl, proxychains4 -q curl,
    torsocks curl; "vs --socks5-hostname" is the overhead the performance target counts.
+   The proxied fetches name the page by a host name only the proxy resolves (remote DNS,
+   as ``scripts/bench`` does: microsocks in a private mount namespace whose /etc/hosts
+   maps it; root only, else by IP). A program handed a name resolves it itself under the
+   shim (curl starts a resolver thread: ~0.25 ms) while ``--socks5-hostname`` skips that,
+   so the shim and socksify-run also get a row fetching an IP literal, and the difference
+   shows what curl's own lookup costs. torsocks always fetches by IP (it would ask the
+   proxy for Tor's RESOLVE).
 2. Per-connect cost over --connects sequential connect()+close() in ONE process (a small C
    program compiled here): direct, preloaded but bypassed (NO_PROXY: the hook's own cost),
    preloaded and proxied, and proxychains4 for comparison.
@@ -26,6 +33,9 @@ microsocks as the proxy for every proxied variant, so the figures compare the CL
 package's own files; ``--compare-launcher PATH`` (repeatable) adds rows for other launcher
 builds, run in turn with the others (say, a glibc and a musl build of the same source, each
 in a directory with a ``libsocksify.so`` symlink so it finds the library as installed).
+The default launcher is the one ``scripts/bench`` measures: the C launcher pip installed in
+the running Python's scripts directory (an editable install's copy searches ``../lib`` for
+the library), else the package's own copy next to the library.
 With ``perf`` usable, the launcher's own cost is also given as ``perf stat`` task-clock and
 page faults (mean of --perf-runs runs up to the exec, on a program that does not exist).
 
@@ -47,9 +57,15 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from benchlib.native_measures import launcher as installed_launcher  # noqa: E402
+from benchlib.processes import BENCH_NAME, start_microsocks  # noqa: E402
 
 from socksify import _preload  # noqa: E402
 
@@ -109,12 +125,6 @@ int main(int argc, char **argv) {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -136,20 +146,13 @@ def http_page(directory: str):
 
 
 @contextlib.contextmanager
-def microsocks():
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("microsocks"), "-i", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            break
-        time.sleep(0.05)
+def microsocks(workdir: str):
+    """microsocks on loopback: (port, the name it resolves to 127.0.0.1 or None)."""
+    server = start_microsocks(Path(workdir), {BENCH_NAME: "127.0.0.1"})
     try:
-        yield port
+        yield server.port, BENCH_NAME if server.resolves_names else None
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 @contextlib.contextmanager
@@ -256,7 +259,12 @@ def main() -> int:
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is required")
     library = os.path.abspath(args.library) if args.library else _preload.library_path()
-    launcher = args.launcher or _preload.launcher_path()
+    if args.launcher:
+        launcher = args.launcher
+    else:
+        installed = installed_launcher()
+        launcher = installed[0] if len(installed) == 1 else _preload.launcher_path()
+    print(f"socksify-run (native): {launcher}")
     if not os.access(launcher, os.X_OK):
         print(f"(no native launcher at {launcher}: its rows are left out)")
         launcher = None
@@ -267,8 +275,11 @@ def main() -> int:
     curl = shutil.which("curl")
     true = shutil.which("true")
     with tempfile.TemporaryDirectory() as tmp, http_page(tmp) as http_port, \
-            microsocks() as proxy_port, accept_and_close() as sink_port:
+            microsocks(tmp) as (proxy_port, name), accept_and_close() as sink_port:
         url = f"http://127.0.0.1:{http_port}/index.html"
+        # the proxied fetches name the page the way users do; by IP if the proxy cannot
+        named_url = f"http://{name}:{http_port}/index.html" if name else url
+        by = "by name (remote DNS)" if name else "by IP (the proxy resolves no name here)"
         proxy = f"socks5h://127.0.0.1:{proxy_port}"
         pc_conf = os.path.join(tmp, "proxychains.conf")
         with open(pc_conf, "w") as f:
@@ -309,25 +320,31 @@ def main() -> int:
                       f"{perf[1]:.0f} page faults")
 
         fetch = [curl, "-s", "-o", "/dev/null", url]
+        named = [curl, "-s", "-o", "/dev/null", named_url]
         variants = [
             ("plain curl (direct)", fetch, base),
             ("curl --socks5-hostname", [curl, "-s", "-o", "/dev/null", "--socks5-hostname",
-                                        f"127.0.0.1:{proxy_port}", url], base),
+                                        f"127.0.0.1:{proxy_port}", named_url], base),
         ]
         for label, path in launchers:
             variants.append((f"socksify-run curl ({label})",
-                             [path, "--proxy", proxy, "--", *fetch], base))
+                             [path, "--proxy", proxy, "--", *named], base))
         variants += [
-            ("python -m socksify.run curl", [*python_run, *fetch], python_env),
-            ("LD_PRELOAD=libsocksify.so curl", fetch, shim_env),
+            ("python -m socksify.run curl", [*python_run, *named], python_env),
+            ("LD_PRELOAD=libsocksify.so curl", named, shim_env),
         ]
+        if name:
+            if launcher:
+                variants.append(("socksify-run curl (native), IP literal",
+                                 [launcher, "--proxy", proxy, "--", *fetch], base))
+            variants.append(("LD_PRELOAD=libsocksify.so curl, IP literal", fetch, shim_env))
         if shutil.which("proxychains4"):
             variants.append(("proxychains4 -q curl",
-                             [shutil.which("proxychains4"), "-q", "-f", pc_conf, *fetch], base))
+                             [shutil.which("proxychains4"), "-q", "-f", pc_conf, *named], base))
         if shutil.which("torsocks"):
-            variants.append(("torsocks curl", [shutil.which("torsocks"), *fetch],
+            variants.append(("torsocks curl (by IP)", [shutil.which("torsocks"), *fetch],
                              dict(base, TORSOCKS_CONF_FILE=ts_conf)))
-        print(f"\n1. one curl fetch of a local page, median of {args.runs} runs (ms)")
+        print(f"\n1. one curl fetch of a local page {by}, median of {args.runs} runs (ms)")
         medians = medians_ms(variants, args.runs)
         plain = medians.get("plain curl (direct)")
         reference = medians.get("curl --socks5-hostname")

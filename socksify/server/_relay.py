@@ -178,13 +178,15 @@ class Relay:
 
 
 class IdleSweeper:
-    """Closes relays that saw no data for ``timeout`` seconds, with one timer for all."""
+    """Closes relays and UDP associations that saw no data for ``timeout`` seconds, with
+    one timer for all (members provide ``_idle_tick()``, called ``_IDLE_TICKS`` times per
+    ``timeout``)."""
 
     __slots__ = ("timeout", "relays", "_timer")
 
     def __init__(self, timeout: float):
         self.timeout = timeout
-        self.relays: set[Relay] = set()
+        self.relays: set = set()  #: Relay, ThreadedRelay, UdpAssociation
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, relay: Relay) -> None:

@@ -19,6 +19,7 @@ import time
 import pytest
 from support.targets import pattern_bytes
 
+import socksify
 from socksify.protocol import (
     NEED_DATA,
     Address,
@@ -48,12 +49,14 @@ WAIT = 60  # seconds: generous, it only costs time when a test fails
 
 
 class ServerProcess:
-    """``python -m socksify.server ARGS`` in ``cwd`` (not the checkout, so the installed
-    package runs); stderr is read by a thread into ``lines``, which tests wait on."""
+    """``python -m socksify.server ARGS`` in ``cwd``, not the checkout: the server imports
+    the socksify this test imported (the installed one under tox), never the checkout's by
+    accident. stderr is read by a thread into ``lines``, which tests wait on."""
 
     def __init__(self, cwd, *args: str):
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(socksify.__file__)))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "socksify.server", *args], cwd=cwd,
+            [sys.executable, "-m", "socksify.server", *args], cwd=cwd, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True,
         )

@@ -7,6 +7,7 @@ error or restart warning) before it looks at the effect, with generous bounds.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -419,3 +420,73 @@ def test_reload_keeps_the_listen_address_and_refuses_an_open_proxy():
     assert applied.listen == [("192.0.2.1", 1080)]
     assert (applied.relay, applied.workers) == ("threads", 1)
     assert applied.users == {"bob": "pw"} and applied.connect_timeout == 3
+
+
+# -- Server.reload in process: what happens to the sessions already there -------------------
+
+
+async def _open_relay(address, target):
+    """A SOCKS4 CONNECT through ``address`` (asyncio streams); returns (reader, writer)."""
+    reader, writer = await asyncio.open_connection(*address)
+    conn = Connection(Role.CLIENT, 4)
+    writer.write(conn.send(Request(Command.CONNECT, Address.from_host(target[0]), target[1])))
+    reply = await asyncio.wait_for(reader.readexactly(8), WAIT)
+    assert reply[1] == 90, reply
+    return reader, writer
+
+
+async def _echoes(reader, writer, payload=b"ping") -> bool:
+    writer.write(payload)
+    try:
+        return await asyncio.wait_for(reader.readexactly(len(payload)), WAIT) == payload
+    except asyncio.IncompleteReadError:
+        return False
+
+
+def test_a_new_idle_timeout_times_new_relays_only(tcp_echo_server):
+    """Relays keep the idle timeout they started with; relays started later get the new one."""
+    records = []
+
+    async def main():
+        config = ServerConfig(listen=[("127.0.0.1", 0)], idle_timeout=300)
+        async with Server(config, on_session=records.append) as server:
+            address = server.addresses[0]
+            old = await _open_relay(address, tcp_echo_server)
+            assert await _echoes(*old)
+            server.reload(config.replace(idle_timeout=0.4))
+            new = await _open_relay(address, tcp_echo_server)
+            assert await _echoes(*new)
+            # The new relay is closed for idleness; the old one has been idle longer.
+            assert await asyncio.wait_for(new[0].read(), WAIT) == b""
+            assert await _echoes(*old)
+            for _reader, writer in (old, new):
+                writer.close()
+
+    asyncio.run(main())
+    assert [r["outcome"] for r in records][:1] == ["idle-timeout"], records
+
+
+@pytest.mark.parametrize(("after", "closed"), [(0.3, True), (0, False)])
+def test_a_new_handshake_timeout_reaches_the_handshakes_in_progress(after, closed):
+    """A shorter handshake timeout cuts off a client stalled in its handshake; 0 (none)
+    leaves it waiting, and its handshake can still complete."""
+    records = []
+
+    async def main():
+        config = ServerConfig(listen=[("127.0.0.1", 0)], handshake_timeout=300)
+        async with Server(config, on_session=records.append) as server:
+            reader, writer = await asyncio.open_connection(*server.addresses[0])
+            writer.write(b"\x05")  # half a greeting: the session is in its handshake
+            await writer.drain()
+            server.reload(config.replace(handshake_timeout=after))
+            if closed:
+                assert await asyncio.wait_for(reader.read(), WAIT) == b""
+            else:
+                # Still served: the rest of the greeting gets the method selection.
+                writer.write(b"\x01\x00")
+                assert await asyncio.wait_for(reader.readexactly(2), WAIT) == b"\x05\x00"
+            writer.close()
+
+    asyncio.run(main())
+    if closed:
+        assert [r["outcome"] for r in records] == ["handshake-timeout"], records

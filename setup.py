@@ -54,16 +54,28 @@ class BuildExt(build_ext):
     def build_launcher(self):
         """Compile and link csrc/launcher/socksify-run.c into the package directory and
         into build/launcher/ (the copy BuildScripts puts into bin/): static musl when
-        musl-gcc is there (buildcfg.launcher_cc), else with the system compiler."""
+        musl-gcc is there (buildcfg.launcher_cc), else with the system compiler; then stamp
+        the library hint into both (buildcfg.library_hint)."""
         package_dir = "socksify" if self.inplace else os.path.join(self.build_lib, "socksify")
         musl = buildcfg.launcher_cc(os.environ)
+        built = False
         if musl:
             try:
                 self.build_musl_launcher(musl, package_dir)
-                return
+                built = True
             except (CompileError, LinkError, OSError, subprocess.SubprocessError) as exc:
                 self.warn(f"socksify-run: the musl build failed ({exc}); "
                           f"linking with {self.compiler.compiler_so[0]} instead")
+        if not built:
+            self.build_system_launcher(package_dir)
+        # where the bin/ copy looks first for the library (one stat instead of a search of
+        # ../lib; the launcher's header comment): the source tree in an in-place build
+        hint = buildcfg.library_hint(bool(self.inplace), package_dir)
+        for out_dir in (package_dir, buildcfg.LAUNCHER_SCRIPT_DIR):
+            buildcfg.stamp_library_hint(os.path.join(out_dir, buildcfg.LAUNCHER_FILENAME), hint)
+
+    def build_system_launcher(self, package_dir):
+        """The launcher linked by setuptools' own compiler (static when libc.a exists)."""
         objects = self.compiler.compile(
             buildcfg.launcher_sources(),
             output_dir=os.path.join(self.build_temp, "launcher"),

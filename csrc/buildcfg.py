@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 from collections.abc import Callable, Mapping
 
 CSRC = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +40,10 @@ LAUNCHER_SOURCES = ("launcher/socksify-run.c", "config.c")
 LAUNCHER_FILENAME = "socksify-run"
 #: where the build leaves a copy of the launcher for build_scripts (installed into bin/)
 LAUNCHER_SCRIPT_DIR = os.path.join("build", "launcher")
+#: the marker of the library hint in the launcher binary (HINT_MARKER, HINT_SIZE in
+#: csrc/launcher/socksify-run.c): the path follows it, NUL-terminated
+HINT_MARKER = b"@(#)socksify-library-hint:"
+HINT_SIZE = 4096
 #: build-only Python files that must travel in the sdist with the C sources
 BUILD_SCRIPTS = ("buildcfg.py", "build_ffi.py")
 
@@ -159,3 +164,55 @@ def binding_sources(csrc: str = CSRC) -> list[str]:
     """The pure sources compiled into socksify._native, relative to the working directory
     (setuptools refuses absolute source paths; setup.py runs in the project root)."""
     return [os.path.relpath(os.path.join(csrc, name)) for name in BINDING_SOURCES]
+
+
+def library_hint(inplace: bool, package_dir: str,
+                 paths: Mapping[str, str] | None = None) -> str:
+    """Where the bin/ copy of the launcher should look first for the library (the hint
+    stamped into the binary; the launcher still searches when the file is not there).
+
+    An in-place build (``pip install -e .``, ``setup.py build_ext --inplace``) knows it: the
+    library in the source tree, as an absolute real path. A wheel build knows only where the
+    library will land relative to bin/: sysconfig's platlib relative to its scripts
+    directory (``../lib/python3.X/site-packages/socksify/libsocksify.so`` in a venv, tox's
+    envs included). ``paths`` stands in for ``sysconfig.get_paths()`` in tests.
+    """
+    if inplace:
+        return os.path.realpath(os.path.join(package_dir, PRELOAD_FILENAME))
+    paths = sysconfig.get_paths() if paths is None else paths
+    platlib, scripts = paths.get("platlib"), paths.get("scripts")
+    if not platlib or not scripts:
+        return ""
+    return os.path.join(os.path.relpath(platlib, scripts), "socksify", PRELOAD_FILENAME)
+
+
+def stamp_library_hint(binary: str, hint: str) -> None:
+    """Write ``hint`` into the launcher ``binary`` after HINT_MARKER (in place; "" clears
+    it). The launcher reads it at run time (csrc/launcher/socksify-run.c hinted_library).
+
+    Raises:
+        ValueError: the marker is not in the file exactly once, or the hint is too long.
+    """
+    encoded = os.fsencode(hint)
+    room = HINT_SIZE - len(HINT_MARKER) - 1
+    if len(encoded) > room or b"\0" in encoded:
+        raise ValueError(f"library hint too long for the launcher ({len(encoded)} > {room} "
+                         f"bytes) or contains NUL: {hint!r}")
+    with open(binary, "r+b") as f:
+        data = f.read()
+        at = data.find(HINT_MARKER)
+        if at < 0 or data.find(HINT_MARKER, at + 1) >= 0:
+            raise ValueError(f"{binary}: the library hint marker is not there exactly once")
+        f.seek(at + len(HINT_MARKER))
+        f.write(encoded + b"\0" * (room + 1 - len(encoded)))
+
+
+def read_library_hint(binary: str) -> str:
+    """The hint stamped into the launcher ``binary`` ("" when none)."""
+    with open(binary, "rb") as f:
+        data = f.read()
+    at = data.find(HINT_MARKER)
+    if at < 0:
+        raise ValueError(f"{binary}: no library hint marker")
+    start = at + len(HINT_MARKER)
+    return os.fsdecode(data[start:data.index(b"\0", start)])

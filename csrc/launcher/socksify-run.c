@@ -18,13 +18,24 @@
  * on PATH: no wrapper, no interpreter, ~0.3 ms). The bin/ copy finds the library by
  *   1. $SOCKSIFY_LIBRARY (as socksify/_preload.py),
  *   2. <dir of this program>/libsocksify.so (the in-package copy),
- *   3. <dir>/../lib/python3*\/{site,dist}-packages/socksify/libsocksify.so (a venv, pip
+ *   3. the LIBRARY HINT the build stamped into this binary (setup.py, after linking:
+ *      buildcfg.stamp_library_hint): an editable or in-place build knows the library's
+ *      absolute path (the source tree); a wheel build knows where the library lands
+ *      relative to bin/ (../lib/python3.X/site-packages/socksify/libsocksify.so, from
+ *      sysconfig). One stat() when it is right; when the file is not there (a moved
+ *      checkout, a system install under dist-packages) the search below runs as before,
+ *   4. <dir>/../lib/python3*\/{site,dist}-packages/socksify/libsocksify.so (a venv, pip
  *      install --user into ~/.local, a system install into /usr/local or /usr),
- *   4. an editable install (pip install -e) in those site directories: the package path
+ *   5. an editable install (pip install -e) in those site directories: the package path
  *      that setuptools' __editable__ finder module (or .pth file) names,
  * and when none exists (an odd layout) it runs the Python
  * implementation instead: `<dir>/python3 -m socksify.run ARGS` (a venv's interpreter), else
  * `python3` from PATH. Correct everywhere, fast in the usual layouts.
+ *
+ * Why the hint (measured, scripts/bench --only curl): the search of an editable install's
+ * bin/ copy opened lib/, scanned site-packages (~280 entries), read the finder module and
+ * resolved the path (~30 system calls, 143k instructions under callgrind): ~0.2 ms of every
+ * run. With the hint it is one stat().
  *
  * Which C library (decision, measured): the launcher's own execve is paid on every run. It
  * is linked statically (no dynamic loader) and, when musl-gcc is installed, against musl:
@@ -98,10 +109,73 @@ static void usage(FILE *out)
 
 /* ---------------------------------------------------------------- finding the library */
 
+/* snprintf into buf: 1 when the whole text fits (a cut path would name another file). */
+static int fits(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fits(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n >= 0 && (size_t)n < cap;
+}
+
 static int is_file(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* path as an absolute path into out: copied when it is one already and has no "." or ".."
+ * component nor "//" (what setuptools' finder and the build's hint give: no realpath(),
+ * whose readlink per component the common case does not need), else realpath(). 1 or 0. */
+static int absolute_path(const char *path, char *out, size_t cap)
+{
+    size_t n = strlen(path);
+    if (path[0] == '/' && !strstr(path, "/./") && !strstr(path, "/../") && !strstr(path, "//") &&
+        n < cap) {
+        memcpy(out, path, n + 1);
+        return 1;
+    }
+    return cap >= PATH_MAX && realpath(path, out) != NULL;
+}
+
+/* The library hint (see the header comment): HINT_MARKER then the path, NUL-terminated.
+ * setup.py writes the path into the linked binary (buildcfg.stamp_library_hint finds the
+ * marker, which occurs nowhere else); unstamped, the path is empty. volatile: the bytes the
+ * file holds must be read at run time, not the empty string the compiler saw. */
+#define HINT_MARKER "@(#)socksify-library-hint:"
+#define HINT_SIZE 4096
+static volatile const char library_hint[HINT_SIZE] __attribute__((used)) = HINT_MARKER;
+
+/* The stamped library path into out: absolute as stamped, or relative to dir (the real
+ * directory of this program, so leading "../" are taken off it lexically). 1 when it names
+ * a regular file, else 0 (no hint, or the file is not there). */
+static int hinted_library(const char *dir, char *out, size_t cap)
+{
+    char hint[HINT_SIZE], base[PATH_MAX], path[PATH_MAX + HINT_SIZE];
+    const char *rel = hint;
+    size_t i, off = sizeof HINT_MARKER - 1;
+    for (i = 0; off + i < HINT_SIZE - 1 && (hint[i] = library_hint[off + i]) != '\0'; i++)
+        ;
+    hint[i] = '\0';
+    if (!hint[0])
+        return 0;
+    if (hint[0] == '/')
+        return is_file(hint) && absolute_path(hint, out, cap);
+    if (!dir || !fits(base, sizeof base, "%s", dir))
+        return 0;
+    while (strncmp(rel, "../", 3) == 0) {
+        char *slash = strrchr(base, '/');
+        if (!slash)
+            return 0;
+        slash[slash == base ? 1 : 0] = '\0'; /* the parent of /x is / */
+        rel += 3;
+    }
+    if (!fits(path, sizeof path, "%s%s%s", base, base[1] ? "/" : "", rel))
+        return 0;
+    return is_file(path) && absolute_path(path, out, cap);
 }
 
 /* Directory of this executable (realpath of /proc/self/exe) into dir; 0 or -1. */
@@ -150,28 +224,18 @@ static int editable_library(const char *file, char *out, size_t cap)
     } else {
         return 0;
     }
-    return is_file(path) && realpath(path, out) && cap >= PATH_MAX;
+    return is_file(path) && absolute_path(path, out, cap);
 }
 
-static int has_affixes(const char *name, const char *prefix, const char *suffix)
-{
-    size_t n = strlen(name), p = strlen(prefix), q = strlen(suffix);
-    return n >= p + q && strncmp(name, prefix, p) == 0 && strcmp(name + n - q, suffix) == 0;
-}
+/* 1 when name (of length len) starts with the string literal prefix and ends with the
+ * string literal suffix: lengths from sizeof, once per directory entry of site-packages. */
+#define HAS_AFFIXES(name, len, prefix, suffix)                                               \
+    ((len) >= sizeof prefix + sizeof suffix - 2 &&                                           \
+     memcmp((name), prefix, sizeof prefix - 1) == 0 &&                                       \
+     memcmp((name) + (len) - (sizeof suffix - 1), suffix, sizeof suffix - 1) == 0)
 
 #define MAX_PYTHONS 16
 
-/* snprintf into buf: 1 when the whole text fits (a cut path would name another file). */
-static int fits(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fits(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < cap;
-}
 
 /* The library's absolute path into out: 1 found, 0 not found (out: the path tried first,
  * for the message), -1 $SOCKSIFY_LIBRARY names a missing file.
@@ -200,8 +264,11 @@ static int find_library(const char *dir, char *out, size_t cap)
         return 0;
     snprintf(path, sizeof path, "%s/" LIBRARY_NAME, dir);
     snprintf(out, cap, "%.*s", PATH_MAX - 1, path);
-    if (is_file(path) && realpath(path, out))
+    if (is_file(path) && absolute_path(path, out, cap))
         return 1;
+    if (hinted_library(dir, out, cap))
+        return 1;
+    snprintf(out, cap, "%.*s", PATH_MAX - 1, path);
     snprintf(path, sizeof path, "%s/../lib", dir);
     if (!(lib = opendir(path)))
         return 0;
@@ -212,7 +279,7 @@ static int find_library(const char *dir, char *out, size_t cap)
     for (i = 0; i < 2; i++)
         for (k = 0; k < n_pythons; k++) {
             if (fits(path, sizeof path, "%s/../lib/%s/%s/socksify/" LIBRARY_NAME, dir,
-                     pythons[k], sites[i]) && is_file(path) && realpath(path, out))
+                     pythons[k], sites[i]) && is_file(path) && absolute_path(path, out, cap))
                 return 1;
         }
     for (i = 0; i < 2; i++)
@@ -223,8 +290,12 @@ static int find_library(const char *dir, char *out, size_t cap)
                 !(site = opendir(path)))
                 continue;
             while (!found && (entry = readdir(site))) {
-                if (!has_affixes(entry->d_name, "__editable___socksify_", "finder.py") &&
-                    !has_affixes(entry->d_name, "__editable__.socksify-", ".pth"))
+                size_t len;
+                if (entry->d_name[0] != '_')
+                    continue; /* most entries: no strlen, no compare */
+                len = strlen(entry->d_name);
+                if (!HAS_AFFIXES(entry->d_name, len, "__editable___socksify_", "finder.py") &&
+                    !HAS_AFFIXES(entry->d_name, len, "__editable__.socksify-", ".pth"))
                     continue;
                 found = fits(path, sizeof path, "%s/../lib/%s/%s/%s", dir, pythons[k],
                              sites[i], entry->d_name) &&

@@ -23,6 +23,27 @@ from .conftest import clean_env, without_sanitizer
 SETTINGS = load_settings("socks5h://127.0.0.1:1080", environ={})
 
 
+def _buildcfg():
+    """csrc/buildcfg.py (build decisions; not part of the installed package)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "buildcfg.py"
+    spec = importlib.util.spec_from_file_location("buildcfg", path)
+    cfg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cfg)
+    return cfg
+
+
+def _copy_launcher(launcher, dest, hint=""):
+    """A copy of the native launcher at ``dest`` with ``hint`` stamped in as the library
+    hint ("" = none: the copy finds the library by its search alone)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(launcher, dest)
+    _buildcfg().stamp_library_hint(str(dest), hint)
+    return str(dest)
+
+
 def test_print_library(socksify_run, libsocksify):
     result = socksify_run(["--print-library"])
     assert result.returncode == 0, result.stderr
@@ -257,9 +278,8 @@ def test_launcher_in_bin_finds_the_library_in_site_packages(shim, launcher, libs
     site = tmp_path / "lib" / "python3.11" / "site-packages" / "socksify"
     site.mkdir(parents=True)
     shutil.copy(libsocksify, site / "libsocksify.so")
-    (tmp_path / "bin").mkdir()
-    shutil.copy(launcher, tmp_path / "bin" / "socksify-run")
-    result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "bin" / "socksify-run"))
+    copy = _copy_launcher(launcher, tmp_path / "bin" / "socksify-run")
+    result = shim.run_cli(["--print-library"], launcher=copy)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip() == str(site / "libsocksify.so")
 
@@ -267,8 +287,8 @@ def test_launcher_in_bin_finds_the_library_in_site_packages(shim, launcher, libs
 def test_launcher_without_a_library_falls_back_to_python(shim, launcher, libsocksify,
                                                          tmp_path):
     """An odd layout (an editable install's bin/ copy): the Python implementation runs."""
-    shutil.copy(launcher, tmp_path / "socksify-run")
-    result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "socksify-run"))
+    copy = _copy_launcher(launcher, tmp_path / "socksify-run", hint=str(tmp_path / "gone.so"))
+    result = shim.run_cli(["--print-library"], launcher=copy)
     assert result.returncode == 0, result.stderr
     assert os.path.samefile(result.stdout.decode().strip(), libsocksify)
     failed = shim.run_cli(["--print-library"], launcher=launcher,
@@ -285,23 +305,114 @@ def test_launcher_in_bin_finds_an_editable_install(shim, launcher, libsocksify, 
     site.mkdir(parents=True)
     (site / "__editable___socksify_0_1_0_finder.py").write_text(
         f"import sys\nMAPPING: dict[str, str] = {{'socksify': '{source}'}}\n")
-    (tmp_path / "bin").mkdir()
-    shutil.copy(launcher, tmp_path / "bin" / "socksify-run")
-    result = shim.run_cli(["--print-library"], launcher=str(tmp_path / "bin" / "socksify-run"))
+    copy = _copy_launcher(launcher, tmp_path / "bin" / "socksify-run")
+    result = shim.run_cli(["--print-library"], launcher=copy)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip() == str(source / "libsocksify.so")
+
+
+def test_launcher_finds_the_library_through_its_absolute_hint(shim, launcher, libsocksify,
+                                                              tmp_path):
+    """An in-place build (pip install -e) stamps the library's absolute path into the
+    launcher: the bin/ copy finds it there, with no site-packages to search."""
+    elsewhere = tmp_path / "checkout" / "socksify" / "libsocksify.so"
+    elsewhere.parent.mkdir(parents=True)
+    shutil.copy(libsocksify, elsewhere)
+    copy = _copy_launcher(launcher, tmp_path / "bin" / "socksify-run", hint=str(elsewhere))
+    result = shim.run_cli(["--print-library"], launcher=copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(elsewhere)
+
+
+def test_launcher_finds_the_library_through_a_relative_hint(shim, launcher, libsocksify,
+                                                            tmp_path):
+    """A wheel build stamps the library's place relative to bin/; the hint wins over the
+    search (which would find the python3.11 copy first)."""
+    hinted = tmp_path / "lib" / "python3.99" / "site-packages" / "socksify" / "libsocksify.so"
+    searched = tmp_path / "lib" / "python3.11" / "site-packages" / "socksify" / "libsocksify.so"
+    for path in (hinted, searched):
+        path.parent.mkdir(parents=True)
+        shutil.copy(libsocksify, path)
+    copy = _copy_launcher(launcher, tmp_path / "bin" / "socksify-run",
+                          hint="../lib/python3.99/site-packages/socksify/libsocksify.so")
+    result = shim.run_cli(["--print-library"], launcher=copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(hinted)
+
+
+@pytest.mark.parametrize("hint", ["/nonexistent/socksify/libsocksify.so",
+                                  "../lib/python3.99/site-packages/socksify/libsocksify.so"])
+def test_launcher_searches_when_the_hinted_library_is_gone(shim, launcher, libsocksify,
+                                                           tmp_path, hint):
+    """A stale hint (moved checkout, another layout) costs one stat: the search finds the
+    library of an editable install through setuptools' finder, as without a hint."""
+    source = tmp_path / "checkout" / "socksify"
+    source.mkdir(parents=True)
+    shutil.copy(libsocksify, source / "libsocksify.so")
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "__editable___socksify_0_1_0_finder.py").write_text(
+        f"import sys\nMAPPING: dict[str, str] = {{'socksify': '{source}'}}\n")
+    copy = _copy_launcher(launcher, tmp_path / "bin" / "socksify-run", hint=hint)
+    result = shim.run_cli(["--print-library"], launcher=copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(source / "libsocksify.so")
+
+
+def test_library_next_to_the_launcher_wins_over_the_hint(shim, launcher, libsocksify,
+                                                         tmp_path):
+    """The in-package copy (socksify/socksify-run) uses the library beside it, whatever
+    was stamped (a wheel's relative hint means nothing from inside the package)."""
+    beside = tmp_path / "pkg" / "libsocksify.so"
+    other = tmp_path / "other" / "libsocksify.so"
+    for path in (beside, other):
+        path.parent.mkdir(parents=True)
+        shutil.copy(libsocksify, path)
+    copy = _copy_launcher(launcher, tmp_path / "pkg" / "socksify-run", hint=str(other))
+    result = shim.run_cli(["--print-library"], launcher=copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(beside)
+
+
+def test_installed_launcher_carries_the_library_hint(launcher, libsocksify):
+    """setup.py stamps the hint into the built launcher: the library's absolute path in an
+    in-place build (pip install -e), else its place relative to bin/."""
+    hint = _buildcfg().read_library_hint(launcher)
+    if os.path.isabs(hint):
+        assert os.path.samefile(hint, libsocksify)
+    else:
+        assert hint.startswith("../") and hint.endswith("/socksify/libsocksify.so"), hint
+
+
+def test_library_hint_and_stamp():
+    """buildcfg.library_hint: absolute in place, relative to sysconfig's scripts directory
+    otherwise; stamp_library_hint refuses a hint that does not fit."""
+    cfg = _buildcfg()
+    paths = {"platlib": "/venv/lib/python3.12/site-packages", "scripts": "/venv/bin"}
+    assert cfg.library_hint(False, "build/lib/socksify", paths) == \
+        "../lib/python3.12/site-packages/socksify/libsocksify.so"
+    assert cfg.library_hint(False, "build/lib/socksify", {}) == ""
+    assert cfg.library_hint(True, "/src/socksify") == "/src/socksify/libsocksify.so"
+    assert cfg.HINT_SIZE == 4096 and cfg.HINT_MARKER.startswith(b"@(#)")
+
+
+def test_stamping_a_launcher_round_trips(launcher, tmp_path):
+    cfg = _buildcfg()
+    copy = _copy_launcher(launcher, tmp_path / "socksify-run", hint="/a/b/libsocksify.so")
+    assert cfg.read_library_hint(copy) == "/a/b/libsocksify.so"
+    cfg.stamp_library_hint(copy, "")
+    assert cfg.read_library_hint(copy) == ""
+    with pytest.raises(ValueError, match="too long"):
+        cfg.stamp_library_hint(copy, "/x" * 4096)
+    (tmp_path / "other").write_bytes(b"no marker here")
+    with pytest.raises(ValueError, match="exactly once"):
+        cfg.stamp_library_hint(str(tmp_path / "other"), "/x")
 
 
 def test_launcher_is_built_with_musl_when_available():
     """csrc/buildcfg.launcher_cc: musl-gcc when installed, never in a sanitizer build or
     with SOCKSIFY_LAUNCHER_LIBC=glibc (setup.py then links with the system compiler)."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "buildcfg.py"
-    spec = importlib.util.spec_from_file_location("buildcfg", path)
-    cfg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cfg)
+    cfg = _buildcfg()
     found = {"musl-gcc": "/usr/bin/musl-gcc"}.get
     assert cfg.launcher_cc({}, which=found) == "/usr/bin/musl-gcc"
     assert cfg.launcher_cc({"SOCKSIFY_LAUNCHER_LIBC": "musl"}, which=found) == "/usr/bin/musl-gcc"

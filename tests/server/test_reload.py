@@ -385,6 +385,26 @@ def test_workers_all_reload(tmp_path, start_server, tcp_echo_server):
         assert outcome(address, tcp_echo_server) == 0
 
 
+def test_sighups_while_the_workers_start_kill_none(tmp_path, start_server, tcp_echo_server):
+    """A worker gets SIGHUP before its event loop handles it: the signal waits (blocked
+    since the fork) instead of killing the worker, and is handled once the loop is up."""
+    config = tmp_path / "server.toml"
+    write(config, ALLOW_ALL)
+    srv = start_server("--listen", "127.0.0.1:0", "--config", str(config), "--workers", "2")
+    [address] = srv.listening()
+    # The parent forks right after its ready line: SIGHUPs from now on reach workers that
+    # are still starting. (The sleep paces the signals; it orders nothing.)
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.002)
+    srv.hup(count=2)
+    for _ in range(12):
+        assert outcome(address, tcp_echo_server) == 0
+    assert srv.stop() == 0  # and every line is read
+    assert not any("exited with status" in line for line in srv.lines), srv.lines
+
+
 def test_a_changed_listen_address_needs_a_restart(tmp_path, start_server, tcp_echo_server):
     config = tmp_path / "server.toml"
     write(config, '[server]\nlisten = "127.0.0.1:0"\n' + DENY_ECHO.format(port=tcp_echo_server[1]))

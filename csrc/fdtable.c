@@ -27,7 +27,7 @@ static struct sfy_fdinfo **table;
 static size_t table_size;
 static struct sfy_addr last_dest;
 static int have_last_dest;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static struct sfy_once atfork_once = SFY_ONCE_INIT;
 
 /* The process whose memory this table is. A vfork() child (CPython's subprocess, glibc-less
  * spawners) runs in its parent's memory until it execs, and no atfork handler tells us: its
@@ -50,7 +50,7 @@ static void install_atfork(void)
 
 static void lock_table(void)
 {
-    pthread_once(&atfork_once, install_atfork);
+    sfy_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&lock);
 }
 

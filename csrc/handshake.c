@@ -6,12 +6,16 @@
  *
  * Rules:
  * - The fd's file status flags are saved with F_GETFL and the SAVED value is restored, on
- *   success and on failure (never F_SETFL with a computed "blocking" value).
+ *   success and on failure (never F_SETFL with a computed "blocking" value) whenever the
+ *   handshake changed them (O_NONBLOCK set here, or the socket replaced); a non-blocking
+ *   socket that was not replaced is left alone (no F_SETFL at all).
  * - EINTR restarts the interrupted poll/send/recv with the remaining time; partial writes
  *   continue where they stopped.
- * - Replies are read exactly: bytes are peeked, parsed with codec.c, and only the reply's
- *   own bytes are consumed, so data the destination sends right after the reply (a server
- *   banner) stays in the socket for the program.
+ * - Replies are read exactly: each recv() asks for no more than the message still needs
+ *   (its fixed part, then what its length fields say: message_length()), and the whole
+ *   message is parsed with codec.c, so data the destination sends right after the reply (a
+ *   server banner, in the same TCP segment) stays in the socket for the program. No
+ *   MSG_PEEK: one recv() per fixed-size message, two for a SOCKS5 reply.
  * - Failures return -1 with errno per SPEC.md's table: the connect() errno of the first
  *   hop, the errmap.c errno of a refusing reply, EACCES for authentication, EPROTO for
  *   malformed replies or a proxy that closes mid-handshake, ETIMEDOUT at the deadline.
@@ -51,7 +55,7 @@ int64_t sfy_deadline_for(int fd)
 
 #define MAX_HOP_ADDRS 4
 
-static pthread_once_t hop_once = PTHREAD_ONCE_INIT;
+static struct sfy_once hop_once = SFY_ONCE_INIT;
 static struct sockaddr_storage hop_ss[MAX_HOP_ADDRS];
 static socklen_t hop_len[MAX_HOP_ADDRS];
 static int hop_count;
@@ -90,7 +94,7 @@ int sfy_first_hop_addrs(struct sockaddr_storage *ss, socklen_t *len, int max)
         errno = SFY_ERRNO_NOT_CONFIGURED;
         return -1;
     }
-    pthread_once(&hop_once, resolve_first_hop);
+    sfy_once(&hop_once, resolve_first_hop);
     if (!hop_count) {
         errno = EHOSTUNREACH;
         return -1;
@@ -149,13 +153,62 @@ static int parse_auth(const uint8_t *b, size_t n, void *out) { return sfy_s5_par
 static int parse_reply5(const uint8_t *b, size_t n, void *out) { return sfy_s5_parse_reply(b, n, out); }
 static int parse_reply4(const uint8_t *b, size_t n, void *out) { return sfy_s4_parse_reply(b, n, out); }
 
-/* Read exactly one message: 0, or -1 with errno (EPROTO for garbage or early EOF). */
-static int read_message(int fd, parse_fn parse, void *out, int64_t deadline)
+/* The messages a client reads, and how long each is. */
+enum message { MSG_METHOD, MSG_AUTH, MSG_REPLY5, MSG_REPLY4 };
+
+/* The length of the message whose first `have` bytes are in b, as far as they tell: at
+ * most the message's own length, never more (the bytes after a reply are the program's).
+ * A malformed head gives `have` (nothing more to read: the parser rejects it). */
+static size_t message_length(enum message kind, const uint8_t *b, size_t have)
+{
+    switch (kind) {
+    case MSG_METHOD: /* RFC 1928 §3: VER METHOD */
+    case MSG_AUTH:   /* RFC 1929 §2: VER STATUS */
+        return 2;
+    case MSG_REPLY4: /* SOCKS4: VN CD DSTPORT DSTIP */
+        return 8;
+    case MSG_REPLY5: /* RFC 1928 §6: VER REP RSV ATYP BND.ADDR BND.PORT */
+        if (have < 5)
+            return 5; /* up to the first octet of BND.ADDR: a name's length */
+        if (b[0] != 5) /* not SOCKS5: the parser says so */
+            return have;
+        switch (b[3]) {
+        case SFY_ATYP_IPV4:
+            return 4 + 4 + 2;
+        case SFY_ATYP_IPV6:
+            return 4 + 16 + 2;
+        case SFY_ATYP_DOMAIN:
+            return 4 + 1 + (size_t)b[4] + 2;
+        default:
+            return have;
+        }
+    }
+    return have;
+}
+
+/* Read exactly one message of `kind` and parse it: 0, or -1 with errno (EPROTO for garbage
+ * or early EOF). `wait_first`: poll before the first recv() (a CONNECT reply comes only
+ * after the proxy reached the destination: a recv() at once would mostly meet EAGAIN). */
+static int read_message(int fd, enum message kind, parse_fn parse, void *out, int64_t deadline,
+                        int wait_first)
 {
     uint8_t buf[600];
-    size_t have = 0;
+    size_t have = 0, want;
+    int used;
+    if (wait_first && wait_fd(fd, POLLIN, deadline) < 0)
+        return -1;
     for (;;) {
-        ssize_t n = SFY_REAL(recv)(fd, buf + have, sizeof buf - have, MSG_PEEK);
+        /* parsed after every read, so garbage fails at once, as soon as it shows */
+        want = message_length(kind, buf, have);
+        used = have ? parse(buf, have, out) : SFY_NEED_MORE;
+        if (used > 0 && (size_t)used == have)
+            return 0;
+        if (used != SFY_NEED_MORE || want <= have || want > sizeof buf) {
+            SFY_INFO("malformed reply from the proxy (codec error %d)", used);
+            errno = SFY_ERRNO_PROTOCOL;
+            return -1;
+        }
+        ssize_t n = SFY_REAL(recv)(fd, buf + have, want - have, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -171,27 +224,7 @@ static int read_message(int fd, parse_fn parse, void *out, int64_t deadline)
             errno = SFY_ERRNO_PROTOCOL;
             return -1;
         }
-        int used = parse(buf, have + (size_t)n, out);
-        if (used < 0 || (used == SFY_NEED_MORE && have + (size_t)n >= sizeof buf)) {
-            SFY_INFO("malformed reply from the proxy (codec error %d)", used);
-            errno = SFY_ERRNO_PROTOCOL;
-            return -1;
-        }
-        /* consume what the message used (complete) or everything peeked (incomplete) */
-        size_t take = used > 0 ? (size_t)used - have : (size_t)n;
-        while (take) {
-            ssize_t r = SFY_REAL(recv)(fd, buf + have, take, 0);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                errno = r == 0 ? SFY_ERRNO_PROTOCOL : errno;
-                return -1;
-            }
-            have += (size_t)r;
-            take -= (size_t)r;
-        }
-        if (used > 0)
-            return 0;
+        have += (size_t)n;
     }
 }
 
@@ -242,7 +275,8 @@ static int negotiate5(int fd, const struct sfy_hop *hop, int64_t deadline)
     uint8_t msg[600], method = 0;
     uint8_t methods[2] = {SFY_METHOD_NO_AUTH, SFY_METHOD_USERPASS};
     int n = sfy_s5_encode_greeting(msg, sizeof msg, methods, hop->has_user ? 2 : 1);
-    if (send_all(fd, msg, (size_t)n, deadline) < 0 || read_message(fd, parse_method, &method, deadline) < 0)
+    if (send_all(fd, msg, (size_t)n, deadline) < 0 ||
+        read_message(fd, MSG_METHOD, parse_method, &method, deadline, 0) < 0)
         return -1;
     if (method == SFY_METHOD_NO_AUTH)
         return 0;
@@ -254,7 +288,8 @@ static int negotiate5(int fd, const struct sfy_hop *hop, int64_t deadline)
             errno = EINVAL;
             return -1;
         }
-        if (send_all(fd, msg, (size_t)n, deadline) < 0 || read_message(fd, parse_auth, &ok, deadline) < 0)
+        if (send_all(fd, msg, (size_t)n, deadline) < 0 ||
+            read_message(fd, MSG_AUTH, parse_auth, &ok, deadline, 0) < 0)
             return -1;
         if (!ok) {
             SFY_ERR("the proxy %s:%u rejected the user name or password", hop->host, hop->port);
@@ -302,7 +337,8 @@ static int request(int fd, const struct sfy_hop *hop, uint8_t cmd, const struct 
     }
     if (send_all(fd, msg, (size_t)n, deadline) < 0)
         return -1;
-    if (read_message(fd, hop->version == 5 ? parse_reply5 : parse_reply4, reply, deadline) < 0)
+    if (read_message(fd, hop->version == 5 ? MSG_REPLY5 : MSG_REPLY4,
+                     hop->version == 5 ? parse_reply5 : parse_reply4, reply, deadline, 1) < 0)
         return -1;
     if (reply->code != (hop->version == 5 ? 0 : SFY_S4_GRANTED)) {
         SFY_INFO("the proxy %s:%u refused %s: reply %u", hop->host, hop->port,
@@ -346,27 +382,42 @@ static int replace_socket(int fd, int family)
     return 0;
 }
 
-/* One connect attempt to `ss` under the deadline: 0, or -1 with the connect errno. */
-static int connect_one(int fd, struct sockaddr_storage *ss, socklen_t len, int64_t deadline)
+/* One connect attempt to `ss` under the deadline: 0, or -1 with the connect errno.
+ * *replaced becomes 1 when fd was replaced by a socket of the proxy's family. The socket's
+ * family is asked (SO_DOMAIN) only when the kernel refuses the address for it (EINVAL: a
+ * sockaddr_in is too short for an IPv6 socket; EAFNOSUPPORT: a sockaddr_in6 on an IPv4
+ * socket; the kernel checks before doing anything): a socket of the proxy's own family,
+ * the common case, costs no getsockopt. */
+static int connect_one(int fd, struct sockaddr_storage *ss, socklen_t len, int64_t deadline,
+                       int *replaced)
 {
-    int domain = socket_domain(fd), err = 0;
+    int err = 0, rc;
     socklen_t errlen = sizeof err;
-    if (domain == AF_INET6 && ss->ss_family == AF_INET) {
-        /* reach an IPv4 proxy from an IPv6 socket through its v4-mapped address */
-        struct sockaddr_in in = *(struct sockaddr_in *)ss;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-        memset(in6, 0, sizeof *in6);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = in.sin_port;
-        in6->sin6_addr.s6_addr[10] = in6->sin6_addr.s6_addr[11] = 0xff;
-        memcpy(&in6->sin6_addr.s6_addr[12], &in.sin_addr, 4);
-        len = sizeof *in6;
-    } else if (domain == AF_INET && ss->ss_family == AF_INET6) {
-        if (replace_socket(fd, AF_INET6) < 0 ||
-            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-            return -1;
+    rc = SFY_REAL(connect)(fd, (struct sockaddr *)ss, len);
+    if (rc < 0 && (errno == EINVAL || errno == EAFNOSUPPORT)) {
+        int refused = errno, domain = socket_domain(fd);
+        if (domain == AF_INET6 && ss->ss_family == AF_INET) {
+            /* reach an IPv4 proxy from an IPv6 socket through its v4-mapped address */
+            struct sockaddr_in in = *(struct sockaddr_in *)ss;
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+            memset(in6, 0, sizeof *in6);
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = in.sin_port;
+            in6->sin6_addr.s6_addr[10] = in6->sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&in6->sin6_addr.s6_addr[12], &in.sin_addr, 4);
+            rc = SFY_REAL(connect)(fd, (struct sockaddr *)ss, sizeof *in6);
+        } else if (domain == AF_INET && ss->ss_family == AF_INET6) {
+            if (replace_socket(fd, AF_INET6) < 0)
+                return -1;
+            *replaced = 1;
+            if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+                return -1;
+            rc = SFY_REAL(connect)(fd, (struct sockaddr *)ss, len);
+        } else {
+            errno = refused;
+        }
     }
-    if (SFY_REAL(connect)(fd, (struct sockaddr *)ss, len) == 0)
+    if (rc == 0)
         return 0;
     if (errno != EINPROGRESS && errno != EINTR)
         return -1;
@@ -383,13 +434,13 @@ static int connect_one(int fd, struct sockaddr_storage *ss, socklen_t len, int64
 
 /* Connect to the first hop, trying each of its addresses in order (a failed TCP connect
  * leaves the socket unconnected, so it can try again). errno of the last attempt. */
-static int connect_first_hop(int fd, int64_t deadline)
+static int connect_first_hop(int fd, int64_t deadline, int *replaced)
 {
     struct sockaddr_storage ss[MAX_HOP_ADDRS];
     socklen_t len[MAX_HOP_ADDRS];
     int n = sfy_first_hop_addrs(ss, len, MAX_HOP_ADDRS), err = EHOSTUNREACH;
     for (int i = 0; i < n; i++) {
-        if (connect_one(fd, &ss[i], len[i], deadline) == 0)
+        if (connect_one(fd, &ss[i], len[i], deadline, replaced) == 0)
             return 0;
         err = errno;
         if (err == ETIMEDOUT)
@@ -405,14 +456,21 @@ static int connect_first_hop(int fd, int64_t deadline)
 int sfy_chain_open(int fd, uint8_t cmd, const struct sfy_addr *dest, struct sfy_addr *bnd,
                    int64_t deadline)
 {
-    struct sfy_reply reply;
-    int saved_flags = fcntl(fd, F_GETFL), rc = -1, err = 0;
-    char shown[300];
+    int saved_flags = fcntl(fd, F_GETFL);
     if (saved_flags < 0)
         return -1;
+    return sfy_chain_open_flags(fd, saved_flags, cmd, dest, bnd, deadline);
+}
+
+int sfy_chain_open_flags(int fd, int saved_flags, uint8_t cmd, const struct sfy_addr *dest,
+                         struct sfy_addr *bnd, int64_t deadline)
+{
+    struct sfy_reply reply;
+    int rc = -1, err = 0, replaced = 0;
+    char shown[300];
     if (!(saved_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, saved_flags | O_NONBLOCK) < 0)
         return -1;
-    if (connect_first_hop(fd, deadline) < 0) {
+    if (connect_first_hop(fd, deadline, &replaced) < 0) {
         err = errno;
         SFY_ERR("cannot reach the proxy %s:%u: %s", sfy_cfg.hops[0].host, sfy_cfg.hops[0].port,
                 strerror(err));
@@ -439,8 +497,9 @@ int sfy_chain_open(int fd, uint8_t cmd, const struct sfy_addr *dest, struct sfy_
     SFY_DBG("proxied %s (command %u)", sfy_addr_str(dest, shown, sizeof shown), cmd);
     rc = 0;
 out:
-    /* fd may have been replaced by replace_socket (same flags were copied): restore */
-    fcntl(fd, F_SETFL, saved_flags);
+    /* the flags we changed, or a socket put in fd's place by replace_socket: restore */
+    if (!(saved_flags & O_NONBLOCK) || replaced)
+        fcntl(fd, F_SETFL, saved_flags);
     errno = err;
     return rc;
 }
@@ -454,7 +513,8 @@ int sfy_chain_read_reply(int fd, struct sfy_addr *out, int64_t deadline)
         return -1;
     if (!(saved_flags & O_NONBLOCK) && fcntl(fd, F_SETFL, saved_flags | O_NONBLOCK) < 0)
         return -1;
-    if (read_message(fd, hop->version == 5 ? parse_reply5 : parse_reply4, &reply, deadline) < 0) {
+    if (read_message(fd, hop->version == 5 ? MSG_REPLY5 : MSG_REPLY4,
+                     hop->version == 5 ? parse_reply5 : parse_reply4, &reply, deadline, 1) < 0) {
         err = errno;
         goto out;
     }
@@ -465,7 +525,8 @@ int sfy_chain_read_reply(int fd, struct sfy_addr *out, int64_t deadline)
     *out = reply.addr;
     rc = 0;
 out:
-    fcntl(fd, F_SETFL, saved_flags);
+    if (!(saved_flags & O_NONBLOCK))
+        fcntl(fd, F_SETFL, saved_flags);
     errno = err;
     return rc;
 }

@@ -85,7 +85,7 @@ static int sfy_connect(int fd, const struct sockaddr *addr, socklen_t len)
     flags = fcntl(fd, F_GETFL);
     if (flags < 0)
         return -1;
-    if (sfy_chain_open(fd, SFY_CMD_CONNECT, &dest, &bnd, sfy_deadline_for(fd)) < 0) {
+    if (sfy_chain_open_flags(fd, flags, SFY_CMD_CONNECT, &dest, &bnd, sfy_deadline_for(fd)) < 0) {
         /* errno MUST be a valid connect() error here. Dissolve the connection to the proxy
          * (AF_UNSPEC) so the socket is unconnected again, as after a failed connect. */
         struct sockaddr unspec;

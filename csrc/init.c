@@ -1,11 +1,11 @@
 /*
  * init.c -- one-time set-up: the real libc functions, the configuration, the DNS map.
  *
- * Rules: the constructor and every hook call the same pthread_once(sfy_init), because
+ * Rules: the constructor and every hook call the same sfy_once(sfy_init), because
  * hooks can run before constructors (another library's constructor may connect). A
  * thread-local depth counter makes every hook that runs while this thread is already inside
  * the library (init itself, the resolver called from a hook, a signal handler interrupting
- * a hook) pass straight to libc: no recursion, no deadlock on the pthread_once.
+ * a hook) pass straight to libc: no recursion, no deadlock on the once.
  * After sfy_init returns, sfy_cfg and sfy_map never change, so they are read without locks.
  *
  * Lazy start-up: the constructor takes the SOCKSIFY_* environment and registers a fork
@@ -27,7 +27,7 @@ struct sfy_config sfy_cfg;
 struct sfy_real sfy_real;
 struct sfy_dnsmap *sfy_map;
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static struct sfy_once init_once = SFY_ONCE_INIT;
 static int inherited_count; /* connections restored from SOCKSIFY_INHERIT (for the log) */
 static __thread int depth __attribute__((tls_model("initial-exec")));
 
@@ -186,7 +186,7 @@ int sfy_hook_enter(void)
         return 0;
     saved = errno;
     depth = 1;
-    pthread_once(&init_once, sfy_init);
+    sfy_once(&init_once, sfy_init);
     errno = saved;
     return 1;
 }
@@ -194,6 +194,40 @@ int sfy_hook_enter(void)
 void sfy_hook_leave(void)
 {
     depth = 0;
+}
+
+/* ------------------------------------------------------------ sfy_once (socksify.h) */
+
+#define MAX_ONCES 8
+static struct sfy_once *onces[MAX_ONCES];
+static unsigned n_onces;
+
+void sfy_once_slow(struct sfy_once *once, void (*fn)(void))
+{
+    pthread_mutex_lock(&once->lock);
+    if (!once->done) {
+        if (!once->listed) {
+            unsigned i = __atomic_fetch_add(&n_onces, 1, __ATOMIC_RELAXED);
+            if (i < MAX_ONCES)
+                __atomic_store_n(&onces[i], once, __ATOMIC_RELEASE);
+            once->listed = 1;
+        }
+        fn();
+        __atomic_store_n(&once->done, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&once->lock);
+}
+
+/* fork() child: the only thread. A mutex another thread held (inside a run, or about to
+ * see that the run is done) stays locked in the child's copy: reset every once's mutex;
+ * an unfinished run runs again at its next use. */
+static void onces_after_fork_child(void)
+{
+    static const pthread_mutex_t unlocked = PTHREAD_MUTEX_INITIALIZER;
+    unsigned i, n = n_onces < MAX_ONCES ? n_onces : MAX_ONCES;
+    for (i = 0; i < n; i++)
+        if (onces[i])
+            onces[i]->lock = unlocked;
 }
 
 /* Before fork(): the DNS map must exist BEFORE the process tree splits, so that parent and
@@ -215,7 +249,7 @@ __attribute__((constructor)) static void sfy_constructor(void)
 {
     const char *inherited;
     take_env();
-    pthread_atfork(init_before_fork, NULL, NULL);
+    pthread_atfork(init_before_fork, NULL, onces_after_fork_child);
     inherited = getenv(SFY_INHERIT_VAR);
     if (inherited) {
         /* Proxied connections of the image that exec'd us (inherit.c). Removed from the

@@ -11,7 +11,7 @@
  *   errmap.c    reply code -> errno (mirrors socksify/errors.py)
  *   dnsmap.c    RFC 3089 placeholder address <-> name map in MAP_SHARED memory (fork-safe)
  *   log.c       SFY_ERR / SFY_WARN / SFY_INFO / SFY_DBG, errno-preserving, `socksify:` lines
- *   init.c      constructor + pthread_once: real_* table via dlsym(RTLD_NEXT), sfy_cfg
+ *   init.c      constructor + sfy_once: real_* table via dlsym(RTLD_NEXT), sfy_cfg
  *   fdtable.c   per-fd state (what getpeername/getsockname report, aux fds), one mutex
  *   route.c     sfy_route(): PASS / PROXY / DENY for a destination (bypass, placeholders)
  *   handshake.c blocking driver with poll + deadline: sfy_chain_open(), sfy_chain_read_reply()
@@ -41,6 +41,7 @@
 #endif
 
 #include <netdb.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -356,6 +357,28 @@ int sfy_udp_connect(int fd, const struct sockaddr *addr, socklen_t len,
  * MSG_FASTOPEN), or -1 with an errno valid for sendto(). */
 int sfy_tcp_fastopen(int fd, const struct sockaddr *to, socklen_t tolen, int flags);
 
+/* ------------------------------------------------------------------ sfy_once (init.c) */
+
+/* pthread_once without its system call: glibc's pthread_once ends every first run with a
+ * futex(FUTEX_WAKE) even when no thread waits (three per proxied process: init, the fd
+ * table's fork handler, the first hop's address). Double-checked instead: an acquire load
+ * when done, else a mutex (no system call unless contended) around the one run. Other
+ * threads wait on the mutex, as on pthread_once. After fork() the child resets the mutex
+ * of every sfy_once (a thread that held it did not come along), so an interrupted run
+ * runs again in the child, as glibc's pthread_once does. fn must not re-enter it. */
+struct sfy_once {
+    int done;
+    int listed; /* in init.c's list of onces the fork child handler resets */
+    pthread_mutex_t lock;
+};
+#define SFY_ONCE_INIT {0, 0, PTHREAD_MUTEX_INITIALIZER}
+void sfy_once_slow(struct sfy_once *once, void (*fn)(void));
+static inline void sfy_once(struct sfy_once *once, void (*fn)(void))
+{
+    if (!__atomic_load_n(&once->done, __ATOMIC_ACQUIRE))
+        sfy_once_slow(once, fn);
+}
+
 /* ------------------------------------------------------------------ handshake.c */
 
 #define SFY_DEFAULT_TIMEOUT_MS 30000
@@ -374,6 +397,9 @@ int64_t sfy_deadline_for(int fd);
  * deadline). The fd is left connected to the proxy on failure. */
 int sfy_chain_open(int fd, uint8_t cmd, const struct sfy_addr *dest, struct sfy_addr *bnd,
                    int64_t deadline);
+/* sfy_chain_open for a caller that already read the fd's file status flags (F_GETFL). */
+int sfy_chain_open_flags(int fd, int saved_flags, uint8_t cmd, const struct sfy_addr *dest,
+                         struct sfy_addr *bnd, int64_t deadline);
 /* Read one more reply from the last hop (the second BIND reply, RFC 1928 §6): 0 and *out,
  * or -1 with errno (as sfy_chain_open). Restores the fd's flags. */
 int sfy_chain_read_reply(int fd, struct sfy_addr *out, int64_t deadline);

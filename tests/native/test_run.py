@@ -374,14 +374,17 @@ def test_library_next_to_the_launcher_wins_over_the_hint(shim, launcher, libsock
     assert result.stdout.decode().strip() == str(beside)
 
 
-def test_installed_launcher_carries_the_library_hint(launcher, libsocksify):
+def test_installed_launcher_carries_the_library_hint(launcher):
     """setup.py stamps the hint into the built launcher: the library's absolute path in an
-    in-place build (pip install -e), else its place relative to bin/."""
+    in-place build (pip install -e), else its place relative to bin/. (The copy under test
+    may come from another build than the library: scripts/build_preload.py copies the
+    package's files next to its own library.)"""
     hint = _buildcfg().read_library_hint(launcher)
+    assert hint.endswith("/socksify/libsocksify.so"), hint
     if os.path.isabs(hint):
-        assert os.path.samefile(hint, libsocksify)
+        assert os.path.isfile(hint), hint
     else:
-        assert hint.startswith("../") and hint.endswith("/socksify/libsocksify.so"), hint
+        assert hint.startswith("../"), hint
 
 
 def test_library_hint_and_stamp():

@@ -184,6 +184,8 @@ def run_workers(
             host, port = sock.getsockname()[:2]
             announce(host, port)
         for index in range(config.workers):
+            if stopping:  # a signal came between two forks: fork no more (nobody would stop them)
+                break
             spawn(index)
         while children:
             try:

@@ -3,6 +3,7 @@
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -137,3 +138,30 @@ def test_workers_with_the_portable_relay(tmp_path, tcp_echo_server):
         proc.kill()
         raise
     assert stop(proc, signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_workers_are_forked_stops_them_all(signum):
+    """The ready line comes before the workers are forked, so a signal sent on seeing it
+    often lands between two forks: the parent must not fork more workers after it (they
+    would never be told to stop, and the parent would wait for them forever)."""
+    for _ in range(5):
+        proc = start("--listen", "127.0.0.1:0", "--workers", "4")
+        try:
+            read_ready_lines(proc, 1)
+            proc.send_signal(signum)
+            try:
+                status = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                left = children(proc.pid)
+                for pid in left:
+                    os.kill(pid, signal.SIGKILL)
+                raise AssertionError(
+                    f"server hung after the signal; workers left: {left}") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            proc.stdout.close()
+            proc.stderr.close()
+        assert status == 0

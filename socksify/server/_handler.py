@@ -6,7 +6,7 @@ Rules of this module:
 - Only ``socksify.protocol`` knows byte layouts: this module turns bytes into events with
   ``receive_data``/``next_event`` and events into bytes with ``send``.
 - The client socket is read through :class:`ClientSocket` (a bare non-blocking socket and
-  loop callbacks, the splice path) or :class:`ClientProtocol` (a small buffering protocol
+  loop callbacks, the threaded path) or :class:`ClientProtocol` (a small buffering protocol
   on an asyncio transport, the portable path) during the handshake; for CONNECT and BIND
   the socket or transport is then handed to the relay
   (``_relay.py``) and the session coroutine ends, so an established connection keeps no
@@ -179,7 +179,7 @@ class ClientSocket:
     ``eof``, ``closed``, ``close``, ``abort``). Replies are sent with one ``send`` (they
     fit an empty socket buffer; a rest waits for a writer callback). A reader callback is
     registered only once a read has to wait, and ``detach`` hands the bare socket to the
-    splice relay: no transport to build, no descriptor to duplicate per connection.
+    threaded relay: no transport to build, no descriptor to duplicate per connection.
     """
 
     __slots__ = ("loop", "sock", "fd", "buffer", "eof", "_closed", "_waiter", "_reading",

@@ -822,6 +822,7 @@ class Session:
                 to_client=unsent + to_client,
                 sweeper=self.server.sweeper,
                 on_done=self._relay_done,
+                loop=self.loop,
             )
             return
         self.relay = await start_relay(

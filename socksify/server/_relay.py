@@ -290,27 +290,31 @@ async def start_threaded_relay(
     to_client: bytes = b"",
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[ThreadedRelay], None] | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> ThreadedRelay:
     """:func:`start_relay` for a bare connected client socket (Linux, the threaded relay
     available): the server's accept path hands the socket over without building a
-    transport."""
-    return await _start_threaded(client_sock, remote_sock, to_remote, sweeper, on_done, to_client)
+    transport. ``loop``: the running loop, when the caller has it (looking it up costs a
+    getpid system call on Python 3.11)."""
+    return await _start_threaded(client_sock, remote_sock, to_remote, sweeper, on_done, to_client,
+                                 loop)
 
 
 async def _start_threaded(
-    client_sock, remote_sock, to_remote, sweeper, on_done, to_client=b""
+    client_sock, remote_sock, to_remote, sweeper, on_done, to_client=b"", loop=None
 ) -> ThreadedRelay:
-    relay = ThreadedRelay(client_sock, remote_sock, sweeper, on_done)
+    relay = ThreadedRelay(client_sock, remote_sock, sweeper, on_done,
+                          loop or asyncio.get_running_loop())
     if to_client:
         try:
-            await asyncio.get_running_loop().sock_sendall(client_sock, to_client)
+            await relay.loop.sock_sendall(client_sock, to_client)
         except OSError as exc:
             relay._fail(exc)
             return relay
     if to_remote:
         relay.up.received += len(to_remote)
         try:
-            await asyncio.get_running_loop().sock_sendall(remote_sock, to_remote)
+            await relay.loop.sock_sendall(remote_sock, to_remote)
         except OSError as exc:
             relay._fail(exc)
             return relay

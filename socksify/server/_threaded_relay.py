@@ -336,8 +336,9 @@ class ThreadedRelay:
                  "closing", "error", "lock", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
-                 on_done: Callable[[ThreadedRelay], None] | None):
-        self.loop = asyncio.get_running_loop()
+                 on_done: Callable[[ThreadedRelay], None] | None,
+                 loop: asyncio.AbstractEventLoop):
+        self.loop = loop
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)
         self.down = _Direction(self, remote_sock, client_sock)

@@ -365,7 +365,24 @@ static int resolve_program(const char *program, const char *path_env, char *out,
     return 0;
 }
 
-/* ELF facts: *interp 1/0 (has PT_INTERP), *is_go; returns 0 for an ELF file, -1 not ELF. */
+/* The first bytes of a program file: the ELF header and, in most binaries, the program
+ * headers right after it (read once: no pread per program header). */
+#define HEAD_SIZE 1024
+
+/* len bytes at offset off of the file: from head (its first hlen bytes) when they are
+ * there, else pread(). 0, or -1 when the file is shorter. */
+static int read_at(int fd, const unsigned char *head, size_t hlen, void *buf, size_t len,
+                   uint64_t off)
+{
+    if (off <= hlen && len <= hlen - off) {
+        memcpy(buf, head + off, len);
+        return 0;
+    }
+    return pread(fd, buf, len, (off_t)off) == (ssize_t)len ? 0 : -1;
+}
+
+/* ELF facts: *interp 1/0 (has PT_INTERP), *is_go; returns 0 for an ELF file, -1 not ELF.
+ * hdr: the file's first hlen bytes. */
 static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp, int *is_go)
 {
     static const char *const go_sections[] = {".note.go.buildid", ".go.buildinfo"};
@@ -381,20 +398,21 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
     if (swap || (is64 && hlen < 64))
         return 0; /* treat as dynamic: the loader decides */
     if (is64) {
-        const Elf64_Ehdr *e = (const Elf64_Ehdr *)hdr;
-        phoff = e->e_phoff, phentsize = e->e_phentsize, phnum = e->e_phnum;
-        shoff = e->e_shoff, shentsize = e->e_shentsize, shnum = e->e_shnum;
-        shstrndx = e->e_shstrndx;
+        Elf64_Ehdr e;
+        memcpy(&e, hdr, sizeof e);
+        phoff = e.e_phoff, phentsize = e.e_phentsize, phnum = e.e_phnum;
+        shoff = e.e_shoff, shentsize = e.e_shentsize, shnum = e.e_shnum;
+        shstrndx = e.e_shstrndx;
     } else {
-        const Elf32_Ehdr *e = (const Elf32_Ehdr *)hdr;
-        phoff = e->e_phoff, phentsize = e->e_phentsize, phnum = e->e_phnum;
-        shoff = e->e_shoff, shentsize = e->e_shentsize, shnum = e->e_shnum;
-        shstrndx = e->e_shstrndx;
+        Elf32_Ehdr e;
+        memcpy(&e, hdr, sizeof e);
+        phoff = e.e_phoff, phentsize = e.e_phentsize, phnum = e.e_phnum;
+        shoff = e.e_shoff, shentsize = e.e_shentsize, shnum = e.e_shnum;
+        shstrndx = e.e_shstrndx;
     }
     for (i = 0; i < phnum; i++) {
         uint32_t type;
-        if (pread(fd, &type, sizeof type, (off_t)(phoff + (uint64_t)i * phentsize)) !=
-            (ssize_t)sizeof type)
+        if (read_at(fd, hdr, hlen, &type, sizeof type, phoff + (uint64_t)i * phentsize) < 0)
             break;
         if (type == PT_INTERP) {
             *interp = 1;
@@ -404,23 +422,24 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
     /* Go: a section name only the Go toolchain writes (as _preload._elf_is_go). */
     if (shoff && shnum && shstrndx < shnum && shnum <= 4096) {
         uint64_t str_off, str_size;
-        char *names;
+        char small[4096], *names;
         if (is64) {
             Elf64_Shdr sh;
-            if (pread(fd, &sh, sizeof sh, (off_t)(shoff + (uint64_t)shstrndx * shentsize)) !=
-                (ssize_t)sizeof sh)
+            if (read_at(fd, hdr, hlen, &sh, sizeof sh, shoff + (uint64_t)shstrndx * shentsize) < 0)
                 return 0;
             str_off = sh.sh_offset, str_size = sh.sh_size;
         } else {
             Elf32_Shdr sh;
-            if (pread(fd, &sh, sizeof sh, (off_t)(shoff + (uint64_t)shstrndx * shentsize)) !=
-                (ssize_t)sizeof sh)
+            if (read_at(fd, hdr, hlen, &sh, sizeof sh, shoff + (uint64_t)shstrndx * shentsize) < 0)
                 return 0;
             str_off = sh.sh_offset, str_size = sh.sh_size;
         }
         if (str_size > (1u << 20))
             str_size = 1u << 20;
-        names = calloc(1, str_size + 2);
+        /* the usual section name table fits on the stack: no malloc (musl's first
+         * allocation costs system calls and page faults of its own) */
+        names = str_size + 2 <= sizeof small ? memset(small, 0, str_size + 2)
+                                             : calloc(1, str_size + 2);
         if (names) {
             ssize_t got = pread(fd, names + 1, str_size, (off_t)str_off);
             size_t k, j;
@@ -430,7 +449,8 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
                     *is_go = names[k] == '\0' && memcmp(names + k + 1, go_sections[j], len) == 0 &&
                              names[k + 1 + len] == '\0';
             }
-            free(names);
+            if (names != small)
+                free(names);
         }
     }
     return 0;
@@ -441,20 +461,21 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
 static void check_program(const char *program, const char *path_env, int depth, char *resolved)
 {
     char interpreter[PATH_MAX];
-    unsigned char hdr[256];
+    unsigned char hdr[HEAD_SIZE + 1];
     struct stat st;
     ssize_t n;
     int fd, interp = 0, is_go = 0, elf;
     if (!resolve_program(program, path_env, resolved, PATH_MAX))
         die(EXIT_NOT_FOUND, "%s: command not found", program);
-    fd = open(resolved, O_RDONLY | O_CLOEXEC);
+    /* no O_CLOEXEC: closed below, before any exec (musl adds an fcntl for O_CLOEXEC) */
+    fd = open(resolved, O_RDONLY);
     if (fd < 0 || fstat(fd, &st) < 0)
         die(EXIT_NOT_COVERABLE, "%s: %s", program, strerror(errno));
-    n = read(fd, hdr, sizeof hdr - 1);
+    n = read(fd, hdr, HEAD_SIZE);
     if (n < 0)
         die(EXIT_NOT_COVERABLE, "%s: %s", program, strerror(errno));
     hdr[n] = '\0';
-    elf = elf_facts(fd, hdr, (size_t)(n > 64 ? 64 : n), &interp, &is_go);
+    elf = elf_facts(fd, hdr, (size_t)n, &interp, &is_go);
     close(fd);
     if (st.st_mode & (S_ISUID | S_ISGID))
         die(EXIT_NOT_COVERABLE, "%s is set-uid/set-gid: the loader ignores LD_PRELOAD for it, "
@@ -532,14 +553,19 @@ static int is_sanitizer_runtime(const char *entry, size_t len)
     return 0;
 }
 
-/* LD_PRELOAD as socksify/_preload.build_env makes it: sanitizer runtimes, the library, the
- * other entries (without a duplicate of the library); ':'-separated. */
-static char *build_preload(const char *existing, const char *library)
+/* The length of the LD_PRELOAD value build_preload() writes, NUL included (at most). */
+static size_t preload_size(const char *existing, const char *library)
 {
-    size_t cap = strlen(existing ? existing : "") + strlen(library) + 2, pass;
-    char *out = malloc(cap), *w = out;
-    if (!out)
-        die(1, "out of memory");
+    return strlen(existing ? existing : "") + strlen(library) + 2;
+}
+
+/* LD_PRELOAD as socksify/_preload.build_env makes it: sanitizer runtimes, the library, the
+ * other entries (without a duplicate of the library); ':'-separated, into out (at least
+ * preload_size() bytes). */
+static void build_preload(char *out, const char *existing, const char *library)
+{
+    size_t pass;
+    char *w = out;
     for (pass = 0; pass < 3; pass++) {
         const char *p = existing ? existing : "";
         if (pass == 1) {
@@ -558,7 +584,20 @@ static char *build_preload(const char *existing, const char *library)
         }
     }
     *w = '\0';
-    return out;
+}
+
+/* Put `entry` ("NAME=value") into env (n entries, room for one more), replacing the first
+ * entry of the same NAME, as setenv() does. */
+static void put_env(char **env, size_t *n, char *entry)
+{
+    size_t name_len = strcspn(entry, "=") + 1, i;
+    for (i = 0; i < *n; i++)
+        if (strncmp(env[i], entry, name_len) == 0) {
+            env[i] = entry;
+            return;
+        }
+    env[(*n)++] = entry;
+    env[*n] = NULL;
 }
 
 static const char *const LEVELS[] = {"error", "warning", "info", "debug"};
@@ -658,14 +697,39 @@ int main(int argc, char **argv)
         proxy = lc && !strncasecmp(lc + strspn(lc, " \t"), "socks", 5) ? lc
                                                                         : getenv("ALL_PROXY");
     }
-    if (setenv("SOCKSIFY_PROXY", proxy, 1) < 0 ||
-        setenv("SOCKSIFY_NO_PROXY", no_proxy ? no_proxy : "", 1) < 0 ||
-        setenv("SOCKSIFY_LOG", LEVELS[cfg.log_level], 1) < 0 ||
-        setenv("LD_PRELOAD", build_preload(getenv("LD_PRELOAD"), library), 1) < 0)
-        die(1, "cannot set the environment: %s", strerror(errno));
-
-    check_program(argv[i], getenv("PATH"), 0, resolved);
-    exec_program(argv + i, getenv("PATH"), resolved);
-    die(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_COVERABLE, "%s: %s", argv[i],
-        strerror(errno));
+    if (!no_proxy)
+        no_proxy = "";
+    if (!proxy)
+        proxy = "";
+    {
+        /* The program's environment, built on the stack (no setenv(): with musl its
+         * allocations cost system calls and page faults on every run): environ's entries
+         * with the four set as setenv() would set them. */
+        const char *preload_now = getenv("LD_PRELOAD"), *path = getenv("PATH");
+        size_t n_env = 0, n_vars;
+        char **e;
+        for (e = environ; *e; e++)
+            n_env++;
+        char *env[n_env + 5];
+        char proxy_var[sizeof "SOCKSIFY_PROXY=" + strlen(proxy)];
+        char no_proxy_var[sizeof "SOCKSIFY_NO_PROXY=" + strlen(no_proxy)];
+        char log_var[sizeof "SOCKSIFY_LOG=" + strlen(LEVELS[cfg.log_level])];
+        char preload_var[sizeof "LD_PRELOAD=" + preload_size(preload_now, library)];
+        memcpy(env, environ, (n_env + 1) * sizeof *env);
+        n_vars = n_env;
+        sprintf(proxy_var, "SOCKSIFY_PROXY=%s", proxy);
+        sprintf(no_proxy_var, "SOCKSIFY_NO_PROXY=%s", no_proxy);
+        sprintf(log_var, "SOCKSIFY_LOG=%s", LEVELS[cfg.log_level]);
+        memcpy(preload_var, "LD_PRELOAD=", sizeof "LD_PRELOAD=" - 1);
+        build_preload(preload_var + sizeof "LD_PRELOAD=" - 1, preload_now, library);
+        put_env(env, &n_vars, proxy_var);
+        put_env(env, &n_vars, no_proxy_var);
+        put_env(env, &n_vars, log_var);
+        put_env(env, &n_vars, preload_var);
+        check_program(argv[i], path, 0, resolved);
+        environ = env; /* execv() passes environ */
+        exec_program(argv + i, path, resolved);
+        die(errno == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_COVERABLE, "%s: %s", argv[i],
+            strerror(errno));
+    }
 }

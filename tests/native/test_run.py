@@ -424,3 +424,43 @@ def test_launcher_is_built_with_musl_when_available():
     assert cfg.launcher_cc({}, which=lambda name: None) is None
     with pytest.raises(ValueError, match="SOCKSIFY_LAUNCHER_LIBC"):
         cfg.launcher_cc({"SOCKSIFY_LAUNCHER_LIBC": "uclibc"}, which=found)
+
+
+def _elf_with_one_program_header(path, phoff, p_type):
+    """A 64-bit ELF file whose only program header (of type p_type) is at offset phoff."""
+    import struct
+
+    header = (b"\x7fELF\x02\x01\x01" + bytes(9)
+              + struct.pack("<HHIQQQIHHHHHH", 2, 0x3E, 1, 0, phoff, 0, 0, 64, 56, 1, 64, 0, 0))
+    phdr = struct.pack("<IIQQQQQQ", p_type, 4, 0, 0, 0, 0, 0, 0x1000)
+    path.write_bytes(header.ljust(phoff, b"\0") + phdr)
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("phoff", [64, 2048], ids=["headers-in-first-block", "headers-far"])
+def test_program_headers_are_read_wherever_they_are(socksify_run, tmp_path, phoff):
+    """The launcher reads the first KiB once and the program headers from it, or with
+    pread() when they lie further: PT_INTERP found means dynamic (run, and the kernel
+    refuses this fake), none means static (refused before running)."""
+    static = _elf_with_one_program_header(tmp_path / "static", phoff, 1)  # PT_LOAD
+    refused = socksify_run(["--proxy", "socks5://h", static])
+    assert refused.returncode == 126 and b"is statically linked" in refused.stderr
+    dynamic = _elf_with_one_program_header(tmp_path / "dynamic", phoff, 3)  # PT_INTERP
+    ran = socksify_run(["--proxy", "socks5://h", dynamic])
+    assert b"is statically linked" not in ran.stderr and ran.returncode != 0
+
+
+def test_long_environment_values_reach_the_program(socksify_run):
+    """The launcher builds the program's environment on the stack: long values (a long
+    LD_PRELOAD, a long unrelated variable) arrive whole, the other variables unchanged."""
+    long_value = "x" * 100_000
+    preload = ":".join(f"/nonexistent/lib{i}.so" for i in range(2000))
+    code = ("import os; e = os.environ; "
+            "print(len(e['LONG_ONE']), e['LD_PRELOAD'].split(':')[1:3], e['KEPT'])")
+    result = socksify_run(["--proxy", "socks5://127.0.0.1:1", sys.executable, "-c", code],
+                          LONG_ONE=long_value, LD_PRELOAD=preload, KEPT="kept")
+    out = result.stdout.decode().split()
+    assert result.returncode == 0, result.stderr[-500:]
+    assert out[0] == "100000" and out[-1] == "kept"
+    assert "/nonexistent/lib0.so" in out[1] and "/nonexistent/lib1.so" in out[2]

@@ -413,6 +413,15 @@ class HandshakeClock:
             del waiting[session]
             session._handshake_timeout()
 
+    def set_timeout(self, timeout: float) -> None:
+        """A new timeout (a configuration reload) for new sessions and those waiting."""
+        if timeout == self.timeout:
+            return
+        self.timeout = timeout
+        if self._timer is not None:  # it was set for the old timeout
+            self._timer.cancel()
+            self._expire()
+
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

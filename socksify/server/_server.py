@@ -290,13 +290,8 @@ class Server:
             self.handshakes = None
         elif clock is None:
             self.handshakes = HandshakeClock(self._loop, timeout)  # for new sessions
-        elif clock.timeout != timeout:
-            clock.timeout = timeout
-            # Its timer was set for the old timeout: look at the oldest deadline again.
-            if clock._timer is not None:
-                clock._timer.cancel()
-                clock._timer = None
-            clock._expire()
+        else:
+            clock.set_timeout(timeout)
 
     async def __aenter__(self) -> Server:
         await self.start()

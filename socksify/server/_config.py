@@ -83,6 +83,9 @@ class ServerConfig:
     idle_timeout: float = 600.0
     bind_timeout: float = 120.0
     max_clients: int = 1024
+    #: sessions one client address may hold at once (per worker); 0 = no such limit.
+    #: IPv4-mapped IPv6 counts as the IPv4 address; IPv6 counts per exact address.
+    max_clients_per_address: int = 0
     allow_open_proxy: bool = False
     log_level: str = "info"
     #: "threads": the Linux relay (bare sockets, bulk copied by worker threads, see
@@ -123,6 +126,11 @@ class ServerConfig:
                 )
         if not isinstance(self.max_clients, int) or self.max_clients < 1:
             raise ConfigError("max_clients must be a positive integer")
+        if (not isinstance(self.max_clients_per_address, int)
+                or isinstance(self.max_clients_per_address, bool)
+                or self.max_clients_per_address < 0):
+            raise ConfigError("max_clients_per_address must be an integer >= 0 "
+                              "(0: no per-address limit)")
         if (not isinstance(self.workers, int) or isinstance(self.workers, bool)
                 or not 1 <= self.workers <= MAX_WORKERS):
             raise ConfigError(f"workers must be an integer 1..{MAX_WORKERS} or \"auto\"")
@@ -196,8 +204,8 @@ def parse_user(text: str) -> tuple[str, str]:
 # -- the TOML file -------------------------------------------------------------------------
 
 _TOP_KEYS = {"server", "timeouts", "users", "hosts", "rules"}
-_SERVER_KEYS = {"listen", "max_clients", "allow_open_proxy", "log_level", "relay", "splice",
-                "workers"}
+_SERVER_KEYS = {"listen", "max_clients", "max_clients_per_address", "allow_open_proxy",
+                "log_level", "relay", "splice", "workers"}
 _TIMEOUT_KEYS = {"handshake", "connect", "idle", "bind"}
 
 
@@ -226,6 +234,9 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
         config.listen = [parse_listen(_expect(x, str, "server.listen")) for x in listen]
     if "max_clients" in server:
         config.max_clients = _expect(server["max_clients"], int, "server.max_clients")
+    if "max_clients_per_address" in server:
+        config.max_clients_per_address = _expect(
+            server["max_clients_per_address"], int, "server.max_clients_per_address")
     if "allow_open_proxy" in server:
         config.allow_open_proxy = _expect(server["allow_open_proxy"], bool, "allow_open_proxy")
     if "relay" in server or "splice" in server:

@@ -105,8 +105,7 @@ class ClientProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         peer = transport.get_extra_info("peername")
-        if not self.server._admit():
-            self.server._refused(f"{_format_host(peer[0])}:{peer[1]}")
+        if not self.server._admit(peer):  # over a limit: refused (and logged) there
             transport.abort()
             return
         self.session = Session(self.server, self, peer)

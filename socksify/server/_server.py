@@ -127,6 +127,15 @@ def _format_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _address_key(host: str) -> str:
+    """What ``max_clients_per_address`` counts a client host under: the address as the
+    kernel gave it, but an IPv4 client seen by a dual-stack listener (``::ffff:a.b.c.d``)
+    as its IPv4 address. IPv6 clients count per exact address, not per /64."""
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
+
+
 class Server:
     """The SOCKS4/4a/5 server.
 
@@ -168,8 +177,14 @@ class Server:
         self.handshakes: HandshakeClock | None = None  #: set by start()
         self._admitted = 0
         self.max_clients = self.config.max_clients  #: lowered by start() to fit RLIMIT_NOFILE
-        self._refusals = 0
-        self._refusal_logged_at = float("-inf")
+        #: ``max_clients_per_address``; 0 = off, and then ``_per_address`` stays empty.
+        self.max_per_address = self.config.max_clients_per_address
+        #: open sessions per client address (``_address_key``), while the limit is on; an
+        #: address leaves when its last session ends, so this holds only current clients.
+        self._per_address: dict[str, int] = {}
+        #: per limit: [clients refused since the last warning, when that warning was logged]
+        self._refusals = {"max_clients": [0, float("-inf")],
+                          "max_clients_per_address": [0, float("-inf")]}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -277,8 +292,26 @@ class Server:
             self.max_clients = client_cap(config.max_clients, len(self.addresses))
         else:
             self.max_clients = config.max_clients
+        self._set_max_per_address(config.max_clients_per_address)
         self.config = config
         return config
+
+    def _set_max_per_address(self, limit: int) -> None:
+        """A new ``max_clients_per_address`` for the clients accepted from now on.
+
+        Turned on, the counts start from the sessions open now (admitted while it was off,
+        they were not counted); turned off, they are dropped. Clients already holding more
+        than a lowered limit keep their sessions: only new ones are refused.
+        """
+        if limit and not self.max_per_address:
+            counts: dict[str, int] = {}
+            for session in self._sessions:
+                key = _address_key(session.client_host)
+                counts[key] = counts.get(key, 0) + 1
+            self._per_address = counts
+        elif not limit:
+            self._per_address = {}
+        self.max_per_address = limit
 
     def _set_handshake_timeout(self, timeout: float) -> None:
         # Sessions discard themselves from ``self.handshakes`` when their handshake ends, so
@@ -335,8 +368,7 @@ class Server:
             self._loop.add_reader(listener.fileno(), self._accept, listener)
 
     def _accepted(self, sock: socket.socket, peer) -> None:
-        if not self._admit():
-            self._refused(f"{_format_host(peer[0])}:{peer[1]}")
+        if not self._admit(peer):
             sock.close()
             return
         sock.setblocking(False)  # (TCP_NODELAY comes from the listener, see start())
@@ -346,20 +378,41 @@ class Server:
 
     # -- used by sessions ---------------------------------------------------------------
 
-    def _admit(self) -> bool:
+    def _admit(self, peer) -> bool:
+        """Take a slot for the client at ``peer`` (its address as accept gave it), or
+        log the refusal and return False: the caller then closes it without a reply.
+
+        With ``max_clients_per_address`` on, a slot costs one dict update here and one
+        in ``_session_done``; with it off, nothing.
+        """
         if self._admitted >= self.max_clients:
+            self._refused(peer, "max_clients")
             return False
+        limit = self.max_per_address
+        if limit:
+            key = _address_key(peer[0])
+            held = self._per_address.get(key, 0) + 1
+            if held > limit:
+                self._refused(peer, "max_clients_per_address")
+                return False
+            self._per_address[key] = held
         self._admitted += 1
         return True
 
-    def _refused(self, client: str) -> None:
-        """A client over ``max_clients`` was closed: warn, at most once a second."""
-        self._refusals += 1
-        now = asyncio.get_running_loop().time()
-        if now - self._refusal_logged_at >= 1.0:
-            logger.warning("refused %s: max_clients (%d) reached (%d refused since the last "
-                           "warning)", client, self.max_clients, self._refusals)
-            self._refusal_logged_at, self._refusals = now, 0
+    def _refused(self, peer, limit: str) -> None:
+        """A client over ``limit`` was closed: warn, at most once a second per limit."""
+        counter = self._refusals[limit]
+        counter[0] += 1
+        now = self._loop.time()
+        if now - counter[1] >= 1.0:
+            if limit == "max_clients":
+                reached = f"max_clients ({self.max_clients}) reached"
+            else:
+                reached = (f"max_clients_per_address ({self.max_per_address}) reached by "
+                           f"{_address_key(peer[0])}")
+            logger.warning("refused %s:%s: %s (%d refused since the last warning)",
+                           _format_host(peer[0]), peer[1], reached, counter[0])
+            counter[0], counter[1] = 0, now
 
     def _session_started(self, session: Session) -> None:
         self._sessions.add(session)
@@ -367,6 +420,11 @@ class Server:
     def _session_done(self, session: Session) -> None:
         self._sessions.discard(session)
         self._admitted -= 1
+        if self.max_per_address:
+            key = _address_key(session.client_host)
+            held = self._per_address.pop(key, 1) - 1
+            if held:
+                self._per_address[key] = held
         logged = logger.isEnabledFor(logging.INFO)
         if not logged and self.on_session is None:
             return  # nobody reads the record: do not build it

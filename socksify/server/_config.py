@@ -209,10 +209,16 @@ _SERVER_KEYS = {"listen", "max_clients", "max_clients_per_address", "allow_open_
 _TIMEOUT_KEYS = {"handshake", "connect", "idle", "bind"}
 
 
+#: how error messages name the TOML value types
+_KIND_NAMES = {int: "an integer", str: "a string", bool: "true or false", float: "a number",
+               list: "a list", dict: "a table"}
+
+
 def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{key} must be a {names}, not {value!r}")
+        kinds = (kind,) if isinstance(kind, type) else kind
+        names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        raise ConfigError(f"{key} must be {names}, not {value!r}")
     return value
 
 
@@ -238,7 +244,8 @@ def config_from_dict(data: dict[str, Any], base: ServerConfig | None = None) -> 
         config.max_clients_per_address = _expect(
             server["max_clients_per_address"], int, "server.max_clients_per_address")
     if "allow_open_proxy" in server:
-        config.allow_open_proxy = _expect(server["allow_open_proxy"], bool, "allow_open_proxy")
+        config.allow_open_proxy = _expect(server["allow_open_proxy"], bool,
+                                          "server.allow_open_proxy")
     if "relay" in server or "splice" in server:
         config.relay = _relay_key(server)
     if "workers" in server:

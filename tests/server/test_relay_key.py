@@ -61,7 +61,7 @@ def test_bad_relay_value_is_an_error_naming_the_key_and_the_choices(value):
 
 
 def test_bad_splice_value_is_an_error_naming_the_key():
-    with pytest.raises(ConfigError, match="server.splice must be a bool"):
+    with pytest.raises(ConfigError, match="server.splice must be true or false"):
         parse_config_text('[server]\nsplice = "yes"\n')
 
 

@@ -426,6 +426,20 @@ def test_launcher_is_built_with_musl_when_available():
         cfg.launcher_cc({"SOCKSIFY_LAUNCHER_LIBC": "uclibc"}, which=found)
 
 
+def test_launcher_is_linked_with_musl_when_musl_gcc_is_installed(launcher):
+    """The decision of csrc/buildcfg.launcher_cc reaches the binary: with musl-gcc on the
+    machine (scripts/install-deps installs musl-tools) the launcher is a static musl binary,
+    not a glibc one (whose start-up costs ~0.2 ms more per run). A build that fell back to
+    glibc (the musl build failed) fails here instead of silently running slower."""
+    if not shutil.which("musl-gcc"):
+        pytest.skip("musl-gcc is not installed: the launcher is linked with the system libc")
+    if os.environ.get("SOCKSIFY_LAUNCHER_LIBC", "").lower() == "glibc":
+        pytest.skip("SOCKSIFY_LAUNCHER_LIBC=glibc chose the system libc")
+    with open(launcher, "rb") as f:
+        data = f.read()
+    assert b"GLIBC_TUNABLES" not in data, f"{launcher} is linked with glibc"
+
+
 def _elf_with_one_program_header(path, phoff, p_type):
     """A 64-bit ELF file whose only program header (of type p_type) is at offset phoff."""
     import struct

@@ -10,9 +10,13 @@ Two products (decisions in csrc/buildcfg.py, documented in README.rst "Native sh
 - ``socksify-run``, the native launcher (csrc/launcher/socksify-run.c, no Python start per
   run), linked by BuildExt after the extensions with the same compiler. It goes next to the
   library in the package (``socksify/socksify-run``, which finds the library beside itself)
-  and, as a script, into the installation's ``bin/`` (the command on PATH; it finds the
-  library under ``../lib/python3*/{site,dist}-packages`` or falls back to
-  ``python3 -m socksify.run``). Decision and figures: the launcher's header comment.
+  and, as a script, into the installation's ``bin/`` (the command on PATH). Both copies
+  carry a library hint stamped in after linking (buildcfg.library_hint/stamp_library_hint):
+  the library's absolute path in an in-place build (``pip install -e .``), else its place
+  relative to ``bin/`` (``../lib/python3.X/site-packages/...``), so the ``bin/`` copy finds it
+  with one stat(); when the hinted file is gone it searches
+  ``../lib/python3*/{site,dist}-packages`` (an editable install's finder included) or falls
+  back to ``python3 -m socksify.run``. Decision and figures: the launcher's header comment.
 - ``socksify._native``, the cffi binding over the shim's pure parts: csrc/build_ffi.py
   defines the FFI; BuildExt writes its C source into the build directory and compiles it
   like any extension (cffi's ``cffi_modules`` hook would replace this build_ext class).

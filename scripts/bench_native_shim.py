@@ -34,8 +34,8 @@ package's own files; ``--compare-launcher PATH`` (repeatable) adds rows for othe
 builds, run in turn with the others (say, a glibc and a musl build of the same source, each
 in a directory with a ``libsocksify.so`` symlink so it finds the library as installed).
 The default launcher is the one ``scripts/bench`` measures: the C launcher pip installed in
-the running Python's scripts directory (an editable install's copy searches ``../lib`` for
-the library), else the package's own copy next to the library.
+the running Python's scripts directory (it finds the library through the path the build
+wrote into it), else the package's own copy next to the library.
 With ``perf`` usable, the launcher's own cost is also given as ``perf stat`` task-clock and
 page faults (mean of --perf-runs runs up to the exec, on a program that does not exist).
 

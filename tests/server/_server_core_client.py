@@ -46,18 +46,33 @@ class CoreClient:
                 return event
             self.conn.receive_data(self.sock.recv(65536))
 
+    def negotiate(self) -> str | None:
+        """SOCKS5 method negotiation and login: None when the request may follow, else
+        "no-acceptable-method" or "auth-failed"."""
+        methods = (AuthMethod.USERNAME_PASSWORD,) if self.user else (AuthMethod.NO_AUTH,)
+        self.sock.sendall(self.conn.send(Greeting(methods)))
+        selected = self._event()
+        assert isinstance(selected, MethodSelected)
+        if selected.method == AuthMethod.NO_ACCEPTABLE:
+            return "no-acceptable-method"
+        if selected.method == AuthMethod.USERNAME_PASSWORD:
+            self.sock.sendall(self.conn.send(UserPassAuth(self.user.encode(),
+                                                          self.password.encode())))
+            result = self._event()
+            assert isinstance(result, AuthResult)
+            if not result.success:
+                return "auth-failed"
+        return None
+
     def request(self, command, host, port, user_id=b""):
         """Send the request (after SOCKS5 negotiation); return the first Reply."""
         if self.version == 5:
-            methods = (AuthMethod.USERNAME_PASSWORD,) if self.user else (AuthMethod.NO_AUTH,)
-            self.sock.sendall(self.conn.send(Greeting(methods)))
-            selected = self._event()
-            assert isinstance(selected, MethodSelected)
-            if selected.method == AuthMethod.USERNAME_PASSWORD:
-                auth = UserPassAuth(self.user.encode(), self.password.encode())
-                self.sock.sendall(self.conn.send(auth))
-                result = self._event()
-                assert isinstance(result, AuthResult) and result.success
+            failed = self.negotiate()
+            assert failed is None, failed
+        return self.send_request(command, host, port, user_id)
+
+    def send_request(self, command, host, port, user_id=b""):
+        """The request alone (SOCKS4, or SOCKS5 once negotiated); return the first Reply."""
         request = Request(Command(command), Address.from_host(host), port, user_id)
         self.sock.sendall(self.conn.send(request))
         return self.reply()

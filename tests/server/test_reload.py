@@ -25,20 +25,18 @@ from socksify.protocol import (
     NEED_DATA,
     Address,
     AuthMethod,
-    AuthResult,
     Command,
     Connection,
     Greeting,
     MethodSelected,
-    Reply,
     Request,
     Role,
-    UserPassAuth,
 )
 from socksify.server import ServerConfig
 from socksify.server._config import ConfigError
 from socksify.server._server import Server
 
+from ._server_core_client import CoreClient
 from .test_workers import children, wait_children
 
 pytestmark = pytest.mark.e2e
@@ -140,41 +138,13 @@ def start_server(tmp_path):
         assert server.stop() == 0, server.lines
 
 
-class Socks5:
-    """A blocking SOCKS5 client on the sans-IO core: ``outcome`` is "auth-failed",
-    "no-acceptable-method" or the reply code; after 0 the socket relays."""
+class Socks5(CoreClient):
+    """A SOCKS5 CONNECT that reports how it ended instead of asserting: ``outcome`` is
+    "auth-failed", "no-acceptable-method" or the reply code; after 0 the socket relays."""
 
     def __init__(self, server, target, user=None, password=None):
-        self.sock = socket.create_connection(server, timeout=WAIT)
-        self.conn = Connection(Role.CLIENT, 5)
-        self.outcome = self._handshake(target, user, password)
-
-    def _event(self):
-        while (event := self.conn.next_event()) is NEED_DATA:
-            self.conn.receive_data(self.sock.recv(65536))
-        return event
-
-    def _handshake(self, target, user, password):
-        method = AuthMethod.USERNAME_PASSWORD if user else AuthMethod.NO_AUTH
-        self.sock.sendall(self.conn.send(Greeting((method,))))
-        selected = self._event()
-        assert isinstance(selected, MethodSelected)
-        if selected.method == AuthMethod.NO_ACCEPTABLE:
-            return "no-acceptable-method"
-        if selected.method == AuthMethod.USERNAME_PASSWORD:
-            self.sock.sendall(self.conn.send(UserPassAuth(user.encode(), password.encode())))
-            result = self._event()
-            assert isinstance(result, AuthResult)
-            if not result.success:
-                return "auth-failed"
-        return self.request(target)
-
-    def request(self, target):
-        host, port = target
-        self.sock.sendall(self.conn.send(Request(Command.CONNECT, Address.from_host(host), port)))
-        reply = self._event()
-        assert isinstance(reply, Reply)
-        return reply.code
+        super().__init__(server, 5, user, password, timeout=WAIT)
+        self.outcome = self.negotiate() or self.send_request(Command.CONNECT, *target).code
 
     def echo(self, payload: bytes) -> bytes:
         """Send ``payload`` through the relay; what the echo target sends back."""
@@ -185,9 +155,6 @@ class Socks5:
             assert chunk, f"closed after {len(got)} of {len(payload)} bytes"
             got += chunk
         return got
-
-    def close(self):
-        self.sock.close()
 
 
 def outcome(server, target, user=None, password=None, payload=b"hello reload"):

@@ -5,7 +5,8 @@
 
 The connection-rate measure of scripts/bench (loadgen rate, concurrency 50) run against
 socksify-server, microsocks, and two minimal Python servers that check, log and record
-nothing (scripts/benchlib/bare_servers.py): one on bare select.epoll, one on asyncio
+nothing (scripts/benchlib/bare_servers.py): one on bare select.epoll, the same inside an
+asyncio loop that watches only the epoll descriptor ("nested"), and one on asyncio
 reader/writer callbacks. Every Python subject runs one process per CPU sharing the port
 with SO_REUSEPORT. Rounds are interleaved; the table gives medians of conn/s and of the
 server's CPU per connection (user + system, its whole process tree).
@@ -79,7 +80,8 @@ def main() -> int:
         servers: list[Server] = []
         try:
             servers = [start_socksify_server(workdir), start_microsocks(workdir),
-                       start_bare("asyncio"), start_bare("epoll")]
+                       start_bare("asyncio"), start_bare("nested"),
+                       start_bare("epoll")]
             rates: dict[str, list[float]] = {s.name: [] for s in servers}
             cpus: dict[str, list[float]] = {s.name: [] for s in servers}
             for round_ in range(args.rounds):

@@ -5,7 +5,7 @@ authentication", accept only IPv4 CONNECT requests, reply 0.0.0.0:0 and relay wi
 ``recv``/``send`` per readiness event. What they measure is the floor a Python server pays
 per connection, with and without asyncio, on the benchmark's connection-rate load.
 
-    python3 -m benchlib.bare_servers epoll|asyncio PORT PROCESSES
+    python3 -m benchlib.bare_servers epoll|nested|asyncio PORT PROCESSES
 
 Each of PROCESSES forked processes listens on 127.0.0.1:PORT with SO_REUSEPORT (as
 socksify-server's workers do). Never use them for anything else.
@@ -52,26 +52,30 @@ class _Link:
         self.state = state
 
 
-def serve_epoll(port: int) -> None:
-    """select.epoll and a dict of links: no event loop library at all."""
-    listener = _listener(port)
-    poller = select.epoll()
-    poller.register(listener.fileno(), select.EPOLLIN)
-    links: dict[int, _Link] = {}
+class _EpollServer:
+    """select.epoll and a dict of links: no event loop library at all. ``ready()`` handles
+    the descriptors epoll reports; who waits on epoll decides the variant."""
 
-    def drop(link: _Link) -> None:
+    def __init__(self, port: int):
+        self.listener = _listener(port)
+        self.poller = select.epoll()
+        self.poller.register(self.listener.fileno(), select.EPOLLIN)
+        self.links: dict[int, _Link] = {}
+
+    def _drop(self, link: _Link) -> None:
         for one in (link, link.peer):
             if one is not None and one.sock.fileno() >= 0:
-                links.pop(one.sock.fileno(), None)
+                self.links.pop(one.sock.fileno(), None)
                 one.sock.close()  # close() also removes the descriptor from the epoll set
 
-    while True:
-        for fd, _ in poller.poll():
+    def ready(self, events) -> None:
+        poller, links = self.poller, self.links
+        for fd, _ in events:
             link = links.get(fd)
             if link is None:
                 while True:
                     try:
-                        sock, _ = listener.accept()
+                        sock, _ = self.listener.accept()
                     except BlockingIOError:
                         break
                     sock.setblocking(False)
@@ -92,7 +96,7 @@ def serve_epoll(port: int) -> None:
             except OSError:
                 data = b""
             if not data:
-                drop(link)
+                self._drop(link)
             elif link.state == _RELAY:
                 link.peer.sock.send(data)
             elif link.state == _GREETING:
@@ -104,6 +108,25 @@ def serve_epoll(port: int) -> None:
                 links[remote.sock.fileno()] = remote
                 poller.unregister(fd)
                 poller.register(remote.sock.fileno(), select.EPOLLOUT)
+
+
+def serve_epoll(port: int) -> None:
+    """The epoll server waiting in epoll itself."""
+    server = _EpollServer(port)
+    while True:
+        server.ready(server.poller.poll())
+
+
+def serve_nested(port: int) -> None:
+    """The epoll server inside an asyncio loop: asyncio watches only the epoll descriptor
+    and hands its events to ``ready()`` (what keeping asyncio for everything else, but not
+    for the per-connection events, would cost)."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    server = _EpollServer(port)
+    loop.add_reader(server.poller.fileno(), lambda: server.ready(server.poller.poll(0)))
+    loop.run_forever()
 
 
 def serve_asyncio(port: int) -> None:
@@ -162,7 +185,7 @@ def serve_asyncio(port: int) -> None:
 
 def main(argv: list[str]) -> None:
     kind, port, processes = argv[0], int(argv[1]), int(argv[2])
-    serve = {"epoll": serve_epoll, "asyncio": serve_asyncio}[kind]
+    serve = {"epoll": serve_epoll, "asyncio": serve_asyncio, "nested": serve_nested}[kind]
     for _ in range(processes - 1):
         if os.fork() == 0:
             break

@@ -42,8 +42,16 @@ class TraceSummary:
 
 def _endpoints(line: str) -> list[tuple[str, int]]:
     found = [(host, int(port)) for port, host in _INET4.findall(line)]
-    found += [(host, int(port)) for port, host in _INET6.findall(line)]
+    found += [(_unmapped(host), int(port)) for port, host in _INET6.findall(line)]
     return found
+
+
+def _unmapped(host: str) -> str:
+    """``::ffff:a.b.c.d`` (RFC 4291 §2.5.5.2) is the IPv4 address a.b.c.d: an AF_INET6
+    socket reaches an IPv4 proxy that way (the shims' IPv6 remote-DNS placeholders)."""
+    if host.lower().startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
 
 
 def audit_trace(

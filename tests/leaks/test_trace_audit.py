@@ -56,6 +56,15 @@ def test_connect_to_another_loopback_port_is_a_leak():
     assert summary.leaks == ["connect to [::1]:8080"]
 
 
+def test_ipv4_mapped_address_is_its_ipv4_address():
+    summary = audit("""\
+        106 connect(3, {sa_family=AF_INET6, sin6_port=htons(1080), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::ffff:127.0.0.1", &sin6_addr), sin6_scope_id=0}, 28) = 0
+        106 connect(4, {sa_family=AF_INET6, sin6_port=htons(8080), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::ffff:127.0.0.1", &sin6_addr), sin6_scope_id=0}, 28) = 0
+    """)
+    # the first is the proxy (an AF_INET6 socket reaching the IPv4 proxy); the second is not
+    assert summary.leaks == ["connect to 127.0.0.1:8080"]
+
+
 def test_nscd_host_lookup_is_a_leak_but_a_user_lookup_is_not():
     summary = audit("""\
         105 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT

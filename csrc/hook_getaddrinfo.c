@@ -91,7 +91,50 @@ static int service_port(const char *service, int flags, const char *proto, uint1
     return 0;
 }
 
-/* Build the answer for a placeholder. 0 and *res, or an EAI_* code. */
+/* The placeholder addresses a lookup of `family` answers, in order: 0 and *count entries
+ * of out (family, 4 or 16 bytes), or an EAI_* code. AF_UNSPEC: IPv4 first (a program
+ * taking the first address behaves as with IPv4 only), then IPv6 when the range has an
+ * IPv6 part. AI_ADDRCONFIG is ignored: the proxy, not this host, reaches the name. */
+struct placeholder {
+    int family;
+    uint8_t ip[16];
+};
+
+static int placeholder_addresses(const char *node, int family, int flags,
+                                 struct placeholder out[2], int *count)
+{
+    int has6;
+    *count = 1;
+    switch (family) {
+    case AF_UNSPEC:
+        if (sfy_name_placeholders(node, out[0].ip, out[1].ip, &has6) < 0)
+            return EAI_MEMORY;
+        out[0].family = AF_INET;
+        out[1].family = AF_INET6;
+        *count = has6 ? 2 : 1;
+        return 0;
+    case AF_INET:
+        out[0].family = AF_INET;
+        return sfy_name_placeholder(node, AF_INET, out[0].ip) < 0 ? EAI_MEMORY : 0;
+    case AF_INET6:
+        out[0].family = AF_INET6;
+        if (sfy_name_placeholder(node, AF_INET6, out[0].ip) == 0)
+            return 0;
+        /* no IPv6 range: with AI_V4MAPPED, the IPv4 placeholder as ::ffff:a.b.c.d */
+        if (errno == EAFNOSUPPORT && (flags & AI_V4MAPPED) &&
+            sfy_name_placeholder(node, AF_INET, out[0].ip + 12) == 0) {
+            memset(out[0].ip, 0, 10);
+            out[0].ip[10] = out[0].ip[11] = 0xff;
+            return 0;
+        }
+        return errno == EAFNOSUPPORT ? EAI_NONAME : EAI_MEMORY;
+    default:
+        return EAI_FAMILY;
+    }
+}
+
+/* Build the answer for a placeholder. 0 and *res, or an EAI_* code. The socktype and
+ * protocol rules make the same entries for each family; AI_CANONNAME names the first. */
 static int placeholder_answer(const char *node, const char *service,
                               const struct addrinfo *hints, struct addrinfo **res)
 {
@@ -103,74 +146,71 @@ static int placeholder_answer(const char *node, const char *service,
     int family = hints ? hints->ai_family : AF_UNSPEC;
     int want_type = hints ? hints->ai_socktype : 0;
     int want_proto = hints ? hints->ai_protocol : 0;
-    int out_family = family == AF_INET6 ? AF_INET6 : AF_INET;
-    uint8_t ip[16];
+    struct placeholder addrs[2];
+    int n_addrs;
     struct addrinfo *head = NULL, **tail = &head;
-    int rc = EAI_SERVICE;
-    if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
-        return EAI_FAMILY;
-    if (sfy_name_placeholder(node, out_family, ip) < 0) {
-        if (errno == EAFNOSUPPORT && (flags & AI_V4MAPPED) &&
-            sfy_name_placeholder(node, AF_INET, ip + 12) == 0) {
-            memset(ip, 0, 10);
-            ip[10] = ip[11] = 0xff;
-        } else {
-            return errno == EAFNOSUPPORT ? EAI_NONAME : EAI_MEMORY;
-        }
-    }
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        uint16_t port;
-        int socktype = kinds[k].socktype, protocol = kinds[k].protocol;
-        if (want_type && want_type != socktype) {
-            if (k == 0 && want_type != SOCK_STREAM && want_type != SOCK_DGRAM) {
-                socktype = want_type; /* SOCK_RAW & co: one entry, the caller's protocol */
-                protocol = want_proto;
-            } else {
+    int rc = placeholder_addresses(node, family, flags, addrs, &n_addrs);
+    if (rc)
+        return rc;
+    rc = EAI_SERVICE;
+    for (int a = 0; a < n_addrs; a++) {
+        int out_family = addrs[a].family;
+        const uint8_t *ip = addrs[a].ip;
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            uint16_t port;
+            int socktype = kinds[k].socktype, protocol = kinds[k].protocol;
+            if (want_type && want_type != socktype) {
+                if (k == 0 && want_type != SOCK_STREAM && want_type != SOCK_DGRAM) {
+                    socktype = want_type; /* SOCK_RAW & co: one entry, the caller's protocol */
+                    protocol = want_proto;
+                } else {
+                    continue;
+                }
+            } else if (!want_type && want_proto && want_proto != protocol) {
                 continue;
             }
-        } else if (!want_type && want_proto && want_proto != protocol) {
-            continue;
-        }
-        int err = service_port(service, flags, kinds[k].proto, &port);
-        if (err) {
-            if (err != EAI_SERVICE)
-                rc = err;
-            continue;
-        }
-        struct node *n = calloc(1, sizeof *n);
-        if (!n) {
-            free_list(head);
-            return EAI_MEMORY;
-        }
-        n->ai.ai_family = out_family;
-        n->ai.ai_socktype = socktype;
-        n->ai.ai_protocol = protocol;
-        n->ai.ai_addr = (struct sockaddr *)&n->sa;
-        if (out_family == AF_INET) {
-            n->sa.v4.sin_family = AF_INET;
-            n->sa.v4.sin_port = htons(port);
-            memcpy(&n->sa.v4.sin_addr, ip, 4);
-            n->ai.ai_addrlen = sizeof n->sa.v4;
-        } else {
-            n->sa.v6.sin6_family = AF_INET6;
-            n->sa.v6.sin6_port = htons(port);
-            memcpy(&n->sa.v6.sin6_addr, ip, 16);
-            n->ai.ai_addrlen = sizeof n->sa.v6;
-        }
-        if (!head && (flags & AI_CANONNAME)) {
-            n->ai.ai_canonname = strdup(node);
-            if (!n->ai.ai_canonname) {
-                free(n);
+            int err = service_port(service, flags, kinds[k].proto, &port);
+            if (err) {
+                if (err != EAI_SERVICE)
+                    rc = err;
+                continue;
+            }
+            struct node *n = calloc(1, sizeof *n);
+            if (!n) {
+                free_list(head);
                 return EAI_MEMORY;
             }
+            n->ai.ai_family = out_family;
+            n->ai.ai_socktype = socktype;
+            n->ai.ai_protocol = protocol;
+            n->ai.ai_addr = (struct sockaddr *)&n->sa;
+            if (out_family == AF_INET) {
+                n->sa.v4.sin_family = AF_INET;
+                n->sa.v4.sin_port = htons(port);
+                memcpy(&n->sa.v4.sin_addr, ip, 4);
+                n->ai.ai_addrlen = sizeof n->sa.v4;
+            } else {
+                n->sa.v6.sin6_family = AF_INET6;
+                n->sa.v6.sin6_port = htons(port);
+                memcpy(&n->sa.v6.sin6_addr, ip, 16);
+                n->ai.ai_addrlen = sizeof n->sa.v6;
+            }
+            if (!head && (flags & AI_CANONNAME)) {
+                n->ai.ai_canonname = strdup(node);
+                if (!n->ai.ai_canonname) {
+                    free(n);
+                    return EAI_MEMORY;
+                }
+            }
+            *tail = &n->ai;
+            tail = &n->ai.ai_next;
+            if (socktype != kinds[k].socktype)
+                break; /* the single SOCK_RAW-style entry */
         }
-        *tail = &n->ai;
-        tail = &n->ai.ai_next;
-        if (socktype != kinds[k].socktype)
-            break; /* the single SOCK_RAW-style entry */
     }
-    SFY_DBG("getaddrinfo(%s, %s, family %d, type %d, flags 0x%x): placeholder%s", node,
-            service ? service : "-", family, want_type, flags, head ? "" : " (no entry)");
+    SFY_DBG("getaddrinfo(%s, %s, family %d, type %d, flags 0x%x): %d placeholder famil%s%s",
+            node, service ? service : "-", family, want_type, flags, n_addrs,
+            n_addrs == 1 ? "y" : "ies", head ? "" : " (no entry)");
     if (!head)
         return rc;
     remember(head);

@@ -10,8 +10,10 @@
  *   nothing to resolve.
  * - Names in SOCKSIFY_NO_PROXY, and "localhost" names (RFC 6761 §6.3: always loopback,
  *   answered from /etc/hosts), go to libc: those connections are direct anyway.
- * - Every other name gets a placeholder address (IPv4 for AF_INET/AF_UNSPEC, IPv6 for
- *   AF_INET6) from the map; connect()/sendto()/BIND send the name to the proxy.
+ * - Every other name gets placeholder addresses from the map: IPv4 for AF_INET, IPv6 for
+ *   AF_INET6, and for AF_UNSPEC the IPv4 one first, then the IPv6 one (when the range has
+ *   an IPv6 part); both come from the name's one slot, so either maps back to the name.
+ *   connect()/sendto()/BIND send the name to the proxy.
  * - Reverse lookups: a placeholder gives its name back; any other address of a proxied
  *   destination has no name (PTR queries would leave the client).
  */
@@ -87,30 +89,56 @@ enum sfy_name_route sfy_name_route(const char *name)
     return SFY_NAME_PLACEHOLDER;
 }
 
-int sfy_name_placeholder(const char *name, int family, uint8_t *ip)
+/* The map slot of name: 0 and *slot, or -1 with errno (ENOMEM: no map, ENOSPC: full). */
+static int name_slot(const char *name, uint32_t *slot)
 {
-    uint32_t slot;
-    const struct sfy_net *net = family == AF_INET6 ? &sfy_cfg.dns6 : &sfy_cfg.dns4;
     if (!sfy_map) {
         errno = ENOMEM;
         return -1;
     }
-    if (!net->family) {
-        errno = EAFNOSUPPORT;
-        return -1;
-    }
-    if (sfy_dnsmap_intern(sfy_map, name, &slot) < 0) {
+    if (sfy_dnsmap_intern(sfy_map, name, slot) < 0) {
         if (errno == ENOSPC)
             SFY_ERR("remote DNS map full (%u names): cannot resolve %s",
                     sfy_dnsmap_capacity(sfy_map), name);
         return -1;
     }
+    SFY_DBG("%s -> placeholder slot %u", name, *slot);
+    return 0;
+}
+
+/* The placeholder of `slot` in net: 0, or -1 with errno ENOSPC when net cannot number it. */
+static int slot_ip(const struct sfy_net *net, uint32_t slot, uint8_t *ip)
+{
     if (slot >= sfy_range_slots(net, UINT32_MAX)) {
         errno = ENOSPC;
         return -1;
     }
     sfy_placeholder_ip(net, slot, ip);
-    SFY_DBG("%s -> placeholder slot %u", name, slot);
+    return 0;
+}
+
+int sfy_name_placeholder(const char *name, int family, uint8_t *ip)
+{
+    uint32_t slot;
+    const struct sfy_net *net = family == AF_INET6 ? &sfy_cfg.dns6 : &sfy_cfg.dns4;
+    if (!net->family) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (name_slot(name, &slot) < 0)
+        return -1;
+    return slot_ip(net, slot, ip);
+}
+
+int sfy_name_placeholders(const char *name, uint8_t *ip4, uint8_t *ip6, int *has6)
+{
+    uint32_t slot;
+    /* one slot names both addresses (dnsmap.c): one lookup never takes two */
+    if (name_slot(name, &slot) < 0 || slot_ip(&sfy_cfg.dns4, slot, ip4) < 0)
+        return -1;
+    *has6 = sfy_cfg.dns6.family != 0;
+    if (*has6 && slot_ip(&sfy_cfg.dns6, slot, ip6) < 0)
+        return -1;
     return 0;
 }
 

@@ -27,6 +27,10 @@ enum sfy_name_route sfy_name_route(const char *name);
 /* Placeholder for name: 0 and 4 (AF_INET) or 16 (AF_INET6) bytes in ip; -1 with errno
  * (EAFNOSUPPORT: no IPv6 range, ENOSPC: map full, ENOMEM: no map). */
 int sfy_name_placeholder(const char *name, int family, uint8_t *ip);
+/* Both placeholders of name from its one map slot (an AF_UNSPEC lookup): 0, 4 bytes in ip4
+ * and, when SOCKSIFY_DNS_RANGE has an IPv6 part (*has6 = 1), 16 bytes in ip6; -1 with errno
+ * as above. */
+int sfy_name_placeholders(const char *name, uint8_t *ip4, uint8_t *ip6, int *has6);
 /* Reverse lookup decision for ip (family AF_INET/AF_INET6). */
 int sfy_reverse_route(int family, const uint8_t *ip, char *name, size_t cap);
 /* Lay out a hostent for one address in buf: 0, or ERANGE when buflen is too small. */

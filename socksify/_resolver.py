@@ -9,8 +9,9 @@ Rules of this module:
 
 - Placeholders come from ``Settings.dns_range`` (SOCKSIFY_DNS_RANGE, default
   ``240.0.0.0/8,100::/64``: the reserved class E block, never routed and not multicast, and
-  RFC 6666's discard-only IPv6 prefix). AF_UNSPEC and AF_INET lookups get IPv4 placeholders;
-  only AF_INET6 lookups get IPv6 ones.
+  RFC 6666's discard-only IPv6 prefix). AF_INET lookups get an IPv4 placeholder, AF_INET6
+  lookups an IPv6 one, AF_UNSPEC lookups both: IPv4 first, then IPv6 (when the range has an
+  IPv6 part). gethostbyname/gethostbyname_ex are IPv4 APIs and answer IPv4.
 - One name keeps one placeholder per family for the life of the process; when a range is
   used up, the oldest mappings are reused (16 million names for a /8).
 - The map is guarded by one lock and lives in ordinary process memory, so a forked child
@@ -220,31 +221,39 @@ class RemoteResolver:
     # --- forward lookups --------------------------------------------------------------
 
     def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        """Placeholder entries: IPv4 for AF_INET, IPv6 for AF_INET6, and for AF_UNSPEC the
+        IPv4 entries first (a program taking the first address behaves as with IPv4 only),
+        then the IPv6 ones when the range has an IPv6 part (``curl -6`` asks AF_UNSPEC and
+        keeps the IPv6 entries). AI_ADDRCONFIG is ignored: the proxy reaches the name."""
         if host is None or flags & socket.AI_NUMERICHOST or self.resolves_locally(host):
             return self.originals["getaddrinfo"](host, port, family, type, proto, flags)
         name = self._as_text(host)
-        if family in (socket.AF_UNSPEC, socket.AF_INET):
-            version, af = 4, socket.AF_INET
+        if family == socket.AF_UNSPEC:
+            versions = (4, 6) if self.placeholders.has_family(6) else (4,)
+        elif family == socket.AF_INET:
+            versions = (4,)
         elif family == socket.AF_INET6 and self.placeholders.has_family(6):
-            version, af = 6, socket.AF_INET6
+            versions = (6,)
         else:
             raise socket.gaierror(
                 socket.EAI_ADDRFAMILY, "Address family for hostname not supported"
             )
-        address = self.placeholders.address_for(name, version)
         canonname = name if flags & socket.AI_CANONNAME else ""
         results = []
-        for socktype, protocol in _TYPES:
-            if type and type != socktype:
-                continue
-            if proto and proto != protocol and socktype != socket.SOCK_RAW:  # raw takes any
-                continue
-            number = _service_port(port, socktype)
-            sockaddr = (address, number) if version == 4 else (address, number, 0, 0)
-            results.append(
-                (af, socket.SocketKind(socktype), proto or protocol, canonname, sockaddr)
-            )
-            canonname = ""
+        for version in versions:
+            address = self.placeholders.address_for(name, version)
+            af = socket.AF_INET if version == 4 else socket.AF_INET6
+            for socktype, protocol in _TYPES:
+                if type and type != socktype:
+                    continue
+                if proto and proto != protocol and socktype != socket.SOCK_RAW:  # raw: any
+                    continue
+                number = _service_port(port, socktype)
+                sockaddr = (address, number) if version == 4 else (address, number, 0, 0)
+                results.append(
+                    (af, socket.SocketKind(socktype), proto or protocol, canonname, sockaddr)
+                )
+                canonname = ""
         if not results:
             raise socket.gaierror(socket.EAI_SOCKTYPE, "ai_socktype not supported")
         return results

@@ -5,6 +5,7 @@ placeholder map must hold across threads and fork (design note: csrc/dnsmap.c)."
 import re
 import socket
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -53,7 +54,7 @@ def test_resolver_answers_with_placeholders(shim, named_proxy):
         v6 = socket.getaddrinfo("b.example", "http", socket.AF_INET6, socket.SOCK_STREAM)
         again = socket.getaddrinfo("a.example", 443, proto=socket.IPPROTO_TCP)
         both = socket.getaddrinfo("c.example", 53)
-        print(v4[0][4], v6[0][4][:2], again[0][4], len(both), sorted({a[1] for a in both}))
+        print(v4[0][4], v6[0][4][:2], again[0][4], [(a[0].name, a[1].name) for a in both])
         print(socket.gethostbyname("a.example"), socket.gethostbyaddr(v4[0][4][0])[0])
         print(socket.getnameinfo(v4[0][4], 0), socket.getnameinfo(v6[0][4], 0))
         print(socket.getnameinfo(v4[0][4], socket.NI_NUMERICHOST))
@@ -67,8 +68,9 @@ def test_resolver_answers_with_placeholders(shim, named_proxy):
     result = shim.python(code, named_proxy.url("socks5h"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
-    assert lines[0] == ("('240.0.0.1', 80) ('100::2', 80) ('240.0.0.1', 443) 2 "
-                        "[<SocketKind.SOCK_STREAM: 1>, <SocketKind.SOCK_DGRAM: 2>]")
+    assert lines[0] == ("('240.0.0.1', 80) ('100::2', 80) ('240.0.0.1', 443) "
+                        "[('AF_INET', 'SOCK_STREAM'), ('AF_INET', 'SOCK_DGRAM'), "
+                        "('AF_INET6', 'SOCK_STREAM'), ('AF_INET6', 'SOCK_DGRAM')]")
     assert lines[1] == "240.0.0.1 a.example"
     assert lines[2] == "('a.example', 'http') ('b.example', 'http')"
     assert lines[3] == "('240.0.0.1', 'http')"
@@ -173,7 +175,7 @@ def test_placeholder_unknown_after_exec_fails_closed(shim, named_proxy):
 
 def test_ipv6_only_lookup_gets_an_ipv6_placeholder(shim, named_proxy, http_server6):
     """AF_INET6 lookups answer from the IPv6 range; the name still reaches the proxy. (An
-    AF_UNSPEC lookup answers IPv4 only: ``curl -6 NAME`` asks AF_UNSPEC, then filters.)"""
+    AF_UNSPEC lookup answers both families, IPv4 first: see the tests below.)"""
     code = textwrap.dedent(f"""
         import socket
         family, kind, proto, _, addr = socket.getaddrinfo(
@@ -188,6 +190,95 @@ def test_ipv6_only_lookup_gets_an_ipv6_placeholder(shim, named_proxy, http_serve
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"100::1", b"100::1", b"True"]
     assert named_proxy.wait_records(1)[0]["destination"] == "v6.only-proxy.test"
+
+
+V6NAME = "v6.only-proxy.test"
+
+
+def curl_remote_ip(result) -> tuple[bytes, str]:
+    """(body, address curl connected to) from the output of ``curl -w '\\n%{remote_ip}'``."""
+    body, _, remote_ip = result.stdout.rpartition(b"\n")
+    return body, remote_ip.decode()
+
+
+def test_curl_6_by_name_reaches_an_ipv6_target(socksify_run, named_proxy, http_server6):
+    """``curl -6 NAME`` asks AF_UNSPEC and keeps the IPv6 entries: the answer has both."""
+    result = socksify_run(["--proxy", named_proxy.url("socks5h"), "--", require_peer("curl"),
+                           "-6", "-sS", "--max-time", "20", "-w", "\\n%{remote_ip}",
+                           http_server6.url("/", host=V6NAME)])
+    assert result.returncode == 0, result.stderr
+    assert curl_remote_ip(result) == (BODY, "100::1")
+    [record] = named_proxy.wait_records(1)
+    assert (record["destination"], record["port"]) == (V6NAME, http_server6.port)
+    assert http_server6.requests == ["/"]
+
+
+def test_curl_by_name_still_uses_the_ipv4_placeholder(socksify_run, named_proxy, http_server):
+    """AF_UNSPEC answers IPv4 first, so a program taking the first address is unchanged."""
+    result = socksify_run(["--proxy", named_proxy.url("socks5h"), "--", require_peer("curl"),
+                           "-sS", "--max-time", "20", "-w", "\\n%{remote_ip}",
+                           http_server.url("/", host=NAME)])
+    assert result.returncode == 0, result.stderr
+    assert curl_remote_ip(result) == (BODY, "240.0.0.1")
+    [record] = named_proxy.wait_records(1)
+    assert (record["destination"], record["port"]) == (NAME, http_server.port)
+
+
+UNSPEC_LOOKUP = """
+    import socket, sys
+    name, port = sys.argv[1], int(sys.argv[2])
+    infos = socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM)
+    print([(i[0].name, i[4][0]) for i in infos])
+    for family, kind, proto, _, addr in infos:
+        s = socket.socket(family, kind, proto)
+        s.settimeout(20)
+        s.connect(addr)
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        print(socket.getnameinfo(addr, 0)[0], socket.gethostbyaddr(addr[0])[0],
+              s.getpeername()[0] == addr[0], b"hello from the target" in s.makefile("rb").read())
+        s.close()
+    flags = socket.AI_ADDRCONFIG | socket.AI_CANONNAME
+    print([(i[0].name, i[3]) for i in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM, 0,
+                                                         flags)])
+    print(socket.gethostbyname(name), socket.gethostbyname_ex(name)[2])
+"""
+
+
+def test_af_unspec_lookup_answers_ipv4_then_ipv6_for_one_name(shim, named_proxy, http_server):
+    """Both placeholders come from the name's one map slot, map back to it, and connect to it
+    through the proxy; AI_ADDRCONFIG is ignored (the proxy reaches the name); the
+    gethostbyname* functions stay IPv4."""
+    result = shim.run([sys.executable, "-c", textwrap.dedent(UNSPEC_LOOKUP), NAME,
+                       str(http_server.port)],
+                      named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [
+        "[('AF_INET', '240.0.0.1'), ('AF_INET6', '100::1')]",
+        f"{NAME} {NAME} True True",
+        f"{NAME} {NAME} True True",
+        f"[('AF_INET', '{NAME}'), ('AF_INET6', '')]",
+        "240.0.0.1 ['240.0.0.1']",
+    ]
+    records = named_proxy.wait_records(2)
+    assert [(r["destination"], r["port"]) for r in records] == [(NAME, http_server.port)] * 2
+
+
+def test_af_unspec_with_an_ipv4_only_range_answers_ipv4_only(shim, named_proxy):
+    code = textwrap.dedent("""
+        import socket
+        print([i[4][0] for i in socket.getaddrinfo("a.example", 80, 0, socket.SOCK_STREAM)])
+        try:
+            socket.getaddrinfo("a.example", 80, socket.AF_INET6)
+        except socket.gaierror as exc:
+            print("gaierror", exc.errno)
+        print(socket.getaddrinfo("a.example", 80, socket.AF_INET6, socket.SOCK_STREAM, 0,
+                                 socket.AI_V4MAPPED)[0][4][0])
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"), SOCKSIFY_DNS_RANGE="10.99.0.0/16")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [
+        "['10.99.0.1']", f"gaierror {socket.EAI_NONAME}", "::ffff:10.99.0.1"]
+    assert named_proxy.records == []
 
 
 def test_no_proxy_names_resolve_locally_and_go_direct(shim, named_proxy, http_server):

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Reference SOCKS4/4a/5 server (CONNECT, BIND, UDP ASSOCIATE).",
+        epilog="Signals: SIGINT/SIGTERM stop the server (exit status 0); SIGHUP reloads the "
+        "configuration (the --config file and these options again; listen, workers and "
+        "relay need a restart).",
     )
     parser.add_argument(
         "--listen", action="append", metavar="HOST:PORT",

@@ -10,8 +10,9 @@
  *
  * Range. Slot i of the map is the name of two placeholders: IPv4 network+1+i from
  * SOCKSIFY_DNS_RANGE's IPv4 CIDR (default 240.0.0.0/8: class E, reserved, never routed, not
- * multicast) for AF_INET/AF_UNSPEC lookups, and IPv6 network+1+i from its IPv6 CIDR
- * (default 100::/64, RFC 6666 discard-only) for AF_INET6-only lookups. Any address inside
+ * multicast) for AF_INET lookups, and IPv6 network+1+i from its IPv6 CIDR (default
+ * 100::/64, RFC 6666 discard-only) for AF_INET6 lookups; AF_UNSPEC lookups answer both,
+ * IPv4 first (resolve.c, hook_getaddrinfo.c). Any address inside
  * the range that the map does not know is refused at connect (fail closed), never sent
  * anywhere. The number of slots is min(range size - 2, 65536).
  *

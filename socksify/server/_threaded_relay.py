@@ -89,21 +89,27 @@ class _Workers:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.busy = 0  # directions handed to a thread and not yet handed back (loop only)
+        #: directions handed to a thread whose worker is not done with them yet. The worker
+        #: gives its slot back itself: the loop that would take the hand-back may be closed
+        #: by then (a server stopped mid-copy), and the pool outlives any one server.
+        self.busy = 0
         self.threads = 0
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()  # busy and threads: a submit (loop) vs a release (worker)
 
     def submit(self, direction: _Direction) -> bool:
-        """Hand ``direction`` to a worker thread; False when all are busy (loop only)."""
-        if self.busy >= self.limit:
-            return False
-        if self.busy >= self.threads:
-            try:
-                threading.Thread(target=self._work, name="socksify-relay", daemon=True).start()
-            except RuntimeError:  # can't start new thread: copy on the loop instead
+        """Hand ``direction`` to a worker thread; False when all are busy."""
+        with self.lock:
+            if self.busy >= self.limit:
                 return False
-            self.threads += 1
-        self.busy += 1
+            if self.busy >= self.threads:
+                try:
+                    threading.Thread(target=self._work, name="socksify-relay",
+                                     daemon=True).start()
+                except RuntimeError:  # can't start new thread: copy on the loop instead
+                    return False
+                self.threads += 1
+            self.busy += 1
         self.jobs.put(direction)
         return True
 
@@ -111,7 +117,11 @@ class _Workers:
         jobs = self.jobs
         while True:
             job = jobs.get()
-            job._run_in_thread()
+            try:
+                job._run_in_thread()
+            finally:
+                with self.lock:
+                    self.busy -= 1
             del job
 
 
@@ -226,8 +236,8 @@ class _Direction:
 
     def _from_thread(self, outcome: str, rest: memoryview, exc: OSError | None) -> None:
         """The worker handed the direction back (``outcome``: "quiet", "eof", "src" or
-        "dst" error, "closing"); ``rest`` is what it read and could not pass on."""
-        _workers.busy -= 1
+        "dst" error, "closing"); ``rest`` is what it read and could not pass on. (The
+        worker has given its pool slot back already.)"""
         relay = self.relay
         if relay is None:  # finished and unlinked already
             return

@@ -272,3 +272,32 @@ def test_server_stop_mid_bulk_reports_the_session(socks_server, target):
         sender.join(30)
         assert not sender.is_alive()
     client.close()
+
+
+def test_a_server_stopped_mid_bulk_gives_the_pool_slot_back(socks_server, target):
+    """The pool counts a slot as busy until the worker is done with its direction. A
+    server stopped while a worker copies must not keep that slot for good: the loop that
+    would have taken the hand-back may be closed by then, and the pool outlives it."""
+    for _ in range(5):
+        srv = socks_server(config=THREADS_TOML)
+        client = CoreClient(srv.address, 5)
+        assert client.succeeded(client.request(CONNECT, *target.address))
+        stop = threading.Event()
+
+        def pump(sock=client.sock, stop=stop):
+            try:
+                while not stop.is_set():
+                    sock.sendall(pattern_bytes(1 << 20))
+            except OSError:
+                pass
+
+        with target.accept() as far:
+            sender = threading.Thread(target=pump)
+            sender.start()
+            assert len(recv_all(far, 8 << 20)) == 8 << 20  # bulk flowing through a worker
+            srv.stop()
+            stop.set()
+            far.close()
+            sender.join(30)
+        client.close()
+        wait_until(workers_idle, what="the pool slot of a server stopped mid-bulk")

@@ -243,25 +243,39 @@ def test_idle_timeout_closes_a_relay_whose_worker_is_stalled(socks_server, targe
     wait_until(workers_idle, what="the workers to be released")
 
 
+class Pump:
+    """Sends 1 MiB chunks on ``sock`` from a thread until ``stop()`` (or an error)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while not self.stopping.is_set():
+                self.sock.sendall(pattern_bytes(1 << 20))
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stopping.set()
+
+    def join(self):
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
 def test_server_stop_mid_bulk_reports_the_session(socks_server, target):
     srv = socks_server(config=THREADS_TOML)
     client = CoreClient(srv.address, 5)
     assert client.succeeded(client.request(CONNECT, *target.address))
-    stop = threading.Event()
-
-    def pump():
-        try:
-            while not stop.is_set():
-                client.sock.sendall(pattern_bytes(1 << 20))
-        except OSError:
-            pass
-
     with target.accept() as far:
-        sender = threading.Thread(target=pump)
-        sender.start()
+        pump = Pump(client.sock)
         assert len(recv_all(far, 8 << 20)) == 8 << 20  # bulk flowing through a worker
         srv.stop()
-        stop.set()
+        pump.stop()
         assert srv.records and srv.records[0]["bytes_up"] >= 8 << 20
         far.settimeout(10)
         try:  # the server closed its side: EOF (or a reset) after what was in flight
@@ -269,8 +283,7 @@ def test_server_stop_mid_bulk_reports_the_session(socks_server, target):
                 pass
         except ConnectionResetError:
             pass
-        sender.join(30)
-        assert not sender.is_alive()
+        pump.join()
     client.close()
 
 
@@ -282,22 +295,12 @@ def test_a_server_stopped_mid_bulk_gives_the_pool_slot_back(socks_server, target
         srv = socks_server(config=THREADS_TOML)
         client = CoreClient(srv.address, 5)
         assert client.succeeded(client.request(CONNECT, *target.address))
-        stop = threading.Event()
-
-        def pump(sock=client.sock, stop=stop):
-            try:
-                while not stop.is_set():
-                    sock.sendall(pattern_bytes(1 << 20))
-            except OSError:
-                pass
-
         with target.accept() as far:
-            sender = threading.Thread(target=pump)
-            sender.start()
+            pump = Pump(client.sock)
             assert len(recv_all(far, 8 << 20)) == 8 << 20  # bulk flowing through a worker
             srv.stop()
-            stop.set()
+            pump.stop()
             far.close()
-            sender.join(30)
+            pump.join()
         client.close()
         wait_until(workers_idle, what="the pool slot of a server stopped mid-bulk")

@@ -43,7 +43,7 @@ class ScriptedProxy:
     greeting (SOCKS5) or the request (SOCKS4), the rest after the request."""
 
     def __init__(self, version, answers, pause=0.0, host="127.0.0.1"):
-        self.version, self.answers, self.pause = version, answers, pause
+        self.version, self.answers, self.pause, self.host = version, answers, pause, host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.listener = socket.create_server((host, 0), family=family)
         self.listener.settimeout(20)
@@ -77,20 +77,31 @@ class ScriptedProxy:
             except OSError:
                 pass
 
+    def url(self) -> str:
+        scheme = "socks5" if self.version == 5 else "socks4"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
     def close(self):
         self.done.set()
         self.listener.close()
         self.thread.join(timeout=10)
 
 
-def run_client(shim, version, answers, pause=0.0):
-    proxy = ScriptedProxy(version, answers, pause)
-    scheme = "socks5" if version == 5 else "socks4"
+def run_through(shim, proxy, code=CLIENT, check=True):
+    """Run the Python ``code`` under the shim through ``proxy``, then close the proxy."""
     try:
-        result = shim.python(CLIENT, f"{scheme}://127.0.0.1:{proxy.port}")
+        result = shim.python(code, proxy.url())
     finally:
         proxy.close()
-    assert result.returncode == 0, result.stderr
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def run_client(shim, version, answers, pause=0.0):
+    proxy = ScriptedProxy(version, answers, pause)
+    result = run_through(shim, proxy)
     return result.stdout.decode().strip(), proxy.requests
 
 
@@ -145,10 +156,7 @@ def test_reply_cut_short_by_the_proxy_fails_closed(shim):
     """The proxy closes after half a reply: EPROTO, not a hang and not a connection."""
     proxy = ScriptedProxy(5, [s5_reply(BNDS["domain"])[:6]])
     proxy.done.set()  # close right after the partial answer
-    try:
-        result = shim.python(CLIENT, f"socks5://127.0.0.1:{proxy.port}")
-    finally:
-        proxy.close()
+    result = run_through(shim, proxy, check=False)
     assert result.stdout.decode().strip() == f"connect {errno.EPROTO}", result.stderr
 
 
@@ -162,11 +170,7 @@ def test_blocking_socket_flags_survive_the_handshake(shim):
         print(before == fcntl.fcntl(s, fcntl.F_GETFL), s.recv(100).decode().strip())
     """)
     proxy = ScriptedProxy(5, [s5_reply(BNDS["ipv4"]) + BANNER])
-    try:
-        result = shim.python(code, f"socks5://127.0.0.1:{proxy.port}")
-    finally:
-        proxy.close()
-    assert result.returncode == 0, result.stderr
+    result = run_through(shim, proxy, code)
     assert result.stdout.decode().strip().split(None, 1) == ["True", BANNER.decode().strip()]
 
 
@@ -181,11 +185,7 @@ def test_ipv6_socket_reaches_an_ipv4_proxy(shim):
         print(s.recv(100).decode().strip())
     """)
     proxy = ScriptedProxy(5, [s5_reply(BNDS["ipv4"]) + BANNER])
-    try:
-        result = shim.python(code, f"socks5://127.0.0.1:{proxy.port}")
-    finally:
-        proxy.close()
-    assert result.returncode == 0, result.stderr
+    result = run_through(shim, proxy, code)
     assert result.stdout.decode().strip() == BANNER.decode().strip()
     assert proxy.requests[0][3] == 4  # CONNECT to an IPv6 address (ATYP 4)
 
@@ -202,10 +202,6 @@ def test_ipv4_socket_reaches_an_ipv6_proxy_and_keeps_its_flags(shim):
               s.recv(100).decode().strip())
     """)
     proxy = ScriptedProxy(5, [s5_reply(BNDS["ipv6"]) + BANNER], host="::1")
-    try:
-        result = shim.python(code, f"socks5://[::1]:{proxy.port}")
-    finally:
-        proxy.close()
-    assert result.returncode == 0, result.stderr
+    result = run_through(shim, proxy, code)
     flags_kept, still_inet, banner = result.stdout.decode().strip().split(None, 2)
     assert (flags_kept, still_inet, banner) == ("True", "True", BANNER.decode().strip())

@@ -6,11 +6,12 @@ Rules of this module:
 - Only ``socksify.protocol`` knows byte layouts: this module turns bytes into events with
   ``receive_data``/``next_event`` and events into bytes with ``send``.
 - The client socket is read through :class:`ClientSocket` (a bare non-blocking socket and
-  loop callbacks, the threaded path) or :class:`ClientProtocol` (a small buffering protocol
-  on an asyncio transport, the portable path) during the handshake; for CONNECT and BIND
-  the socket or transport is then handed to the relay
-  (``_relay.py``) and the session coroutine ends, so an established connection keeps no
-  task alive. The session record is finished by the relay's ``on_done`` callback.
+  the server's :class:`._poller.Poller` callbacks, the threaded path) or
+  :class:`ClientProtocol` (a small buffering protocol on an asyncio transport, the
+  portable path) during the handshake; for CONNECT and BIND the socket or transport is
+  then handed to the relay (``_relay.py``) and the session coroutine ends, so an
+  established connection keeps no task alive. The session record is finished by the
+  relay's ``on_done`` callback.
 - Every way a session ends produces exactly one record (and one log line) through
   ``Session.finish``.
 - Method choice (RFC 1928 §3): with users configured only USERNAME/PASSWORD (2) is
@@ -60,6 +61,7 @@ from ._udp import UdpAssociation
 
 if TYPE_CHECKING:
     from ._config import ServerConfig
+    from ._poller import Poller
     from ._server import Server
 
 __all__ = ["ClientProtocol", "ClientSocket"]
@@ -181,11 +183,12 @@ class ClientSocket:
     threaded relay: no transport to build, no descriptor to duplicate per connection.
     """
 
-    __slots__ = ("loop", "sock", "fd", "buffer", "eof", "_closed", "_waiter", "_reading",
-                 "_closing", "_out", "session", "on_data")
+    __slots__ = ("loop", "poller", "sock", "fd", "buffer", "eof", "_closed", "_waiter",
+                 "_reading", "_closing", "_out", "session", "on_data")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock):
+    def __init__(self, loop: asyncio.AbstractEventLoop, poller: Poller, sock):
         self.loop = loop
+        self.poller = poller  #: readiness callbacks (futures and timers stay on ``loop``)
         self.sock = sock
         self.fd = sock.fileno()
         self.buffer = bytearray()
@@ -214,12 +217,12 @@ class ClientSocket:
     def _start_reading(self) -> None:
         if not self._reading and not self.eof and not self._closing:
             self._reading = True
-            self.loop.add_reader(self.fd, self._readable)
+            self.poller.add_reader(self.fd, self._readable)
 
     def _stop_reading(self) -> None:
         if self._reading:
             self._reading = False
-            self.loop.remove_reader(self.fd)
+            self.poller.remove_reader(self.fd)
 
     def _recv(self) -> None:
         """One recv into the buffer; raises BlockingIOError when there is nothing."""
@@ -303,7 +306,7 @@ class ClientSocket:
             return
         if sent < len(data):
             self._out = bytes(data[sent:])
-            self.loop.add_writer(self.fd, self._writable)
+            self.poller.add_writer(self.fd, self._writable)
 
     def _writable(self) -> None:
         try:
@@ -312,12 +315,12 @@ class ClientSocket:
             return
         except OSError:
             self._out = b""
-            self.loop.remove_writer(self.fd)
+            self.poller.remove_writer(self.fd)
             self.abort()
             return
         self._out = self._out[sent:]
         if not self._out:
-            self.loop.remove_writer(self.fd)
+            self.poller.remove_writer(self.fd)
             if self._closing:
                 self._close_now()
 
@@ -336,7 +339,7 @@ class ClientSocket:
     def abort(self) -> None:
         if self._out:
             self._out = b""
-            self.loop.remove_writer(self.fd)
+            self.poller.remove_writer(self.fd)
         self._closing = True
         self._stop_reading()
         self._close_now()
@@ -360,7 +363,7 @@ class ClientSocket:
         Returns ``(sock, unsent, reader_kept)``.
         """
         if self._out:
-            self.loop.remove_writer(self.fd)
+            self.poller.remove_writer(self.fd)
             keep_reader = False
         out, self._out = self._out, b""
         kept = keep_reader and self._reading
@@ -795,6 +798,7 @@ class Session:
                 self.config.connect_timeout,
                 self.loop,
                 None if host is not None else [str(request.address)],
+                self.server._poller,
             )
         except OutboundError as exc:
             if exc.code == Reply5.NOT_ALLOWED:
@@ -831,6 +835,7 @@ class Session:
                 sweeper=self.server.sweeper,
                 on_done=self._relay_done,
                 loop=self.loop,
+                poller=proto.poller,
             )
             return
         self.relay = await start_relay(

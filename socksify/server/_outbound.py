@@ -19,9 +19,13 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..protocol import Reply5
 from ._deadline import within
+
+if TYPE_CHECKING:
+    from ._poller import Poller
 
 __all__ = ["OutboundError", "Resolver", "connect_outbound", "reply_for_oserror"]
 
@@ -112,10 +116,11 @@ def _done_future(future: asyncio.Future) -> None:
 
 
 async def _connect_one(
-    loop: asyncio.AbstractEventLoop, address: str, port: int, timeout: float
+    loop: asyncio.AbstractEventLoop, poller, address: str, port: int, timeout: float
 ) -> socket.socket:
     """A non-blocking connect with a timer (no extra task per connection, as
-    ``wait_for(loop.sock_connect(...))`` would create)."""
+    ``wait_for(loop.sock_connect(...))`` would create). ``poller`` watches for the
+    connect's end: the loop, or the server's :class:`._poller.Poller`."""
     sock = socket.socket(_family(address), socket.SOCK_STREAM | _NONBLOCK)
     try:
         if not _NONBLOCK:
@@ -131,14 +136,14 @@ async def _connect_one(
         if code in (errno.EINPROGRESS, errno.EALREADY):
             fd = sock.fileno()
             future = loop.create_future()
-            loop.add_writer(fd, _done_future, future)
+            poller.add_writer(fd, _done_future, future)
             timer = None
             if timeout > 0:
                 timer = loop.call_later(timeout, _fail_future, future, asyncio.TimeoutError())
             try:
                 await future
             finally:
-                loop.remove_writer(fd)
+                poller.remove_writer(fd)
                 if timer is not None:
                     timer.cancel()
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -158,6 +163,7 @@ async def connect_outbound(
     timeout: float,
     loop: asyncio.AbstractEventLoop | None = None,
     addresses: list[str] | None = None,
+    poller: Poller | None = None,
 ) -> socket.socket:
     """Resolve ``host`` and connect to the first allowed address that answers.
 
@@ -165,7 +171,9 @@ async def connect_outbound(
     bounds the whole attempt (resolution included; 0 = none). ``loop`` is the running
     loop (looked up when not given: each look-up costs a getpid system call).
     ``addresses``: what ``host`` stands for when the caller knows already (an IP literal
-    the codec parsed, in canonical form): no second parse.
+    the codec parsed, in canonical form): no second parse. ``poller``: where to wait
+    for the connect (the server's :class:`._poller.Poller` on the threaded path; the
+    loop when None).
 
     Raises:
         OutboundError: with the reply code for the last failure (2 when every address was
@@ -200,7 +208,7 @@ async def connect_outbound(
     last = OutboundError(Reply5.GENERAL_FAILURE, "failed", "no address to try")
     for address in candidates:
         try:
-            return await _connect_one(loop, address, port, remaining())
+            return await _connect_one(loop, poller or loop, address, port, remaining())
         except asyncio.TimeoutError:
             last = OutboundError(Reply5.TTL_EXPIRED, "timeout", f"connect to {address} timed out")
         except OSError as exc:

@@ -30,8 +30,12 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._threaded_relay import THREADED_RELAY_AVAILABLE, ThreadedRelay, set_linger_zero
+
+if TYPE_CHECKING:
+    from ._poller import Poller
 
 __all__ = ["IdleSweeper", "Relay", "start_relay", "start_threaded_relay"]
 
@@ -291,20 +295,23 @@ async def start_threaded_relay(
     sweeper: IdleSweeper | None = None,
     on_done: Callable[[ThreadedRelay], None] | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
+    poller: Poller | None = None,
 ) -> ThreadedRelay:
     """:func:`start_relay` for a bare connected client socket (Linux, the threaded relay
     available): the server's accept path hands the socket over without building a
     transport. ``loop``: the running loop, when the caller has it (looking it up costs a
-    getpid system call on Python 3.11)."""
+    getpid system call on Python 3.11). ``poller``: the server's
+    :class:`._poller.Poller` for the relay's readiness callbacks (the loop when None)."""
     return await _start_threaded(client_sock, remote_sock, to_remote, sweeper, on_done, to_client,
-                                 loop)
+                                 loop, poller)
 
 
 async def _start_threaded(
-    client_sock, remote_sock, to_remote, sweeper, on_done, to_client=b"", loop=None
+    client_sock, remote_sock, to_remote, sweeper, on_done, to_client=b"", loop=None,
+    poller=None,
 ) -> ThreadedRelay:
     relay = ThreadedRelay(client_sock, remote_sock, sweeper, on_done,
-                          loop or asyncio.get_running_loop())
+                          loop or asyncio.get_running_loop(), poller)
     if to_client:
         try:
             await relay.loop.sock_sendall(client_sock, to_client)

@@ -24,6 +24,7 @@ from ._auth import Authenticator
 from ._config import ServerConfig
 from ._handler import ClientProtocol, ClientSocket, HandshakeClock, Session
 from ._outbound import Resolver
+from ._poller import Poller
 from ._relay import IdleSweeper
 from ._text import printable
 from ._threaded_relay import THREADED_RELAY_AVAILABLE
@@ -169,6 +170,8 @@ class Server:
         self._servers: list[asyncio.AbstractServer] = []
         self._listeners: list[socket.socket] = []  #: the threaded path's own accept loop
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the threaded path's readiness callbacks (listeners, handshakes, connects, relays)
+        self._poller: Poller | None = None
         self._accept_warned_at = float("-inf")
         self._sessions: set[Session] = set()
         #: sweepers replaced by reload(), still timing the relays that joined them
@@ -209,13 +212,14 @@ class Server:
             # The threaded path accepts with its own reader callback: a session then costs
             # no asyncio transport and no dup of the socket for the relay.
             sockets = given if given is not None else open_listeners(self.config.listen, 1)[0]
+            self._poller = Poller(loop)
             for sock in sockets:
                 sock.setblocking(False)
                 # Accepted sockets inherit TCP_NODELAY from the listener (Linux, where
                 # this path runs): one setsockopt here instead of one per connection.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._listeners.append(sock)
-                loop.add_reader(sock.fileno(), self._accept, sock)
+                self._poller.add_reader(sock.fileno(), self._accept, sock)
             return
         try:
             for sock in given or ():
@@ -244,7 +248,7 @@ class Server:
             server.close()
         for sock in self._listeners:
             if sock.fileno() >= 0:
-                self._loop.remove_reader(sock.fileno())
+                self._poller.remove_reader(sock.fileno())
                 sock.close()
         self._listeners.clear()
         for session in list(self._sessions):
@@ -260,6 +264,8 @@ class Server:
                 sweeper.close()
         if self.handshakes is not None:
             self.handshakes.close()
+        if self._poller is not None:
+            self._poller.close()
         self._servers.clear()
 
     def reload(self, config: ServerConfig) -> ServerConfig:
@@ -357,7 +363,7 @@ class Server:
                     if now - self._accept_warned_at >= 1.0:
                         self._accept_warned_at = now
                         logger.warning("cannot accept connections: %s", exc)
-                    self._loop.remove_reader(listener.fileno())
+                    self._poller.remove_reader(listener.fileno())
                     self._loop.call_later(1.0, self._resume_accept, listener)
                     return
                 raise
@@ -365,14 +371,14 @@ class Server:
 
     def _resume_accept(self, listener: socket.socket) -> None:
         if listener in self._listeners and listener.fileno() >= 0:
-            self._loop.add_reader(listener.fileno(), self._accept, listener)
+            self._poller.add_reader(listener.fileno(), self._accept, listener)
 
     def _accepted(self, sock: socket.socket, peer) -> None:
         if not self._admit(peer):
             sock.close()
             return
         sock.setblocking(False)  # (TCP_NODELAY comes from the listener, see start())
-        proto = ClientSocket(self._loop, sock)
+        proto = ClientSocket(self._loop, self._poller, sock)
         session = proto.session = Session(self, proto, peer)
         session.start()
 

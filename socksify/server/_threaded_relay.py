@@ -158,16 +158,16 @@ class _Direction:
 
     def _want_read(self, on: bool) -> None:
         if on and not self.reading:
-            self.relay.loop.add_reader(self.src_fd, self._readable)
+            self.relay.poller.add_reader(self.src_fd, self._readable)
         elif not on and self.reading:
-            self.relay.loop.remove_reader(self.src_fd)
+            self.relay.poller.remove_reader(self.src_fd)
         self.reading = on
 
     def _want_write(self, on: bool) -> None:
         if on and not self.writing:
-            self.relay.loop.add_writer(self.dst_fd, self._flush)
+            self.relay.poller.add_writer(self.dst_fd, self._flush)
         elif not on and self.writing:
-            self.relay.loop.remove_writer(self.dst_fd)
+            self.relay.poller.remove_writer(self.dst_fd)
         self.writing = on
 
     # -- on the event loop ----------------------------------------------------------------
@@ -342,13 +342,15 @@ class _Direction:
 class ThreadedRelay:
     """Relays between two connected non-blocking sockets (see the module docstring)."""
 
-    __slots__ = ("loop", "client_sock", "remote_sock", "up", "down", "on_done", "sweeper",
-                 "closing", "error", "lock", "_done", "_last", "_ticks")
+    __slots__ = ("loop", "poller", "client_sock", "remote_sock", "up", "down", "on_done",
+                 "sweeper", "closing", "error", "lock", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
                  on_done: Callable[[ThreadedRelay], None] | None,
-                 loop: asyncio.AbstractEventLoop):
+                 loop: asyncio.AbstractEventLoop, poller=None):
         self.loop = loop
+        #: readiness callbacks: the server's ``_poller.Poller``, or the loop itself
+        self.poller = poller or loop
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)
         self.down = _Direction(self, remote_sock, client_sock)

@@ -1,0 +1,207 @@
+"""The threaded path's readiness poller (socksify/server/_poller.py): one epoll that the
+asyncio loop watches as a single descriptor, with the loop's add/remove_reader/writer
+contract. Real sockets (socketpairs) on a real event loop; every wait is bounded."""
+
+import asyncio
+import os
+import select
+import socket
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux only")
+
+WAIT = 5.0  # seconds: the bound on every wait below
+
+
+@pytest.fixture
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def pairs():
+    made = []
+
+    def make():
+        a, b = socket.socketpair()
+        made.extend((a, b))
+        return a, b
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
+def _poller(loop):
+    from socksify.server._poller import Poller
+
+    return Poller(loop)
+
+
+def run_until(loop, future):
+    return loop.run_until_complete(asyncio.wait_for(future, WAIT))
+
+
+def test_reader_runs_while_readable_and_stops_once_removed(loop, pairs):
+    poller = _poller(loop)
+    a, b = pairs()
+    calls = []
+    done = loop.create_future()
+
+    def readable():
+        calls.append(a.recv(1))  # one byte per call: level-triggered calls come back
+        if len(calls) == 3 and not done.done():
+            poller.remove_reader(a.fileno())
+            done.set_result(None)
+
+    poller.add_reader(a.fileno(), readable)
+    b.send(b"xyzw")
+    run_until(loop, done)
+    loop.run_until_complete(asyncio.sleep(0.05))  # a fourth byte is waiting: no call now
+    assert calls == [b"x", b"y", b"z"]
+    assert poller.remove_reader(a.fileno()) is False  # removed already
+    poller.close()
+
+
+def test_add_reader_again_swaps_the_callback(loop, pairs):
+    poller = _poller(loop)
+    a, b = pairs()
+    first, second = [], loop.create_future()
+    poller.add_reader(a.fileno(), first.append, "first")
+    poller.add_reader(a.fileno(), lambda: second.done() or second.set_result(a.recv(10)))
+    b.send(b"data")
+    assert run_until(loop, second) == b"data"
+    assert first == []
+    poller.close()
+
+
+def test_reader_and_writer_on_one_descriptor_are_independent(loop, pairs):
+    poller = _poller(loop)
+    a, b = pairs()
+    wrote, read = loop.create_future(), loop.create_future()
+
+    def writable():
+        poller.remove_writer(a.fileno())  # the reader stays registered
+        if not wrote.done():
+            wrote.set_result(a.send(b"ping"))
+
+    def readable():
+        poller.remove_reader(a.fileno())
+        read.set_result(a.recv(10))
+
+    poller.add_reader(a.fileno(), readable)
+    poller.add_writer(a.fileno(), writable)
+    assert run_until(loop, wrote) == 4
+    assert b.recv(10) == b"ping"
+    b.send(b"pong")
+    assert run_until(loop, read) == b"pong"
+    poller.close()
+
+
+def test_a_hang_up_wakes_the_reader(loop, pairs):
+    poller = _poller(loop)
+    a, b = pairs()
+    seen = loop.create_future()
+
+    def readable():
+        poller.remove_reader(a.fileno())
+        seen.set_result(a.recv(10))
+
+    poller.add_reader(a.fileno(), readable)
+    b.close()
+    assert run_until(loop, seen) == b""
+    poller.close()
+
+
+def test_stale_events_of_a_reused_descriptor_are_skipped(loop, pairs):
+    """Two sockets ready in one batch; the first callback closes the other and a new
+    socket takes its number. The other's event in that batch belongs to the closed socket:
+    the new one's callback must not run for it, only once the new socket is ready itself
+    in a later batch."""
+    from socksify.server._poller import Poller
+
+    class CountingPoller(Poller):
+        batches = 0
+
+        def _dispatch(self):
+            CountingPoller.batches += 1
+            super()._dispatch()
+
+    poller = CountingPoller(loop)
+    a, a_peer = pairs()
+    b, b_peer = pairs()
+    fresh, fresh_peer = pairs()
+    new_calls = []
+    first_done = loop.create_future()
+    replaced = {}
+
+    def new_readable():
+        new_calls.append(CountingPoller.batches)
+        poller.remove_reader(replaced["fd"])
+
+    def first(sock, other):
+        # Whichever of a and b comes first replaces the other with a new socket at the
+        # same number (dup2), registered at once: exactly the fd-reuse case.
+        poller.remove_reader(sock.fileno())
+        if first_done.done():
+            return
+        fd = other.fileno()
+        poller.remove_reader(fd)
+        os.dup2(fresh.fileno(), fd)  # closes the old socket, reuses its number
+        replaced["fd"] = fd
+        poller.add_reader(fd, new_readable)
+        first_done.set_result(CountingPoller.batches)
+
+    poller.add_reader(a.fileno(), first, a, b)
+    poller.add_reader(b.fileno(), first, b, a)
+    a_peer.send(b"1")
+    b_peer.send(b"2")  # both ready before the loop runs: one batch
+    batch = run_until(loop, first_done)
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert new_calls == []  # the new socket has nothing to read yet
+    fresh_peer.send(b"3")
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert len(new_calls) == 1 and new_calls[0] > batch
+    poller.close()
+
+
+def test_an_exception_in_a_callback_reaches_the_loop_and_the_batch_goes_on(loop, pairs):
+    poller = _poller(loop)
+    a, a_peer = pairs()
+    b, b_peer = pairs()
+    reported = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+    both = loop.create_future()
+    ran = set()
+
+    def failing(sock):
+        poller.remove_reader(sock.fileno())
+        ran.add(sock.fileno())
+        if len(ran) == 2:
+            both.set_result(None)
+        raise RuntimeError("callback bug")
+
+    poller.add_reader(a.fileno(), failing, a)
+    poller.add_reader(b.fileno(), failing, b)
+    a_peer.send(b"1")
+    b_peer.send(b"2")
+    run_until(loop, both)
+    assert [str(exc) for exc in reported] == ["callback bug", "callback bug"]
+    poller.close()
+
+
+def test_close_stops_watching_and_tolerates_late_removals(loop, pairs):
+    poller = _poller(loop)
+    a, b = pairs()
+    calls = []
+    poller.add_reader(a.fileno(), calls.append, 1)
+    poller.close()
+    poller.close()  # twice is fine
+    b.send(b"x")
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert calls == []
+    assert poller.remove_reader(a.fileno()) is False  # forgotten at close
+    assert poller.closed

@@ -29,17 +29,23 @@ def keyvalues(text: str) -> dict[str, float]:
     return {words[i]: float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its children (workers)."""
-    total = 0.0
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` and its children (workers), in seconds."""
+    user = system = 0.0
     pids = [pid] + [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     for one in pids:
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
+    return user, system
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children (workers)."""
+    return sum(cpu_split(pid))
 
 
 def main() -> int:
@@ -70,14 +76,17 @@ def main() -> int:
         try:
             for _ in range(args.rounds):
                 if "rate" in args.only:
-                    cpu = cpu_seconds(server.pid)
+                    user, system = cpu_split(server.pid)
                     out = subprocess.run(
                         [loadgen, "rate", "127.0.0.1", str(port), "socks5", "127.0.0.1",
                          tport, "50", str(args.rate_ms)],
                         capture_output=True, text=True, timeout=120).stdout
                     kv = keyvalues(out)
-                    cpu = (cpu_seconds(server.pid) - cpu) / kv["count"] * 1e6
-                    print(f"rate50 {kv['count'] / kv['seconds']:8.0f} conn/s  cpu {cpu:4.0f} us  "
+                    after = cpu_split(server.pid)
+                    user = (after[0] - user) / kv["count"] * 1e6
+                    system = (after[1] - system) / kv["count"] * 1e6
+                    print(f"rate50 {kv['count'] / kv['seconds']:8.0f} conn/s  "
+                          f"cpu {user + system:4.0f} us (user {user:3.0f}, system {system:3.0f})  "
                           f"p99 {kv['p99_us']:7.0f} us  errors {kv['errors']:.0f}", flush=True)
                 if "relay" in args.only:
                     cpu = cpu_seconds(server.pid)

@@ -9,6 +9,8 @@ Rules:
   a one-octet length) and contain no NUL (SOCKS4A terminates names with NUL).
 - ``packed`` is the wire form without length prefix: 4 or 16 octets, or the encoded name. It is
   computed once, on construction, so encoders never re-validate.
+- Addresses are immutable, so ``from_host`` and the IPv4 decoder share the value they built for
+  the same text or octets (bounded caches): the same few hosts come back on every connection.
 - Nothing here resolves names: a name stays a name (see ``client.py`` for who resolves).
 """
 
@@ -135,23 +137,18 @@ class Address:
 
         A bracketed IPv6 literal (``"[::1]"``) is accepted too.
         """
+        if host.__class__ is str and cls is Address:
+            # A server answers with its own few addresses over and over: parse each once.
+            address = _host_cache.get(host)
+            if address is None:
+                address = _parse_host(host)
+                if len(_host_cache) >= _CACHE_SIZE:
+                    _host_cache.clear()
+                _host_cache[host] = address
+            return address
         if not isinstance(host, str):
             raise LocalProtocolError(f"host must be str, not {type(host).__name__}")
-        if host.startswith("[") and host.endswith("]"):
-            return cls(_IPV6, host[1:-1])
-        if ":" in host:
-            return cls(_IPV6, host)
-        if host[-1:].isdigit():
-            packed = _dotted_quad(host)
-            if packed is not None:
-                return _trusted(_IPV4, host, packed)
-            try:
-                ip = ipaddress.IPv4Address(host)
-            except ValueError:
-                pass
-            else:
-                return _trusted(_IPV4, ip.compressed, ip.packed)
-        return cls(_DOMAIN, host)
+        return _parse_host(host, cls)
 
     @property
     def is_ip(self) -> bool:
@@ -162,18 +159,49 @@ class Address:
         return self.host
 
 
+def _parse_host(host: str, cls: type = Address) -> Address:
+    """``Address.from_host`` for a str, without the cache."""
+    if host.startswith("[") and host.endswith("]"):
+        return cls(_IPV6, host[1:-1])
+    if ":" in host:
+        return cls(_IPV6, host)
+    if host[-1:].isdigit():
+        packed = _dotted_quad(host)
+        if packed is not None:
+            return _trusted(_IPV4, host, packed)
+        try:
+            ip = ipaddress.IPv4Address(host)
+        except ValueError:
+            pass
+        else:
+            return _trusted(_IPV4, ip.compressed, ip.packed)
+    return cls(_DOMAIN, host)
+
+
+# The slots' own setters: filling a frozen instance through them skips the attribute lookup
+# of ``object.__setattr__(addr, name, value)``.
+_set_type, _set_host, _set_packed = (
+    Address.__dict__[name].__set__ for name in ("type", "host", "packed")
+)
+
+
 def _trusted(kind: AddressType, host: str, packed: bytes) -> Address:
     """Build an Address from values the codecs already validated (no re-parsing)."""
     addr = _new(Address)
-    _set(addr, "type", kind)
-    _set(addr, "host", host)
-    _set(addr, "packed", packed)
+    _set_type(addr, kind)
+    _set_host(addr, host)
+    _set_packed(addr, packed)
     return addr
 
 
+# An Address is immutable, so equal ones can be shared: the two caches below hand out the same
+# value for the same input instead of parsing it again. Each is cleared when full (bounded
+# memory, whatever a peer sends); only valid addresses are kept, errors are raised every time.
+_CACHE_SIZE = 256
+#: host text -> Address (``from_host``): a server replies with its own few addresses
+_host_cache: "dict[str, Address]" = {}
 #: 4 wire octets -> Address. Replies carry the same few BND.ADDRs over and over (0.0.0.0, the
-#: proxy's own address), and an Address is immutable, so a decoded one can be shared; this
-#: saves formatting the dotted quad and building the value on every reply. Bounded.
+#: proxy's own address); this saves formatting the dotted quad and building the value.
 _ipv4_cache: "dict[bytes, Address]" = {}
 
 
@@ -182,7 +210,7 @@ def ipv4_from_packed(packed: bytes) -> Address:
     address = _ipv4_cache.get(packed)
     if address is None:
         address = _trusted(_IPV4, f"{packed[0]}.{packed[1]}.{packed[2]}.{packed[3]}", packed)
-        if len(_ipv4_cache) >= 256:
+        if len(_ipv4_cache) >= _CACHE_SIZE:
             _ipv4_cache.clear()
         _ipv4_cache[packed] = address
     return address

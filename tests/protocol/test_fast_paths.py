@@ -3,8 +3,9 @@
 - Events write their own ``__init__`` but are still frozen, slotted dataclasses: keyword
   arguments, defaults, ``fields()``, ``replace()`` (which re-validates), ``repr`` and ``==``.
 - ``Address`` parses canonical dotted quads without ``ipaddress``: the same set, same result.
-- Decoded IPv4 addresses may be shared between replies (a bounded cache): they are equal to
-  freshly built ones and immutable.
+- Decoded IPv4 addresses may be shared between replies, and ``Address.from_host`` values
+  between calls with the same text (bounded caches): they are equal to freshly built ones and
+  immutable.
 """
 
 import dataclasses
@@ -74,6 +75,24 @@ def test_decoded_ipv4_addresses_equal_fresh_ones_and_stay_bounded():
     assert len(_address._ipv4_cache) <= 256
     with pytest.raises(AttributeError):
         first.host = "10.0.0.1"
+
+
+def test_from_host_shares_one_value_per_text_and_stays_bounded():
+    first = Address.from_host("192.0.2.8")
+    assert Address.from_host("192.0.2.8") is first
+    assert first == Address.ipv4("192.0.2.8") and first.packed == b"\xc0\x00\x02\x08"
+    assert Address.from_host("[2001:db8::0:1]") == Address.ipv6("2001:db8::1")
+    for index in range(1000):
+        assert Address.from_host(f"host{index}.example").host == f"host{index}.example"
+    assert len(_address._host_cache) <= 256
+    for _ in range(2):  # an error is raised every time, never cached
+        with pytest.raises(LocalProtocolError, match="empty domain name"):
+            Address.from_host("")
+
+    class Text(str):
+        pass
+
+    assert Address.from_host(Text("192.0.2.8")) == first  # parsed, not looked up
 
 
 def _socks5_reply_address(packed: bytes) -> Address:

@@ -91,6 +91,8 @@ _AFTER_HANDSHAKE = frozenset({State.TUNNEL, State.UDP_ASSOCIATED, State.CLOSED})
 # Enum members read on every event are module globals: ``AuthMethod.NO_ACCEPTABLE`` goes through
 # the enum metaclass and costs about 20 times a global lookup.
 _NO_ACCEPTABLE = AuthMethod.NO_ACCEPTABLE
+_CLIENT = Role.CLIENT
+_AWAIT_GREETING = State.AWAIT_GREETING
 #: role -> (what we send, what the peer sends): the sender's TRANSITIONS for each direction
 _TABLES = {
     Role.CLIENT: (TRANSITIONS[Role.CLIENT], TRANSITIONS[Role.SERVER]),
@@ -157,12 +159,12 @@ class Connection:
         self._offered: tuple = ()
         self._request = None
         if version is None:
-            if role is Role.CLIENT:
+            if role is _CLIENT:
                 raise LocalProtocolError("a client Connection needs a version (4 or 5)")
             self._version = None
             self._decoders = _NO_DECODERS
             self._encoders = _NOTHING
-            self._state = State.AWAIT_GREETING
+            self._state = _AWAIT_GREETING
         else:
             self._set_version(version)
 
@@ -262,24 +264,27 @@ class Connection:
         """
         state = self._state
         decode = self._decoders.get(state)
-        if decode is None:
-            if state in FINAL_STATES:
-                raise LocalProtocolError(f"no events to receive in state {state.name}")
-            if self._version is None:
-                try:
-                    return self._detect_version()
-                except RemoteProtocolError:
-                    self._state = State.ERROR
-                    raise
-            return NEED_DATA
+        buf = self._buf
         try:
+            if decode is None:
+                if state in FINAL_STATES:
+                    raise LocalProtocolError(f"no events to receive in state {state.name}")
+                if self._version is not None:
+                    return NEED_DATA  # our turn to send
+                if not buf:
+                    return self._need_data()
+                decode = self._detect_version(buf[0])
+                state = self._state
             # Every decoder needs a byte: with none buffered, skip the call (once per read).
-            decoded = decode(self._buf) if self._buf else None
+            decoded = decode(buf) if buf else None
             if decoded is None:
                 return self._need_data()
             event, consumed = decoded
-            del self._buf[:consumed]
-            self._state = self._next_state(state, event, self._receives, RemoteProtocolError)
+            del buf[:consumed]
+            entry = self._receives[state].get(event.__class__)
+            if entry is None:
+                self._illegal(event)
+            self._state = self._next_state(entry, event, RemoteProtocolError)
             if self._ahead:
                 self._catch_up()
         except RemoteProtocolError as exc:
@@ -287,15 +292,15 @@ class Connection:
             raise
         return event
 
-    def _detect_version(self):
-        """Server without a version: the first byte is VN (SOCKS4) or VER (RFC 1928 §3)."""
-        if not self._buf:
-            return self._need_data()
-        first = self._buf[0]
+    def _detect_version(self, first: int):
+        """Server without a version: the first byte is VN (SOCKS4) or VER (RFC 1928 §3).
+
+        Returns the decoder for the version's first state.
+        """
         if first != 5 and first != 4:
             raise RemoteProtocolError(f"bad version 0x{first:02x} (expected 0x04 or 0x05)")
         self._set_version(first)
-        return self.next_event()
+        return self._decoders[self._state]
 
     def _need_data(self):
         if self._eof:
@@ -340,13 +345,14 @@ class Connection:
             encode = self._encoders.get(cls)
             if encode is None:
                 self._illegal(event)
-            state = self._state
-            if self._ahead or state not in self._sends:
+            allowed = self._sends.get(self._state)
+            if allowed is None or self._ahead:
                 return self._send_ahead(event, encode)
-            if cls not in self._sends[state]:
+            entry = allowed.get(cls)
+            if entry is None:
                 self._illegal(event)
             data = encode(event)
-            self._state = self._next_state(state, event, self._sends, LocalProtocolError)
+            self._state = self._next_state(entry, event, LocalProtocolError)
         except LocalProtocolError:
             self._state = State.ERROR
             raise
@@ -361,10 +367,11 @@ class Connection:
         round trip); it is applied to the state when the server's answer arrives.
         """
         after = self._forced_answer(self._projected if self._ahead else self._state)
-        if after is None or event.__class__ not in self._sends.get(after, _NOTHING):
+        entry = None if after is None else self._sends.get(after, _NOTHING).get(event.__class__)
+        if entry is None:
             self._illegal(event)
         data = encode(event)
-        self._projected = self._next_state(after, event, self._sends, LocalProtocolError)
+        self._projected = self._next_state(entry, event, LocalProtocolError)
         self._ahead.append(event)
         return data
 
@@ -382,9 +389,11 @@ class Connection:
         """Apply events sent ahead once the server's answer made them due."""
         ahead = self._ahead
         while ahead and self._state in self._sends:
-            self._state = self._next_state(
-                self._state, ahead.pop(0), self._sends, LocalProtocolError
-            )
+            event = ahead.pop(0)
+            entry = self._sends[self._state].get(event.__class__)
+            if entry is None:
+                self._illegal(event)
+            self._state = self._next_state(entry, event, LocalProtocolError)
         if self._state in FINAL_STATES:
             ahead.clear()  # refused: what we sent ahead is moot
 
@@ -403,16 +412,15 @@ class Connection:
             f" (SOCKS{self._version or '?'})"
         )
 
-    def _next_state(self, state: State, event, table: dict, error: type) -> State:
-        """The state after ``event`` in ``state``, as ``table`` (the sender's TRANSITIONS) says.
+    def _next_state(self, entry, event, error: type) -> State:
+        """The state after ``event``, given its ``entry`` in the sender's TRANSITIONS.
 
-        Also records what later transitions depend on (offered methods, the request).
-        ``error`` is the exception type for a violation: ``LocalProtocolError`` when we send,
+        The caller looked the entry up for the current state (a missing one is illegal); where
+        the event's content decides (Rule 3 of ``_state.py``), it is picked here. Also records
+        what later transitions depend on (offered methods, the request). ``error`` is the
+        exception type for a violation: ``LocalProtocolError`` when we send,
         ``RemoteProtocolError`` when the peer did.
         """
-        entry = table.get(state, _NOTHING).get(event.__class__)
-        if entry is None:
-            self._illegal(event)
         cls = event.__class__
         if cls is Greeting:
             if error is LocalProtocolError and not _IMPLEMENTED_METHODS.issuperset(event.methods):

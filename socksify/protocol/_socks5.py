@@ -10,8 +10,10 @@ Rules:
 - No state: only ``_connection.py`` calls these and decides what is legal when.
 """
 
+import struct
+
 from ._address import Address, domain_from_wire, ipv4_from_packed, ipv6_from_packed
-from ._codes import Command, Reply5
+from ._codes import AddressType, Command, Reply5
 from ._errors import RemoteProtocolError
 from ._events import (
     AuthResult,
@@ -46,6 +48,7 @@ USERPASS_VERSION = 0x01
 _ATYP_IPV4 = 0x01
 _ATYP_DOMAIN = 0x03
 _ATYP_IPV6 = 0x04
+_IPV4 = AddressType.IPV4
 
 #: reply_hint for a request with an unknown ATYP (a global: enum attribute access is slow)
 _ADDRESS_TYPE_NOT_SUPPORTED = Reply5.ADDRESS_TYPE_NOT_SUPPORTED
@@ -54,10 +57,19 @@ _COMMAND = {c.value: c for c in Command}
 _AUTH_OK = b"\x01\x00"
 _AUTH_FAILED = b"\x01\x01"
 
+# Events are immutable, so a decoder may hand out the same one for the same bytes: clients send
+# the same few greetings over and over (bounded: cleared when full, whatever a peer sends).
+#: greeting message -> Greeting
+_greetings: "dict[bytes, Greeting]" = {}
+#: METHOD -> the method selection message and event (RFC 1928 §3), for every octet
+_METHOD_SELECTED_BYTES = tuple(bytes((5, method)) for method in range(256))
+_METHOD_SELECTED = tuple(MethodSelected(method) for method in range(256))
+#: RFC 1929 §2 STATUS X'00' (success) or anything else (failure)
+_AUTH_SUCCEEDED, _AUTH_REJECTED = AuthResult(True), AuthResult(False)
 
-def _check_version(version: int) -> None:
-    if version != 5:
-        raise RemoteProtocolError(f"bad version 0x{version:02x} (expected 0x05)")
+
+def _bad_version(version: int) -> RemoteProtocolError:
+    return RemoteProtocolError(f"bad version 0x{version:02x} (expected 0x05)")
 
 
 def decode_name(name: bytes) -> str:
@@ -79,6 +91,11 @@ def encode_address(address: Address, port: int) -> bytes:
     else:
         head = bytes((address.type,))
     return head + packed + port.to_bytes(2, "big")
+
+
+#: VER, CMD or REP, RSV, ATYP X'01', 4 address octets, port: a request or reply to or from an
+#: IPv4 address (RFC 1928 §4, §6) laid out in one call
+_pack_ipv4_message = struct.Struct(">BBBB4sH").pack
 
 
 def _maybe_decode_address(buf, i: int, hint: "int | None"):
@@ -130,7 +147,8 @@ def maybe_decode_greeting(buf):
     n = len(buf)
     if not n:
         return None
-    _check_version(buf[0])
+    if buf[0] != 5:
+        raise _bad_version(buf[0])
     if n < 2:
         return None
     count = buf[1]
@@ -139,12 +157,19 @@ def maybe_decode_greeting(buf):
     end = 2 + count
     if n < end:
         return None
-    return Greeting(tuple(buf[2:end])), end
+    message = bytes(buf[:end]) if n > end else bytes(buf)
+    greeting = _greetings.get(message)
+    if greeting is None:
+        greeting = Greeting(tuple(message[2:]))
+        if len(_greetings) >= 64:
+            _greetings.clear()
+        _greetings[message] = greeting
+    return greeting, end
 
 
 def encode_method_selected(event: MethodSelected) -> bytes:
     """VER X'05', METHOD (RFC 1928 §3)."""
-    return bytes((5, event.method))
+    return _METHOD_SELECTED_BYTES[event.method]
 
 
 def maybe_decode_method_selected(buf):
@@ -152,10 +177,11 @@ def maybe_decode_method_selected(buf):
     n = len(buf)
     if not n:
         return None
-    _check_version(buf[0])
+    if buf[0] != 5:
+        raise _bad_version(buf[0])
     if n < 2:
         return None
-    return MethodSelected(buf[1]), 2
+    return _METHOD_SELECTED[buf[1]], 2
 
 
 # --- RFC 1929 §2: username/password subnegotiation ----------------------------------------
@@ -206,7 +232,7 @@ def maybe_decode_auth_result(buf):
     _check_userpass_version(buf[0])
     if n < 2:
         return None
-    return AuthResult(buf[1] == 0), 2
+    return (_AUTH_REJECTED if buf[1] else _AUTH_SUCCEEDED), 2
 
 
 # --- RFC 1928 §4, §6: request and reply ---------------------------------------------------
@@ -214,7 +240,10 @@ def maybe_decode_auth_result(buf):
 
 def encode_request(event: Request) -> bytes:
     """VER X'05', CMD, RSV X'00', ATYP, DST.ADDR, DST.PORT (RFC 1928 §4)."""
-    return bytes((5, event.command, 0)) + encode_address(event.address, event.port)
+    address = event.address
+    if address.type is _IPV4:
+        return _pack_ipv4_message(5, event.command, 0, _ATYP_IPV4, address.packed, event.port)
+    return bytes((5, event.command, 0)) + encode_address(address, event.port)
 
 
 def maybe_decode_request(buf):
@@ -226,28 +255,34 @@ def maybe_decode_request(buf):
     n = len(buf)
     if not n:
         return None
-    _check_version(buf[0])
+    if buf[0] != 5:
+        raise _bad_version(buf[0])
     if n < 2:
         return None
-    command = buf[1]
-    if not 1 <= command <= 3:
+    command = _COMMAND.get(buf[1])
+    if command is None:
         raise RemoteProtocolError(
-            f"unknown command 0x{command:02x}", reply_hint=Reply5.COMMAND_NOT_SUPPORTED
+            f"unknown command 0x{buf[1]:02x}", reply_hint=Reply5.COMMAND_NOT_SUPPORTED
         )
     if n < 3:
         return None
     if buf[2]:
         raise RemoteProtocolError(f"non-zero reserved byte 0x{buf[2]:02x}")
+    if n >= 10 and buf[3] == _ATYP_IPV4:  # the usual request, complete: no general decoder
+        return Request(command, ipv4_from_packed(bytes(buf[4:8])), (buf[8] << 8) | buf[9]), 10
     decoded = _maybe_decode_address(buf, 3, _ADDRESS_TYPE_NOT_SUPPORTED)
     if decoded is None:
         return None
     address, port, end = decoded
-    return Request(_COMMAND[command], address, port), end
+    return Request(command, address, port), end
 
 
 def encode_reply(event: Reply) -> bytes:
     """VER X'05', REP, RSV X'00', ATYP, BND.ADDR, BND.PORT (RFC 1928 §6)."""
-    return bytes((5, event.code, 0)) + encode_address(event.address, event.port)
+    address = event.address
+    if address.type is _IPV4:
+        return _pack_ipv4_message(5, event.code, 0, _ATYP_IPV4, address.packed, event.port)
+    return bytes((5, event.code, 0)) + encode_address(address, event.port)
 
 
 def maybe_decode_reply(buf):
@@ -255,7 +290,8 @@ def maybe_decode_reply(buf):
     n = len(buf)
     if not n:
         return None
-    _check_version(buf[0])
+    if buf[0] != 5:
+        raise _bad_version(buf[0])
     if n < 3:
         return None
     if buf[2]:

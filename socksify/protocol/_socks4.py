@@ -12,6 +12,8 @@ Reply layout: VN X'00', CD (90..93), DSTPORT (2), DSTIP (4). "VN is the version 
 code and should be 0"; VN X'04' is accepted too, because some servers send it.
 """
 
+import struct
+
 from ._address import Address, domain_from_wire, ipv4_from_packed
 from ._codes import AddressType, Command, Reply4
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -23,6 +25,11 @@ __all__ = ["encode_reply", "encode_request", "maybe_decode_reply", "maybe_decode
 #: SOCKS4A: "set the first three bytes of DSTIP to NULL and the last byte to a non-zero value"
 _SOCKS4A_DSTIP = b"\x00\x00\x00\x01"
 _COMMAND = {1: Command.CONNECT, 2: Command.BIND}
+# Enum members as globals: attribute access on an enum class costs about 20 global lookups.
+_UDP_ASSOCIATE = Command.UDP_ASSOCIATE
+_IPV4, _DOMAIN = AddressType.IPV4, AddressType.DOMAIN
+#: VN, CD, DSTPORT, DSTIP: a reply, or the fixed part of a request
+_pack_message = struct.Struct(">BBH4s").pack
 
 
 def encode_request(event: Request) -> bytes:
@@ -33,20 +40,20 @@ def encode_request(event: Request) -> bytes:
             (that range means "a name follows" in SOCKS4A).
     """
     command = event.command
-    if command is Command.UDP_ASSOCIATE:
+    if command is _UDP_ASSOCIATE:
         raise LocalProtocolError("SOCKS4 has no UDP ASSOCIATE command")
     address = event.address
-    head = bytes((4, command)) + event.port.to_bytes(2, "big")
     kind = address.type
-    if kind is AddressType.IPV4:
+    if kind is _IPV4:
         packed = address.packed
         if packed[:3] == b"\x00\x00\x00":
             raise LocalProtocolError(
                 f"SOCKS4 destination {address.host} is reserved (0.0.0.x means SOCKS4A)"
             )
-        return head + packed + event.user_id + b"\x00"
-    if kind is AddressType.DOMAIN:
-        return head + _SOCKS4A_DSTIP + event.user_id + b"\x00" + address.packed + b"\x00"
+        return _pack_message(4, command, event.port, packed) + event.user_id + b"\x00"
+    if kind is _DOMAIN:
+        head = _pack_message(4, command, event.port, _SOCKS4A_DSTIP)
+        return head + event.user_id + b"\x00" + address.packed + b"\x00"
     raise LocalProtocolError("SOCKS4 cannot carry an IPv6 address")
 
 
@@ -105,9 +112,9 @@ def encode_reply(event: Reply) -> bytes:
     if not 90 <= event.code <= 93:
         raise LocalProtocolError(f"SOCKS4 reply code must be 90..93, not {event.code}")
     address: Address = event.address
-    if address.type is not AddressType.IPV4:
+    if address.type is not _IPV4:
         raise LocalProtocolError("SOCKS4 replies carry only IPv4 addresses (use 0.0.0.0)")
-    return bytes((0, event.code)) + event.port.to_bytes(2, "big") + address.packed
+    return _pack_message(0, event.code, event.port, address.packed)
 
 
 def maybe_decode_reply(buf):

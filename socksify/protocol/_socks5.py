@@ -6,7 +6,11 @@ Rules:
 - ``maybe_decode_*(buf) -> (event, consumed) | None``: ``None`` means "incomplete, wait for more
   bytes"; nothing is consumed from ``buf`` (the caller deletes ``consumed`` bytes). Malformed
   input raises ``RemoteProtocolError`` as soon as the offending byte is available, so a bad
-  version is reported after one byte, not after a whole message.
+  version is reported after one byte, not after a whole message. A complete, well-formed
+  IPv4 request or reply is read in one ``struct`` call first; anything else takes the
+  byte-by-byte checks.
+- Events are immutable, so a decoder may return the same event for the same bytes (greetings,
+  method selections and auth results repeat on every connection).
 - No state: only ``_connection.py`` calls these and decides what is legal when.
 """
 
@@ -94,8 +98,10 @@ def encode_address(address: Address, port: int) -> bytes:
 
 
 #: VER, CMD or REP, RSV, ATYP X'01', 4 address octets, port: a request or reply to or from an
-#: IPv4 address (RFC 1928 §4, §6) laid out in one call
-_pack_ipv4_message = struct.Struct(">BBBB4sH").pack
+#: IPv4 address (RFC 1928 §4, §6) laid out, or read from the start of a buffer, in one call
+_IPV4_MESSAGE = struct.Struct(">BBBB4sH")
+_pack_ipv4_message = _IPV4_MESSAGE.pack
+_unpack_ipv4_message = _IPV4_MESSAGE.unpack_from
 
 
 def _maybe_decode_address(buf, i: int, hint: "int | None"):
@@ -253,6 +259,13 @@ def maybe_decode_request(buf):
     (RFC 1928 §6), so a server can answer before closing.
     """
     n = len(buf)
+    if n >= 10:  # the usual request, to an IPv4 address: one unpack if every field is right
+        version, command, reserved, atyp, packed, port = _unpack_ipv4_message(buf)
+        if version == 5 and reserved == 0 and atyp == _ATYP_IPV4:
+            command = _COMMAND.get(command)
+            if command is not None:
+                return Request(command, ipv4_from_packed(packed), port), 10
+    # Anything else goes through the checks below, which raise in wire order.
     if not n:
         return None
     if buf[0] != 5:
@@ -268,8 +281,6 @@ def maybe_decode_request(buf):
         return None
     if buf[2]:
         raise RemoteProtocolError(f"non-zero reserved byte 0x{buf[2]:02x}")
-    if n >= 10 and buf[3] == _ATYP_IPV4:  # the usual request, complete: no general decoder
-        return Request(command, ipv4_from_packed(bytes(buf[4:8])), (buf[8] << 8) | buf[9]), 10
     decoded = _maybe_decode_address(buf, 3, _ADDRESS_TYPE_NOT_SUPPORTED)
     if decoded is None:
         return None
@@ -288,6 +299,11 @@ def encode_reply(event: Reply) -> bytes:
 def maybe_decode_reply(buf):
     """Decode a reply (RFC 1928 §6). Every REP value is accepted and kept as an int."""
     n = len(buf)
+    if n >= 10:  # the usual reply, with an IPv4 address: one unpack if every field is right
+        version, code, reserved, atyp, packed, port = _unpack_ipv4_message(buf)
+        if version == 5 and reserved == 0 and atyp == _ATYP_IPV4:
+            return Reply(code, ipv4_from_packed(packed), port), 10
+    # Anything else goes through the checks below, which raise in wire order.
     if not n:
         return None
     if buf[0] != 5:

@@ -3,6 +3,8 @@
 - Events write their own ``__init__`` but are still frozen, slotted dataclasses: keyword
   arguments, defaults, ``fields()``, ``replace()`` (which re-validates), ``repr`` and ``==``.
 - ``Address`` parses canonical dotted quads without ``ipaddress``: the same set, same result.
+- A complete SOCKS5 IPv4 request or reply is read with one ``struct`` call: same events, same
+  errors (in wire order) as the byte-by-byte decoder, for every one-byte change of the message.
 - Decoded IPv4 addresses may be shared between replies, and ``Address.from_host`` values
   between calls with the same text (bounded caches): they are equal to freshly built ones and
   immutable.
@@ -32,6 +34,7 @@ from socksify.protocol import (
     UdpDatagram,
     UserPassAuth,
     _address,
+    _socks5,
 )
 
 EVENTS = [
@@ -143,3 +146,39 @@ def test_eof_while_waiting_is_an_error_and_moves_to_error(buffered):
     with pytest.raises(RemoteProtocolError, match="connection closed"):
         conn.next_event()
     assert conn.state is State.ERROR
+
+
+def _decode_outcome(decode, buf):
+    try:
+        return decode(bytearray(buf))
+    except RemoteProtocolError as exc:
+        return ("error", str(exc), exc.reply_hint)
+
+
+def _one_byte_variants(message: bytes):
+    """``message`` with each byte in turn set to every value, with and without bytes after it."""
+    for position in range(len(message)):
+        for value in range(256):
+            variant = bytearray(message)
+            variant[position] = value
+            yield bytes(variant)
+            yield bytes(variant) + b"\x05\x01"
+
+
+@pytest.mark.parametrize(
+    "decode, message",
+    [
+        (_socks5.maybe_decode_request, b"\x05\x01\x00\x01\xc0\x00\x02\x07\x1f\x90"),
+        (_socks5.maybe_decode_reply, b"\x05\x00\x00\x01\xc0\x00\x02\x07\x9c\x41"),
+    ],
+    ids=["request", "reply"],
+)
+def test_ipv4_struct_shortcut_agrees_with_the_byte_by_byte_decoder(monkeypatch, decode, message):
+    variants = list(_one_byte_variants(message))
+    fast = [_decode_outcome(decode, variant) for variant in variants]
+    monkeypatch.setattr(_socks5, "_unpack_ipv4_message", lambda buf: (None,) * 6)
+    general = [_decode_outcome(decode, variant) for variant in variants]
+    assert fast == general
+    kinds = {None if outcome is None else outcome[0] for outcome in fast}
+    kinds = {kind if kind in (None, "error") else type(kind) for kind in kinds}
+    assert kinds == {None, "error", Request if decode is _socks5.maybe_decode_request else Reply}

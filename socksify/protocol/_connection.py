@@ -36,25 +36,26 @@ class Sentinel(enum.Enum):
 NEED_DATA = Sentinel.NEED_DATA
 
 _S = State
-#: decoder of the message the peer may send in each state, per (our role, version)
+#: the message the peer may send in each state, per (our role, version): its decoder and the
+#: one event type that decoder returns
 _DECODERS = {
     (Role.SERVER, Version.SOCKS5): {
-        _S.AWAIT_GREETING: _socks5.maybe_decode_greeting,
-        _S.AWAIT_AUTH: _socks5.maybe_decode_userpass_auth,
-        _S.AWAIT_REQUEST: _socks5.maybe_decode_request,
+        _S.AWAIT_GREETING: (_socks5.maybe_decode_greeting, Greeting),
+        _S.AWAIT_AUTH: (_socks5.maybe_decode_userpass_auth, UserPassAuth),
+        _S.AWAIT_REQUEST: (_socks5.maybe_decode_request, Request),
     },
     (Role.SERVER, Version.SOCKS4): {
-        _S.AWAIT_REQUEST: _socks4.maybe_decode_request,
+        _S.AWAIT_REQUEST: (_socks4.maybe_decode_request, Request),
     },
     (Role.CLIENT, Version.SOCKS5): {
-        _S.AWAIT_METHOD: _socks5.maybe_decode_method_selected,
-        _S.AWAIT_AUTH_RESULT: _socks5.maybe_decode_auth_result,
-        _S.AWAIT_REPLY: _socks5.maybe_decode_reply,
-        _S.AWAIT_SECOND_REPLY: _socks5.maybe_decode_reply,
+        _S.AWAIT_METHOD: (_socks5.maybe_decode_method_selected, MethodSelected),
+        _S.AWAIT_AUTH_RESULT: (_socks5.maybe_decode_auth_result, AuthResult),
+        _S.AWAIT_REPLY: (_socks5.maybe_decode_reply, Reply),
+        _S.AWAIT_SECOND_REPLY: (_socks5.maybe_decode_reply, Reply),
     },
     (Role.CLIENT, Version.SOCKS4): {
-        _S.AWAIT_REPLY: _socks4.maybe_decode_reply,
-        _S.AWAIT_SECOND_REPLY: _socks4.maybe_decode_reply,
+        _S.AWAIT_REPLY: (_socks4.maybe_decode_reply, Reply),
+        _S.AWAIT_SECOND_REPLY: (_socks4.maybe_decode_reply, Reply),
     },
 }
 _ENCODERS = {
@@ -85,7 +86,6 @@ _EXPECTED = {
 _IMPLEMENTED_METHODS = frozenset({AuthMethod.NO_AUTH, AuthMethod.USERNAME_PASSWORD})
 _GRANTED = {Version.SOCKS5: Reply5.SUCCEEDED, Version.SOCKS4: Reply4.GRANTED}
 _REJECTED = {Version.SOCKS5: Reply5.GENERAL_FAILURE, Version.SOCKS4: Reply4.REJECTED}
-_NO_DECODERS: dict = {}
 _NOTHING: dict = {}
 _AFTER_HANDSHAKE = frozenset({State.TUNNEL, State.UDP_ASSOCIATED, State.CLOSED})
 # Enum members read on every event are module globals: ``AuthMethod.NO_ACCEPTABLE`` goes through
@@ -98,18 +98,54 @@ _TABLES = {
     Role.CLIENT: (TRANSITIONS[Role.CLIENT], TRANSITIONS[Role.SERVER]),
     Role.SERVER: (TRANSITIONS[Role.SERVER], TRANSITIONS[Role.CLIENT]),
 }
-#: (role, version number) -> (Version, decoders, encoders, first state), looked up once per
-#: Connection instead of rebuilt (SOCKS4 has no method negotiation: the request comes first)
+
+
+def _receivers(role: Role, version: "Version | None") -> dict:
+    """state -> (decoder, the peer's TRANSITIONS entry for its event), or None, for every state.
+
+    Joined once here so that ``next_event`` makes one lookup per message; a decoder whose event
+    the table does not allow in its state fails here, at import.
+    """
+    decoders = _DECODERS.get((role, version), _NOTHING)
+    peer_sends = _TABLES[role][1]
+    return {
+        state: (decoders[state][0], peer_sends[state][decoders[state][1]])
+        if state in decoders
+        else None
+        for state in State
+    }
+
+
+def _senders(role: Role, version: "Version | None") -> dict:
+    """state -> {event type: (encoder, our TRANSITIONS entry)} for every state, so that ``send``
+    makes one lookup per message (empty: nothing of ours is legal in that state as such)."""
+    encoders = _ENCODERS.get(version, _NOTHING)
+    return {
+        state: {
+            cls: (encoders[cls], entry)
+            for cls, entry in _TABLES[role][0].get(state, _NOTHING).items()
+            if cls in encoders
+        }
+        for state in State
+    }
+
+
+#: (role, version number) -> (Version, receivers, senders, encoders, first state), looked up
+#: once per Connection instead of rebuilt (SOCKS4 has no method negotiation: the request comes
+#: first)
 _VERSION_SETUP = {
     (role, int(version)): (
         version,
-        _DECODERS[(role, version)],
+        _receivers(role, version),
+        _senders(role, version),
         _ENCODERS[version],
         State.AWAIT_GREETING if version is Version.SOCKS5 else State.AWAIT_REQUEST,
     )
     for role in Role
     for version in Version
 }
+#: role -> the same for a server that does not know the version yet: nothing to decode or send
+_NO_VERSION = {role: (_receivers(role, None), _senders(role, None)) for role in Role}
 
 
 class Connection:
@@ -126,7 +162,6 @@ class Connection:
     __slots__ = (
         "_ahead",
         "_buf",
-        "_decoders",
         "_encoders",
         "_eof",
         "_max_buffer",
@@ -134,8 +169,10 @@ class Connection:
         "_method",
         "_offered",
         "_projected",
+        "_receivers",
         "_receives",
         "_request",
+        "_senders",
         "_sends",
         "_state",
         "_version",
@@ -162,7 +199,7 @@ class Connection:
             if role is _CLIENT:
                 raise LocalProtocolError("a client Connection needs a version (4 or 5)")
             self._version = None
-            self._decoders = _NO_DECODERS
+            self._receivers, self._senders = _NO_VERSION[role]
             self._encoders = _NOTHING
             self._state = _AWAIT_GREETING
         else:
@@ -176,7 +213,7 @@ class Connection:
             setup = None
         if setup is None:
             raise LocalProtocolError(f"version must be 4 or 5, not {version!r}")
-        self._version, self._decoders, self._encoders, self._state = setup
+        self._version, self._receivers, self._senders, self._encoders, self._state = setup
 
     def __repr__(self) -> str:
         version = f"SOCKS{int(self._version)}" if self._version else "SOCKS?"
@@ -263,27 +300,25 @@ class Connection:
                 ``CLOSED``, ``ERROR``); read ``trailing_data`` instead.
         """
         state = self._state
-        decode = self._decoders.get(state)
+        receiver = self._receivers[state]
         buf = self._buf
         try:
-            if decode is None:
+            if receiver is None:
                 if state in FINAL_STATES:
                     raise LocalProtocolError(f"no events to receive in state {state.name}")
                 if self._version is not None:
                     return NEED_DATA  # our turn to send
-                if not buf:
-                    return self._need_data()
-                decode = self._detect_version(buf[0])
-                state = self._state
-            # Every decoder needs a byte: with none buffered, skip the call (once per read).
-            decoded = decode(buf) if buf else None
+                if buf:
+                    receiver = self._detect_version(buf[0])
+                    state = self._state
+            if not buf:  # every decoder needs a byte: skip the call (once per read)
+                return self._need_data() if self._eof else NEED_DATA
+            decode, entry = receiver
+            decoded = decode(buf)
             if decoded is None:
                 return self._need_data()
             event, consumed = decoded
             del buf[:consumed]
-            entry = self._receives[state].get(event.__class__)
-            if entry is None:
-                self._illegal(event)
             self._state = self._next_state(entry, event, RemoteProtocolError)
             if self._ahead:
                 self._catch_up()
@@ -295,12 +330,12 @@ class Connection:
     def _detect_version(self, first: int):
         """Server without a version: the first byte is VN (SOCKS4) or VER (RFC 1928 §3).
 
-        Returns the decoder for the version's first state.
+        Returns the receiver (decoder, entry) for the version's first state.
         """
         if first != 5 and first != 4:
             raise RemoteProtocolError(f"bad version 0x{first:02x} (expected 0x04 or 0x05)")
         self._set_version(first)
-        return self._decoders[self._state]
+        return self._receivers[self._state]
 
     def _need_data(self):
         if self._eof:
@@ -341,22 +376,26 @@ class Connection:
         cls = event.__class__
         if self._may_reject and cls is Reply:
             return self._send_rejection(event)
+        sender = self._senders[self._state].get(cls)
         try:
-            encode = self._encoders.get(cls)
-            if encode is None:
-                self._illegal(event)
-            allowed = self._sends.get(self._state)
-            if allowed is None or self._ahead:
-                return self._send_ahead(event, encode)
-            entry = allowed.get(cls)
-            if entry is None:
-                self._illegal(event)
+            if sender is None or self._ahead:
+                return self._send_out_of_turn(event)
+            encode, entry = sender
             data = encode(event)
             self._state = self._next_state(entry, event, LocalProtocolError)
         except LocalProtocolError:
             self._state = State.ERROR
             raise
         return data
+
+    def _send_out_of_turn(self, event) -> bytes:
+        """``send`` for an event that is not simply our turn: sent ahead, or illegal."""
+        encode = self._encoders.get(event.__class__)
+        if encode is None:
+            self._illegal(event)
+        if self._ahead or self._state not in self._sends:
+            return self._send_ahead(event, encode)
+        self._illegal(event)
 
     def _send_ahead(self, event, encode) -> bytes:
         """Pipelining: a client may send before the server's answer when that answer is forced.

@@ -186,7 +186,7 @@ class Connection:
             raise LocalProtocolError(f"max_buffer must be a positive int, not {max_buffer!r}")
         self.role = role
         self._sends, self._receives = _TABLES[role]
-        self._buf = bytearray()
+        self._buf = b""
         self._ahead: list = []
         self._projected = None
         self._eof = False
@@ -257,9 +257,9 @@ class Connection:
         """
         if self._state not in _AFTER_HANDSHAKE:
             raise LocalProtocolError(f"no trailing data in state {self._state.name}")
-        data = bytes(self._buf)
-        self._buf.clear()
-        return data
+        data = self._buf
+        self._buf = b""
+        return bytes(data)  # a bytes buffer is returned as is
 
     def reply_succeeded(self, reply: Reply) -> bool:
         """True if ``reply`` grants the request: X'00' for SOCKS5, 90 for SOCKS4."""
@@ -280,7 +280,13 @@ class Connection:
         if data:
             if self._eof:
                 raise LocalProtocolError("received data after EOF")
-            self._buf += data
+            buf = self._buf
+            if not buf and data.__class__ is bytes:
+                self._buf = data  # the usual case: a whole message in one read, kept uncopied
+            else:  # reads pile up (or a mutable buffer came in): append in place from now on
+                if buf.__class__ is bytes:
+                    buf = self._buf = bytearray(buf)
+                buf += data
         else:
             self._eof = True
 
@@ -318,7 +324,7 @@ class Connection:
             if decoded is None:
                 return self._need_data()
             event, consumed = decoded
-            del buf[:consumed]
+            self._buf = buf[consumed:]
             self._state = self._next_state(entry, event, RemoteProtocolError)
             if self._ahead:
                 self._catch_up()

@@ -26,6 +26,7 @@ from socksify.protocol import (
     Connection,
     Greeting,
     LocalProtocolError,
+    MethodSelected,
     RemoteProtocolError,
     Reply,
     Request,
@@ -182,3 +183,25 @@ def test_ipv4_struct_shortcut_agrees_with_the_byte_by_byte_decoder(monkeypatch, 
     kinds = {None if outcome is None else outcome[0] for outcome in fast}
     kinds = {kind if kind in (None, "error") else type(kind) for kind in kinds}
     assert kinds == {None, "error", Request if decode is _socks5.maybe_decode_request else Reply}
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview"])
+def test_received_bytes_are_kept_whatever_the_caller_does_with_its_buffer(kind):
+    """The core keeps a bytes read as is and copies a mutable one; reads pile up correctly."""
+    request = b"\x05\x01\x00\x01\xc0\x00\x02\x07\x00\x50"
+    read = bytearray(b"\x05\x01\x00" + request[:4])
+    server = Connection(Role.SERVER)
+    given = {"bytes": bytes(read), "bytearray": read, "memoryview": memoryview(read)}[kind]
+    server.receive_data(given)
+    read[:] = b"\xff" * len(read)  # the caller reuses its read buffer
+    assert server.next_event() == Greeting((0,))
+    server.send(MethodSelected(0))
+    for byte in request[4:] + b"early":
+        server.receive_data(bytes((byte,)))
+    assert server.next_event() == Request(Command.CONNECT, Address.ipv4("192.0.2.7"), 80)
+    server.send(Reply(0, UNSPECIFIED_V4, 0))
+    early = server.trailing_data
+    assert early == b"early" and early.__class__ is bytes
+    assert server.trailing_data == b""
+    with pytest.raises(TypeError):
+        Connection(Role.SERVER).receive_data(5)

@@ -186,6 +186,8 @@ class Connection:
             raise LocalProtocolError(f"max_buffer must be a positive int, not {max_buffer!r}")
         self.role = role
         self._sends, self._receives = _TABLES[role]
+        # The peer's bytes not decoded yet: the bytes object of the last read while it holds
+        # one read (no copy), a bytearray once reads pile up (appends stay cheap).
         self._buf = b""
         self._ahead: list = []
         self._projected = None

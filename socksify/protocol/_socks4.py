@@ -14,11 +14,11 @@ code and should be 0"; VN X'04' is accepted too, because some servers send it.
 
 import struct
 
-from ._address import Address, domain_from_wire, ipv4_from_packed
+from ._address import Address, ipv4_from_packed
 from ._codes import AddressType, Command, Reply4
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import Reply, Request
-from ._socks5 import decode_name
+from ._socks5 import domain_address
 
 __all__ = ["encode_reply", "encode_request", "maybe_decode_reply", "maybe_decode_request"]
 
@@ -98,8 +98,7 @@ def maybe_decode_request(buf):
         return None
     if name_end == name_start:
         raise RemoteProtocolError("empty domain name")
-    name = bytes(buf[name_start:name_end])
-    address = domain_from_wire(name, decode_name(name))
+    address = domain_address(bytes(buf[name_start:name_end]))
     return Request(command, address, port, user_id), name_end + 1
 
 

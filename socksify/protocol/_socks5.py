@@ -9,8 +9,9 @@ Rules:
   version is reported after one byte, not after a whole message. A complete, well-formed
   IPv4 request or reply is read in one ``struct`` call first; anything else takes the
   byte-by-byte checks.
-- Events are immutable, so a decoder may return the same event for the same bytes (greetings,
-  method selections and auth results repeat on every connection).
+- Events and addresses are immutable, so a decoder may return the same one for the same bytes
+  (greetings, method selections, auth results and requested names repeat on every
+  connection). The caches are bounded: cleared when full, whatever a peer sends.
 - No state: only ``_connection.py`` calls these and decides what is legal when.
 """
 
@@ -65,6 +66,8 @@ _AUTH_FAILED = b"\x01\x01"
 # the same few greetings over and over (bounded: cleared when full, whatever a peer sends).
 #: greeting message -> Greeting
 _greetings: "dict[bytes, Greeting]" = {}
+#: domain name octets -> Address (an Address is immutable too; see ``domain_address``)
+_names: "dict[bytes, Address]" = {}
 #: METHOD -> the method selection message and event (RFC 1928 §3), for every octet
 _METHOD_SELECTED_BYTES = tuple(bytes((5, method)) for method in range(256))
 _METHOD_SELECTED = tuple(MethodSelected(method) for method in range(256))
@@ -85,6 +88,18 @@ def decode_name(name: bytes) -> str:
     if "\0" in host:
         raise RemoteProtocolError("NUL byte in domain name")
     return host
+
+
+def domain_address(name: bytes) -> Address:
+    """Address for a domain name received on the wire, checked by ``decode_name`` (shared
+    with SOCKS4A). Clients ask for the same few names over and over: each is built once."""
+    address = _names.get(name)
+    if address is None:
+        address = domain_from_wire(name, decode_name(name))
+        if len(_names) >= 256:
+            _names.clear()
+        _names[name] = address
+    return address
 
 
 def encode_address(address: Address, port: int) -> bytes:
@@ -127,8 +142,7 @@ def _maybe_decode_address(buf, i: int, hint: "int | None"):
         end = i + 4 + length
         if n < end:
             return None
-        name = bytes(buf[i + 2 : end - 2])
-        address = domain_from_wire(name, decode_name(name))
+        address = domain_address(bytes(buf[i + 2 : end - 2]))
     elif atyp == _ATYP_IPV6:
         end = i + 19
         if n < end:

@@ -35,6 +35,7 @@ from socksify.protocol import (
     UdpDatagram,
     UserPassAuth,
     _address,
+    _socks4,
     _socks5,
 )
 
@@ -205,3 +206,25 @@ def test_received_bytes_are_kept_whatever_the_caller_does_with_its_buffer(kind):
     assert server.trailing_data == b""
     with pytest.raises(TypeError):
         Connection(Role.SERVER).receive_data(5)
+
+
+def test_decoded_names_and_greetings_are_shared_bounded_and_never_cache_an_error():
+    request = b"\x05\x01\x00\x03\x0bexample.org\x00\x50"
+    first, _ = _socks5.maybe_decode_request(request)
+    again, _ = _socks5.maybe_decode_request(bytearray(request))
+    assert again.address is first.address and first.address == Address.domain("example.org")
+    socks4a = b"\x04\x01\x00\x50\x00\x00\x00\x01\x00example.org\x00"
+    assert _socks4.maybe_decode_request(socks4a)[0].address is first.address
+    for _ in range(2):  # a bad name is refused every time
+        with pytest.raises(RemoteProtocolError, match="non-ASCII"):
+            _socks5.maybe_decode_request(b"\x05\x01\x00\x03\x01\xff\x00\x50")
+    for index in range(300):
+        name = f"n{index}.example".encode()
+        message = b"\x05\x01\x00\x03" + bytes((len(name),)) + name + b"\x00\x50"
+        assert _socks5.maybe_decode_request(message)[0].address.host == name.decode()
+        greeting = bytes((5, 2, 0, index % 256))
+        assert _socks5.maybe_decode_greeting(greeting) == (Greeting((0, index % 256)), 4)
+    assert len(_socks5._names) <= 256 and len(_socks5._greetings) <= 64
+    greeting, consumed = _socks5.maybe_decode_greeting(b"\x05\x01\x00xyz")
+    assert _socks5.maybe_decode_greeting(bytearray(b"\x05\x01\x00"))[0] is greeting
+    assert greeting == Greeting((0,)) and consumed == 3

@@ -24,12 +24,15 @@ __all__ = ["encode_reply", "encode_request", "maybe_decode_reply", "maybe_decode
 
 #: SOCKS4A: "set the first three bytes of DSTIP to NULL and the last byte to a non-zero value"
 _SOCKS4A_DSTIP = b"\x00\x00\x00\x01"
+_SOCKS4A_PREFIX = _SOCKS4A_DSTIP[:3]
 _COMMAND = {1: Command.CONNECT, 2: Command.BIND}
 # Enum members as globals: attribute access on an enum class costs about 20 global lookups.
 _UDP_ASSOCIATE = Command.UDP_ASSOCIATE
 _IPV4, _DOMAIN = AddressType.IPV4, AddressType.DOMAIN
 #: VN, CD, DSTPORT, DSTIP: a reply, or the fixed part of a request
-_pack_message = struct.Struct(">BBH4s").pack
+_MESSAGE = struct.Struct(">BBH4s")
+_pack_message = _MESSAGE.pack
+_unpack_message = _MESSAGE.unpack_from
 
 
 def encode_request(event: Request) -> bytes:
@@ -46,7 +49,7 @@ def encode_request(event: Request) -> bytes:
     kind = address.type
     if kind is _IPV4:
         packed = address.packed
-        if packed[:3] == b"\x00\x00\x00":
+        if packed[:3] == _SOCKS4A_PREFIX:
             raise LocalProtocolError(
                 f"SOCKS4 destination {address.host} is reserved (0.0.0.x means SOCKS4A)"
             )
@@ -80,11 +83,11 @@ def maybe_decode_request(buf):
     user_end = buf.find(0, 8)
     if user_end < 0:
         return None
-    port = (buf[2] << 8) | buf[3]
-    user_id = bytes(buf[8:user_end])
-    if buf[4] or buf[5] or buf[6]:
-        return Request(command, ipv4_from_packed(bytes(buf[4:8])), port, user_id), user_end + 1
-    if not buf[7]:
+    _, _, port, dstip = _unpack_message(buf)
+    user_id = bytes(buf[8:user_end]) if user_end > 8 else b""
+    if dstip[:3] != _SOCKS4A_PREFIX:
+        return Request(command, ipv4_from_packed(dstip), port, user_id), user_end + 1
+    if not dstip[3]:
         raise RemoteProtocolError(
             "SOCKS4 destination 0.0.0.0 is invalid (SOCKS4A uses 0.0.0.x with x non-zero)"
         )
@@ -130,4 +133,5 @@ def maybe_decode_reply(buf):
         raise RemoteProtocolError(f"unknown SOCKS4 reply code 0x{code:02x} ({code})")
     if n < 8:
         return None
-    return Reply(code, ipv4_from_packed(bytes(buf[4:8])), (buf[2] << 8) | buf[3]), 8
+    _, _, port, dstip = _unpack_message(buf)
+    return Reply(code, ipv4_from_packed(dstip), port), 8

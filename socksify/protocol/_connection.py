@@ -189,7 +189,7 @@ class Connection:
         # The peer's bytes not decoded yet: the bytes object of the last read while it holds
         # one read (no copy), a bytearray once reads pile up (appends stay cheap).
         self._buf = b""
-        self._ahead: list = []
+        self._ahead: tuple = ()  # events sent ahead (pipelining), oldest first
         self._projected = None
         self._eof = False
         self._max_buffer = max_buffer
@@ -419,7 +419,7 @@ class Connection:
             self._illegal(event)
         data = encode(event)
         self._projected = self._next_state(entry, event, LocalProtocolError)
-        self._ahead.append(event)
+        self._ahead += (event,)
         return data
 
     def _forced_answer(self, state: State) -> "State | None":
@@ -434,15 +434,15 @@ class Connection:
 
     def _catch_up(self) -> None:
         """Apply events sent ahead once the server's answer made them due."""
-        ahead = self._ahead
-        while ahead and self._state in self._sends:
-            event = ahead.pop(0)
+        while self._ahead and self._state in self._sends:
+            event = self._ahead[0]
+            self._ahead = self._ahead[1:]
             entry = self._sends[self._state].get(event.__class__)
             if entry is None:
                 self._illegal(event)
             self._state = self._next_state(entry, event, LocalProtocolError)
         if self._state in FINAL_STATES:
-            ahead.clear()  # refused: what we sent ahead is moot
+            self._ahead = ()  # refused: what we sent ahead is moot
 
     def _send_rejection(self, event: Reply) -> bytes:
         """The one failure ``Reply`` a server may send after a request it could not read."""

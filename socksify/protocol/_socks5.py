@@ -62,11 +62,10 @@ _COMMAND = {c.value: c for c in Command}
 _AUTH_OK = b"\x01\x00"
 _AUTH_FAILED = b"\x01\x01"
 
-# Events are immutable, so a decoder may hand out the same one for the same bytes: clients send
-# the same few greetings over and over (bounded: cleared when full, whatever a peer sends).
-#: greeting message -> Greeting
+# Shared decoded values (see the module rules).
+#: greeting message -> Greeting (at most 64)
 _greetings: "dict[bytes, Greeting]" = {}
-#: domain name octets -> Address (an Address is immutable too; see ``domain_address``)
+#: domain name octets -> Address (at most 256; see ``domain_address``)
 _names: "dict[bytes, Address]" = {}
 #: METHOD -> the method selection message and event (RFC 1928 §3), for every octet
 _METHOD_SELECTED_BYTES = tuple(bytes((5, method)) for method in range(256))

@@ -28,6 +28,7 @@ import asyncio
 import datetime
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,15 @@ from ..protocol import (
     UserPassAuth,
 )
 from . import _bind
-from ._outbound import OutboundError, connect_outbound, reply_for_oserror
-from ._relay import Relay, start_relay, start_threaded_relay
+from ._outbound import (
+    OutboundError,
+    connect_outbound,
+    finish_connection,
+    open_connection,
+    outbound_error,
+    reply_for_oserror,
+)
+from ._relay import Relay, start_relay, start_threaded_relay, start_threaded_relay_now
 from ._rules import Query, evaluate
 from ._text import printable
 from ._udp import UdpAssociation
@@ -539,7 +547,11 @@ class Session:
                 self.finish()
             return  # waiting for the client: on_data calls us again
         self.proto.on_data = None  # from here on a coroutine reads, if anything does
-        self._go_on(self._run(event))
+        if (event.__class__ is Request and event.command == Command.CONNECT
+                and event.address.is_ip):
+            self._connect_ip(event)
+        else:
+            self._go_on(self._run(event))
 
     def _negotiate_now(self, fresh: bool) -> UserPassAuth | Request | None:
         """Handshake events from the bytes at hand, without waiting. Returns the first
@@ -591,11 +603,15 @@ class Session:
         self.outcome = f"internal-error:{type(exc).__name__}"
         self._close()
 
-    async def _run(self, event: UserPassAuth | Request | None = None) -> None:
+    async def _run(self, event: UserPassAuth | Request | None = None,
+                   connecting: socket.socket | None = None) -> None:
         """The session from ``event`` on (from the start when None) until the relay takes
-        over or the session ends."""
+        over or the session ends. ``connecting``: the socket of the CONNECT ``event``
+        that ``_connect_ip`` left in progress."""
         try:
-            if isinstance(event, Request):
+            if connecting is not None:
+                await self._connect(event, connecting)
+            elif isinstance(event, Request):
                 request = event
             else:
                 try:
@@ -612,8 +628,9 @@ class Session:
                     self._cancel_timer()
                 if request is None:
                     return
-            self._cancel_timer()
-            await self._dispatch(request)
+            if connecting is None:
+                self._cancel_timer()
+                await self._dispatch(request)
         except asyncio.CancelledError:
             self.outcome = "shutdown"
             self._close()
@@ -700,12 +717,16 @@ class Session:
 
     # -- the request --------------------------------------------------------------------
 
-    async def _dispatch(self, request: Request) -> None:
+    def _note_request(self, request: Request) -> None:
+        """What the record and the rules need to know of the request."""
         self.command = _COMMAND_NAMES.get(request.command, str(int(request.command)))
         self.destination = str(request.address)
         self.port = request.port
         if self.conn.version == 4:
             self.user = request.user_id.decode("utf-8", "replace") or None  # "" = none given
+
+    async def _dispatch(self, request: Request) -> None:
+        self._note_request(request)
         if not self._request_allowed(request):
             self._denied()
             return
@@ -787,30 +808,106 @@ class Session:
 
     # CONNECT --------------------------------------------------------------------------
 
-    async def _connect(self, request: Request) -> None:
+    def _connect_ip(self, request: Request) -> None:
+        """CONNECT to an IP address, the common request, carried out on the spot: no
+        coroutine unless the connect is still in progress after ``open_connection``
+        (a nearby destination has mostly answered by then), or early data must be
+        passed on first (``_start_relay``). Same outcomes, replies and record as
+        ``_run`` -> ``_dispatch`` -> ``_connect``."""
+        self._cancel_timer()
+        try:
+            self._note_request(request)
+            if not self._request_allowed(request):  # the rules' check of this address
+                self._denied()
+            else:
+                try:
+                    sock, in_progress = open_connection(str(request.address), request.port)
+                except OSError as exc:
+                    self._connect_failed(outbound_error(exc, str(request.address)))
+                else:
+                    if in_progress:
+                        self._go_on(self._run(request, connecting=sock))
+                        return
+                    if not self._connected(sock):
+                        self._go_on(self._run_relay(sock))
+                        return
+        except Exception as exc:  # a bug: log it with the client, keep serving the others
+            self._internal_error(exc)
+        if not self.relaying:
+            self.finish()
+
+    async def _connect(self, request: Request, connecting: socket.socket | None = None) -> None:
         host = self._host_of(request)
         try:
-            sock = await connect_outbound(
-                self.server.resolver,
-                str(request.address),
-                request.port,
-                lambda address: self._check(host, address, request.port),
-                self.config.connect_timeout,
-                self.loop,
-                None if host is not None else [str(request.address)],
-                self.server._poller,
-            )
+            if connecting is None:
+                sock = await connect_outbound(
+                    self.server.resolver,
+                    str(request.address),
+                    request.port,
+                    lambda address: self._check(host, address, request.port),
+                    self.config.connect_timeout,
+                    self.loop,
+                    None if host is not None else [str(request.address)],
+                    self.server._poller,
+                )
+            else:
+                sock = connecting
+                try:
+                    await finish_connection(self.loop, self.server._poller or self.loop, sock,
+                                            self.config.connect_timeout)
+                except (asyncio.TimeoutError, OSError) as exc:
+                    raise outbound_error(exc, str(request.address)) from None
         except OutboundError as exc:
-            if exc.code == Reply5.NOT_ALLOWED:
-                self._denied()
-                return
-            self.outcome = exc.outcome
-            logger.debug("connect for %s failed: %s", self._client_text(), exc)
-            self._reply_failure(exc.code)
+            self._connect_failed(exc)
             return
+        if not self._connected(sock):
+            await self._start_relay(sock)
+
+    def _connect_failed(self, exc: OutboundError) -> None:
+        if exc.code == Reply5.NOT_ALLOWED:
+            self._denied()
+            return
+        self.outcome = exc.outcome
+        logger.debug("connect for %s failed: %s", self._client_text(), exc)
+        self._reply_failure(exc.code)
+
+    def _connected(self, sock: socket.socket) -> bool:
+        """Reply success; then, when nothing has to be sent first (no early data, the
+        reply sent whole, the client still there: the usual case on the threaded path),
+        hand both sockets to the threaded relay at once. False: ``_start_relay`` does
+        that part, in a coroutine."""
         bound = sock.getsockname()
         self._reply(Reply5.SUCCEEDED, bound[0], bound[1])
-        await self._start_relay(sock)
+        proto = self.proto
+        if proto.__class__ is not ClientSocket or proto._closing or proto._out or proto.buffer:
+            return False
+        early = self.conn.trailing_data  # (handed out once: kept where _start_relay looks)
+        if early:
+            proto.buffer[:0] = early
+            return False
+        self.outcome = "ok"
+        self.relaying = True
+        self._detach()
+        client_sock, _unsent, _kept = proto.detach(keep_reader=True)
+        self.relay = start_threaded_relay_now(
+            client_sock, sock, sweeper=self.server.sweeper, on_done=self._relay_done,
+            loop=self.loop, poller=proto.poller,
+        )
+        return True
+
+    async def _run_relay(self, sock: socket.socket) -> None:
+        """``_start_relay`` in a coroutine, guarded as ``_run`` is."""
+        try:
+            await self._start_relay(sock)
+        except asyncio.CancelledError:
+            self.outcome = "shutdown"
+            self._close()
+            raise
+        except Exception as exc:  # a bug: log it with the client, keep serving the others
+            self._internal_error(exc)
+        finally:
+            if not self.relaying:
+                self.finish()
 
     async def _start_relay(self, sock, to_client: bytes = b"") -> None:
         proto = self.proto

@@ -27,7 +27,8 @@ from ._deadline import within
 if TYPE_CHECKING:
     from ._poller import Poller
 
-__all__ = ["OutboundError", "Resolver", "connect_outbound", "reply_for_oserror"]
+__all__ = ["OutboundError", "Resolver", "connect_outbound", "finish_connection",
+           "open_connection", "outbound_error", "reply_for_oserror"]
 
 
 class OutboundError(Exception):
@@ -115,12 +116,12 @@ def _done_future(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-async def _connect_one(
-    loop: asyncio.AbstractEventLoop, poller, address: str, port: int, timeout: float
-) -> socket.socket:
-    """A non-blocking connect with a timer (no extra task per connection, as
-    ``wait_for(loop.sock_connect(...))`` would create). ``poller`` watches for the
-    connect's end: the loop, or the server's :class:`._poller.Poller`."""
+def open_connection(address: str, port: int) -> tuple[socket.socket, bool]:
+    """A non-blocking TCP socket connecting to ``address``:``port``, and whether the
+    connect is still in progress (then :func:`finish_connection` waits for it).
+
+    Raises OSError when the connect failed at once (refused, unreachable).
+    """
     sock = socket.socket(_family(address), socket.SOCK_STREAM | _NONBLOCK)
     try:
         if not _NONBLOCK:
@@ -134,25 +135,57 @@ async def _connect_one(
             if code == errno.EISCONN:
                 code = 0
         if code in (errno.EINPROGRESS, errno.EALREADY):
-            fd = sock.fileno()
-            future = loop.create_future()
-            poller.add_writer(fd, _done_future, future)
-            timer = None
-            if timeout > 0:
-                timer = loop.call_later(timeout, _fail_future, future, asyncio.TimeoutError())
-            try:
-                await future
-            finally:
-                poller.remove_writer(fd)
-                if timer is not None:
-                    timer.cancel()
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            return sock, True
         if code:
             raise OSError(code, os.strerror(code))
     except BaseException:
         sock.close()
         raise
+    return sock, False
+
+
+async def finish_connection(
+    loop: asyncio.AbstractEventLoop, poller, sock: socket.socket, timeout: float
+) -> None:
+    """Wait until the connect :func:`open_connection` left in progress is done, with a
+    timer (no extra task per connection, as ``wait_for(loop.sock_connect(...))`` would
+    create). ``poller`` watches for the end: the loop, or the server's
+    :class:`._poller.Poller`. Raises OSError or TimeoutError, closing ``sock``."""
+    try:
+        fd = sock.fileno()
+        future = loop.create_future()
+        poller.add_writer(fd, _done_future, future)
+        timer = None
+        if timeout > 0:
+            timer = loop.call_later(timeout, _fail_future, future, asyncio.TimeoutError())
+        try:
+            await future
+        finally:
+            poller.remove_writer(fd)
+            if timer is not None:
+                timer.cancel()
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def _connect_one(
+    loop: asyncio.AbstractEventLoop, poller, address: str, port: int, timeout: float
+) -> socket.socket:
+    sock, pending = open_connection(address, port)
+    if pending:
+        await finish_connection(loop, poller, sock, timeout)
     return sock
+
+
+def outbound_error(exc: BaseException, address: str) -> OutboundError:
+    """The reply for a failed connect to ``address`` (a timeout or an OSError)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return OutboundError(Reply5.TTL_EXPIRED, "timeout", f"connect to {address} timed out")
+    return reply_for_oserror(exc)
 
 
 async def connect_outbound(
@@ -209,8 +242,6 @@ async def connect_outbound(
     for address in candidates:
         try:
             return await _connect_one(loop, poller or loop, address, port, remaining())
-        except asyncio.TimeoutError:
-            last = OutboundError(Reply5.TTL_EXPIRED, "timeout", f"connect to {address} timed out")
-        except OSError as exc:
-            last = reply_for_oserror(exc)
+        except (asyncio.TimeoutError, OSError) as exc:
+            last = outbound_error(exc, address)
     raise last

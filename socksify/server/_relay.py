@@ -37,7 +37,8 @@ from ._threaded_relay import THREADED_RELAY_AVAILABLE, ThreadedRelay, set_linger
 if TYPE_CHECKING:
     from ._poller import Poller
 
-__all__ = ["IdleSweeper", "Relay", "start_relay", "start_threaded_relay"]
+__all__ = ["IdleSweeper", "Relay", "start_relay", "start_threaded_relay",
+           "start_threaded_relay_now"]
 
 #: Write-buffer high-water mark per transport; low-water is a quarter of it.
 HIGH_WATER = 256 * 1024
@@ -304,6 +305,21 @@ async def start_threaded_relay(
     :class:`._poller.Poller` for the relay's readiness callbacks (the loop when None)."""
     return await _start_threaded(client_sock, remote_sock, to_remote, sweeper, on_done, to_client,
                                  loop, poller)
+
+
+def start_threaded_relay_now(
+    client_sock: socket.socket,
+    remote_sock: socket.socket,
+    *,
+    sweeper: IdleSweeper | None,
+    on_done: Callable[[ThreadedRelay], None] | None,
+    loop: asyncio.AbstractEventLoop,
+    poller: Poller | None = None,
+) -> ThreadedRelay:
+    """:func:`start_threaded_relay` with nothing to send first: no coroutine."""
+    relay = ThreadedRelay(client_sock, remote_sock, sweeper, on_done, loop, poller)
+    relay.start()
+    return relay
 
 
 async def _start_threaded(

@@ -1,0 +1,111 @@
+"""The ways a CONNECT to an IP address goes on the threaded path (socksify/server/_handler.py
+``_connect_ip``): carried out on the spot when the destination answers at once, continued
+in a coroutine when the connect is still in progress, failed at once when it is refused.
+Each one must end with the same replies and record as the general path."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from socksify.protocol import Address, Command, Request
+
+from ._server_core_client import CoreClient
+
+pytestmark = pytest.mark.e2e
+
+CONNECT = 1
+
+
+@pytest.fixture
+def late_listener():
+    """A loopback listener whose accept queue is full, so a connect to it stays in
+    progress (its SYN is dropped) until ``open_up()`` drains the queue; the kernel
+    resends the SYN about a second later and the connect completes. The connection
+    then accepted echoes what it receives."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(listener.getsockname())
+        fillers.append(sock)
+    filler_addresses = [sock.getsockname() for sock in fillers]
+    echoed = threading.Event()
+
+    def echo_the_next_one():
+        listener.settimeout(15)
+        try:
+            while True:
+                conn, peer = listener.accept()
+                if peer in filler_addresses:
+                    conn.close()
+                    continue
+                with conn:
+                    conn.settimeout(10)
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+                    echoed.set()
+                return
+        except OSError:
+            return
+
+    def open_up():
+        for sock in fillers:
+            sock.close()
+        thread.start()
+
+    thread = threading.Thread(target=echo_the_next_one, daemon=True)
+    yield listener.getsockname(), open_up, echoed
+    for sock in fillers:
+        sock.close()
+    listener.close()
+    if thread.is_alive():
+        thread.join(15)
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_a_connect_still_in_progress_goes_on_and_relays(socks_server, late_listener, version):
+    target, open_up, echoed = late_listener
+    srv = socks_server(config="[timeouts]\nconnect = 20\n")
+    with CoreClient(srv.address, version, timeout=20) as client:
+        if version == 5:
+            assert client.negotiate() is None
+        client.sock.sendall(client.conn.send(Request(Command.CONNECT, Address.from_host(target[0]),
+                                                     target[1])))
+        time.sleep(0.2)  # the proxy's connect is in progress by now (its SYN was dropped)
+        assert srv.records == []
+        open_up()
+        assert client.succeeded(client.reply())
+        client.sock.sendall(b"late but fine")
+        assert client.recv_exactly(13) == b"late but fine"
+        client.sock.shutdown(socket.SHUT_WR)
+        assert echoed.wait(15)
+    record = srv.wait_records(1)[0]
+    assert (record["outcome"], record["bytes_up"], record["bytes_down"]) == ("ok", 13, 13)
+
+
+@pytest.mark.parametrize(("version", "code"), [(5, 5), (4, 91)])
+def test_a_refused_connect_is_answered_at_once(socks_server, version, code):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]  # bound, never listening: connects are refused
+    srv = socks_server()
+    try:
+        with CoreClient(srv.address, version) as client:
+            assert client.request(CONNECT, "127.0.0.1", port).code == code
+    finally:
+        closed.close()
+    record = srv.wait_records(1)[0]
+    assert (record["outcome"], record["destination"], record["port"]) == (
+        "connection-refused", "127.0.0.1", port)
+
+
+def test_a_denied_address_is_refused_before_any_connect(socks_server, tcp_echo_server):
+    srv = socks_server(config=f'[[rules]]\naction = "deny"\nto = ["{tcp_echo_server[0]}"]\n')
+    with CoreClient(srv.address, 5) as client:
+        assert client.request(CONNECT, *tcp_echo_server).code == 2
+    assert srv.wait_records(1)[0]["outcome"] == "not-allowed"

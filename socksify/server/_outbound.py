@@ -13,6 +13,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import ipaddress
@@ -122,7 +123,8 @@ def open_connection(address: str, port: int) -> tuple[socket.socket, bool]:
 
     Raises OSError when the connect failed at once (refused, unreachable).
     """
-    sock = socket.socket(_family(address), socket.SOCK_STREAM | _NONBLOCK)
+    # The C socket type, as for accepted clients (_server.py): no Python wrapper calls.
+    sock = _socket.socket(_family(address), socket.SOCK_STREAM | _NONBLOCK)
     try:
         if not _NONBLOCK:
             sock.setblocking(False)

@@ -447,15 +447,13 @@ class ThreadedRelay:
             self.sweeper.relays.discard(self)
         if not self._done:
             self._done = True
-            if self.on_done is not None:
-                self.on_done(self)
-            # Break the relay <-> direction (and session) cycles once the callers' frames
-            # are gone, so a finished relay is freed by reference counting.
-            self.loop.call_soon(self._unlink)
-
-    def _unlink(self) -> None:
-        self.up.relay = self.down.relay = None
-        self.on_done = None
+            on_done, self.on_done = self.on_done, None
+            if on_done is not None:
+                on_done(self)
+            # Break the relay <-> direction (and session) cycles, so a finished relay is
+            # freed by reference counting. Nothing on the loop uses a direction's relay
+            # after this; a worker's hand-back finds None and stops there.
+            self.up.relay = self.down.relay = None
 
     def _idle_tick(self) -> None:
         total = self.up.received + self.down.received

@@ -719,7 +719,7 @@ class Session:
 
     def _note_request(self, request: Request) -> None:
         """What the record and the rules need to know of the request."""
-        self.command = _COMMAND_NAMES.get(request.command, str(int(request.command)))
+        self.command = _COMMAND_NAMES.get(request.command) or str(int(request.command))
         self.destination = str(request.address)
         self.port = request.port
         if self.conn.version == 4:

@@ -88,6 +88,14 @@ class Poller:
         self._drop(fd, self._readers, _IN)
         return True
 
+    def forget(self, fd: int) -> None:
+        """Drop ``fd``'s callbacks without a system call. Only for a descriptor closed
+        right after by the only holder of its socket: that close takes it out of the
+        epoll set (an epoll entry lives as long as the open file, not the number)."""
+        self._readers.pop(fd, None)
+        self._writers.pop(fd, None)
+        self._dropped.add(fd)
+
     def _drop(self, fd: int, others: dict[int, Callback], other_mask: int) -> None:
         """One callback of ``fd`` is gone: watch only for ``others``, or not at all."""
         try:

@@ -183,7 +183,9 @@ class _Direction:
             return
         if count == 0:
             self.eof = True
-            self._want_read(False)
+            relay = self.relay
+            if relay.lock is not None or not (relay.down if self is relay.up else relay.up).done:
+                self._want_read(False)  # (the last direction out leaves that to close())
             self._finish()
             return
         self.received += count
@@ -277,11 +279,19 @@ class _Direction:
                     return
         relay._direction_done()
 
-    def stop(self) -> None:
-        if self.reading:
-            self._want_read(False)
-        if self.writing:
-            self._want_write(False)
+    def stop(self, forget: Callable[[int], None] | None = None) -> None:
+        """No more callbacks. ``forget``: the poller's ``forget``, when both sockets are
+        closed right after (their close takes them out of the epoll set: no system call)."""
+        if forget is not None:
+            if self.reading or self.writing:
+                forget(self.src_fd)
+                forget(self.dst_fd)
+                self.reading = self.writing = False
+        else:
+            if self.reading:
+                self._want_read(False)
+            if self.writing:
+                self._want_write(False)
         self.outbuf = memoryview(b"")
 
     # -- in a worker thread ---------------------------------------------------------------
@@ -421,12 +431,15 @@ class ThreadedRelay:
         if self.closing:
             return
         self.closing = True
-        self.up.stop()
-        self.down.stop()
-        if self.lock is None:
+        if self.lock is None:  # no worker ever had the sockets: they close right here
+            forget = getattr(self.poller, "forget", None)
+            self.up.stop(forget)
+            self.down.stop(forget)
             self._close_sockets()
             self._finished()
             return
+        self.up.stop()
+        self.down.stop()
         with self.lock:
             for direction in (self.up, self.down):
                 if direction.threaded:

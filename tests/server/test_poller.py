@@ -205,3 +205,29 @@ def test_close_stops_watching_and_tolerates_late_removals(loop, pairs):
     assert calls == []
     assert poller.remove_reader(a.fileno()) is False  # forgotten at close
     assert poller.closed
+
+
+def test_forget_then_close_leaves_the_number_free_for_a_new_socket(loop, pairs):
+    """``forget`` makes no system call: the close takes the socket out of the epoll set,
+    so a new socket given the same number registers (no EEXIST) and is watched."""
+    poller = _poller(loop)
+    a, a_peer = pairs()
+    number = a.fileno()
+    poller.add_reader(number, lambda: None)
+    poller.forget(number)
+    fresh, fresh_peer = pairs()  # (made first: it must not take the number itself)
+    a.close()
+    os.dup2(fresh.fileno(), number)  # the new socket takes the old number
+    try:
+        seen = loop.create_future()
+
+        def readable():
+            poller.remove_reader(number)
+            seen.set_result(os.read(number, 10))
+
+        poller.add_reader(number, readable)
+        fresh_peer.send(b"new")
+        assert run_until(loop, seen) == b"new"
+    finally:
+        os.close(number)
+    poller.close()

@@ -502,7 +502,7 @@ class Session:
             proto.on_data = self._step
             self._step(True)  # the greeting is often there already: try one recv
         else:
-            self._go_on(self._run())
+            self._go_on(self._run(self._handshake_and_request()))
 
     def _go_on(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` now; only if it has to wait does a task carry it on (a CONNECT to
@@ -551,7 +551,7 @@ class Session:
                 and event.address.is_ip):
             self._connect_ip(event)
         else:
-            self._go_on(self._run(event))
+            self._go_on(self._run(self._handshake_and_request(event)))
 
     def _negotiate_now(self, fresh: bool) -> UserPassAuth | Request | None:
         """Handshake events from the bytes at hand, without waiting. Returns the first
@@ -603,34 +603,12 @@ class Session:
         self.outcome = f"internal-error:{type(exc).__name__}"
         self._close()
 
-    async def _run(self, event: UserPassAuth | Request | None = None,
-                   connecting: socket.socket | None = None) -> None:
-        """The session from ``event`` on (from the start when None) until the relay takes
-        over or the session ends. ``connecting``: the socket of the CONNECT ``event``
-        that ``_connect_ip`` left in progress."""
+    async def _run(self, body: Coroutine[Any, Any, None]) -> None:
+        """Carry out ``body``, the rest of the session, the way every session coroutine
+        ends: shutdown cancels it, a bug is logged with the client, and the session is
+        finished unless a relay took it over."""
         try:
-            if connecting is not None:
-                await self._connect(event, connecting)
-            elif isinstance(event, Request):
-                request = event
-            else:
-                try:
-                    request = await self._negotiate(event)
-                except asyncio.CancelledError:
-                    if not self._timed_out:
-                        raise
-                    self._protocol_failure("handshake-timeout", "no complete request in time")
-                    return
-                except RemoteProtocolError as exc:
-                    self._handshake_error(exc)
-                    return
-                finally:
-                    self._cancel_timer()
-                if request is None:
-                    return
-            if connecting is None:
-                self._cancel_timer()
-                await self._dispatch(request)
+            await body
         except asyncio.CancelledError:
             self.outcome = "shutdown"
             self._close()
@@ -640,6 +618,29 @@ class Session:
         finally:
             if not self.relaying:
                 self.finish()
+
+    async def _handshake_and_request(self, event: UserPassAuth | Request | None = None) -> None:
+        """The session from ``event`` on (from the start when None) until the relay takes
+        over or the request is answered."""
+        if isinstance(event, Request):
+            request = event
+        else:
+            try:
+                request = await self._negotiate(event)
+            except asyncio.CancelledError:
+                if not self._timed_out:
+                    raise
+                self._protocol_failure("handshake-timeout", "no complete request in time")
+                return
+            except RemoteProtocolError as exc:
+                self._handshake_error(exc)
+                return
+            finally:
+                self._cancel_timer()
+            if request is None:
+                return
+        self._cancel_timer()
+        await self._dispatch(request)
 
     def _handshake_timeout(self) -> None:
         if self.task is not None:
@@ -813,7 +814,7 @@ class Session:
         coroutine unless the connect is still in progress after ``open_connection``
         (a nearby destination has mostly answered by then), or early data must be
         passed on first (``_start_relay``). Same outcomes, replies and record as
-        ``_run`` -> ``_dispatch`` -> ``_connect``."""
+        ``_handshake_and_request`` -> ``_dispatch`` -> ``_connect``."""
         self._cancel_timer()
         try:
             self._note_request(request)
@@ -826,10 +827,10 @@ class Session:
                     self._connect_failed(outbound_error(exc, str(request.address)))
                 else:
                     if in_progress:
-                        self._go_on(self._run(request, connecting=sock))
+                        self._go_on(self._run(self._connect(request, sock)))
                         return
                     if not self._connected(sock):
-                        self._go_on(self._run_relay(sock))
+                        self._go_on(self._run(self._start_relay(sock)))
                         return
         except Exception as exc:  # a bug: log it with the client, keep serving the others
             self._internal_error(exc)
@@ -837,6 +838,8 @@ class Session:
             self.finish()
 
     async def _connect(self, request: Request, connecting: socket.socket | None = None) -> None:
+        """CONNECT: resolve, check and connect (or, with ``connecting``, wait for the
+        connect ``_connect_ip`` left in progress), reply, then relay."""
         host = self._host_of(request)
         try:
             if connecting is None:
@@ -894,20 +897,6 @@ class Session:
             loop=self.loop, poller=proto.poller,
         )
         return True
-
-    async def _run_relay(self, sock: socket.socket) -> None:
-        """``_start_relay`` in a coroutine, guarded as ``_run`` is."""
-        try:
-            await self._start_relay(sock)
-        except asyncio.CancelledError:
-            self.outcome = "shutdown"
-            self._close()
-            raise
-        except Exception as exc:  # a bug: log it with the client, keep serving the others
-            self._internal_error(exc)
-        finally:
-            if not self.relaying:
-                self.finish()
 
     async def _start_relay(self, sock, to_client: bytes = b"") -> None:
         proto = self.proto

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from support.targets import full_accept_queue
 
 from socksify.protocol import Address, Command, Request
 
@@ -24,45 +25,34 @@ def late_listener():
     progress (its SYN is dropped) until ``open_up()`` drains the queue; the kernel
     resends the SYN about a second later and the connect completes. The connection
     then accepted echoes what it receives."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    for _ in range(4):
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.connect_ex(listener.getsockname())
-        fillers.append(sock)
-    filler_addresses = [sock.getsockname() for sock in fillers]
-    echoed = threading.Event()
+    with full_accept_queue() as (listener, fillers):
+        filler_addresses = [sock.getsockname() for sock in fillers]
+        echoed = threading.Event()
 
-    def echo_the_next_one():
-        listener.settimeout(15)
-        try:
-            while True:
-                conn, peer = listener.accept()
-                if peer in filler_addresses:
-                    conn.close()
-                    continue
-                with conn:
-                    conn.settimeout(10)
-                    while data := conn.recv(65536):
-                        conn.sendall(data)
-                    echoed.set()
+        def echo_the_next_one():
+            listener.settimeout(15)
+            try:
+                while True:
+                    conn, peer = listener.accept()
+                    if peer in filler_addresses:
+                        conn.close()
+                        continue
+                    with conn:
+                        conn.settimeout(10)
+                        while data := conn.recv(65536):
+                            conn.sendall(data)
+                        echoed.set()
+                    return
+            except OSError:
                 return
-        except OSError:
-            return
 
-    def open_up():
-        for sock in fillers:
-            sock.close()
-        thread.start()
+        def open_up():
+            for sock in fillers:
+                sock.close()
+            thread.start()
 
-    thread = threading.Thread(target=echo_the_next_one, daemon=True)
-    yield listener.getsockname(), open_up, echoed
-    for sock in fillers:
-        sock.close()
-    listener.close()
+        thread = threading.Thread(target=echo_the_next_one, daemon=True)
+        yield listener.getsockname(), open_up, echoed
     if thread.is_alive():
         thread.join(15)
 

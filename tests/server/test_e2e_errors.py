@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 from support.peers import require_peer
+from support.targets import full_accept_queue
 
 from socksify.server._outbound import reply_for_oserror
 
@@ -42,19 +43,8 @@ def test_name_not_found_is_host_unreachable():
 @pytest.fixture
 def black_hole():
     """A loopback port whose accept queue is full: new connects hang (SYNs are dropped)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    for _ in range(4):
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.connect_ex(listener.getsockname())
-        fillers.append(sock)
-    yield listener.getsockname()
-    for sock in fillers:
-        sock.close()
-    listener.close()
+    with full_accept_queue() as (listener, _fillers):
+        yield listener.getsockname()
 
 
 @pytest.mark.e2e

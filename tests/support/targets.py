@@ -7,6 +7,8 @@ Each fixture starts a real server in a daemon thread and stops it afterwards:
 - ``udp_echo_server``: ``(host, port)`` of a UDP server that sends each datagram back.
 - ``http_server``: an :class:`HttpTarget` serving ``/`` (a short page), ``/bytes/N`` (N
   deterministic bytes) and any extra paths a test puts into ``.files``.
+- ``full_accept_queue()``: a listener nobody accepts from, whose queue is full (connects to
+  it hang).
 """
 
 import contextlib
@@ -17,6 +19,28 @@ import socketserver
 import threading
 
 import pytest
+
+
+@contextlib.contextmanager
+def full_accept_queue():
+    """A loopback listener whose accept queue is full: a new connect to it stays in
+    progress (its SYN is dropped) until the queue drains. Yields ``(listener, fillers)``:
+    the fillers are the client sockets that fill the queue."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(listener.getsockname())
+            fillers.append(sock)
+        yield listener, fillers
+    finally:
+        for sock in fillers:
+            sock.close()
+        listener.close()
 
 
 def pattern_bytes(size: int) -> bytes:

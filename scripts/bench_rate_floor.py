@@ -2,14 +2,16 @@
 """How fast can a Python SOCKS server set up connections on this machine at all?
 
     scripts/bench_rate_floor.py [--rounds 5] [--millis 2000] [--concurrency 50]
+                                [--workers 1,3]
 
 The connection-rate measure of scripts/bench (loadgen rate, concurrency 50) run against
 socksify-server, microsocks, and two minimal Python servers that check, log and record
 nothing (scripts/benchlib/bare_servers.py): one on bare select.epoll, the same inside an
 asyncio loop that watches only the epoll descriptor ("nested"), and one on asyncio
 reader/writer callbacks. Every Python subject runs one process per CPU sharing the port
-with SO_REUSEPORT. Rounds are interleaved; the table gives medians of conn/s and of the
-server's CPU per connection (user + system, its whole process tree).
+with SO_REUSEPORT; ``--workers`` adds socksify-server with other worker counts. Rounds are
+interleaved; the table gives medians of conn/s and of the server's CPU per connection
+(user + system, its whole process tree).
 
 The bare servers bound what any Python design can reach here: on a 2-core machine the load
 generator and the target share the CPUs with the server, so the rate is set by CPU per
@@ -72,6 +74,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--millis", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--workers", default="",
+                        help="also socksify-server with these worker counts (e.g. 1,3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -79,7 +83,9 @@ def main() -> int:
         target = TargetServer(loadgen)
         servers: list[Server] = []
         try:
-            servers = [start_socksify_server(workdir), start_microsocks(workdir),
+            extra = [start_socksify_server(workdir, workers=count)
+                     for count in args.workers.split(",") if count]
+            servers = [start_socksify_server(workdir), *extra, start_microsocks(workdir),
                        start_bare("asyncio"), start_bare("nested"),
                        start_bare("epoll")]
             rates: dict[str, list[float]] = {s.name: [] for s in servers}

@@ -167,11 +167,12 @@ def socksify_server_command() -> list[str]:
 MAX_CLIENTS = 20000
 
 
-def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None) -> Server:
+def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None,
+                          workers: str = "auto") -> Server:
     """``socksify-server --listen 127.0.0.1:0``, waiting for its "listening on" line."""
     command = socksify_server_command()
     # max_clients: the default (1024) would refuse the memory measure's 2,000 idle clients
-    lines = ["[server]", f"max_clients = {MAX_CLIENTS}", "workers = \"auto\""]
+    lines = ["[server]", f"max_clients = {MAX_CLIENTS}", f'workers = "{workers}"']
     if hosts:
         lines += ["[hosts]"] + [f'"{name}" = "{ip}"' for name, ip in hosts.items()]
     config = workdir / f"socksify-server-{time.monotonic_ns()}.toml"
@@ -190,7 +191,8 @@ def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None) ->
         for line in text.splitlines():
             if line.startswith(prefix):
                 port = int(line[len(prefix):].rsplit(":", 1)[1])
-                return Server("socksify-server", proc, port, True, args)
+                name = "socksify-server" if workers == "auto" else f"socksify (workers={workers})"
+                return Server(name, proc, port, True, args)
         if proc.poll() is not None:
             raise Unavailable("failed", f"socksify-server exited with status {proc.returncode}: "
                               f"{text.strip()[-500:]}")

@@ -199,7 +199,9 @@ class ClientSocket:
         self.poller = poller  #: readiness callbacks (futures and timers stay on ``loop``)
         self.sock = sock
         self.fd = sock.fileno()
-        self.buffer = bytearray()
+        #: received, not taken yet: the recv's own bytes object while one recv holds it
+        #: all (the usual case: no copy in, none out), else a bytearray appended in place
+        self.buffer: bytes | bytearray = b""
         self.eof = False
         self._closed: asyncio.Future | None = None
         self._waiter: asyncio.Future | None = None
@@ -245,8 +247,15 @@ class ClientSocket:
             self._lost()
             return
         if data:
-            self.buffer += data
-            if len(self.buffer) > _READ_LIMIT:
+            buffer = self.buffer
+            if not buffer:
+                self.buffer = buffer = data
+            elif buffer.__class__ is bytearray:
+                buffer += data
+            else:  # a second read before the first was taken: append in place from here on
+                self.buffer = buffer = bytearray(buffer)
+                buffer += data
+            if len(buffer) > _READ_LIMIT:
                 self._stop_reading()  # read() starts it again once the buffer is taken
         else:
             self.eof = True
@@ -295,8 +304,7 @@ class ClientSocket:
         return self.take_buffer()
 
     def take_buffer(self) -> bytes:
-        data = bytes(self.buffer)
-        self.buffer.clear()
+        data, self.buffer = self.buffer, b""
         return data
 
     def write(self, data: bytes) -> None:
@@ -491,7 +499,7 @@ class Session:
         return self.conn.version if self.conn is not None else self._version
 
     def start(self) -> None:
-        self.server._session_started(self)
+        self.server._sessions.add(self)
         clock = self.server.handshakes
         if clock is not None:
             clock.add(self)
@@ -556,29 +564,32 @@ class Session:
     def _negotiate_now(self, fresh: bool) -> UserPassAuth | Request | None:
         """Handshake events from the bytes at hand, without waiting. Returns the first
         event that needs more than a reply (a login to check, the request), or None: no
-        more bytes yet, or the session ended (``outcome`` says so)."""
+        more bytes yet, or the session ended (``outcome`` says so).
+
+        Each call starts by reading: the core holds no event then (at the start, and
+        after every return of None it was read to NEED_DATA), so asking it first would
+        only give NEED_DATA."""
         conn = self.conn
         proto = self.proto
         while True:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                data = proto.read_now(fresh)
-                fresh = False
-                if data is None:
-                    return None
-                if not data and conn.version is None:
-                    # Connected and closed without a byte: not worth a protocol error.
-                    self.outcome = "client-closed"
-                    self._close()
-                    return None
-                conn.receive_data(data)
-            elif isinstance(event, Greeting):
-                if not self._greeted(event):
-                    return None
-            elif isinstance(event, (UserPassAuth, Request)):
-                return event
-            else:  # pragma: no cover - the core only returns the events above to a server
-                raise RemoteProtocolError(f"unexpected {type(event).__name__}")
+            data = proto.read_now(fresh)
+            fresh = False
+            if data is None:
+                return None
+            if not data and conn.version is None:
+                # Connected and closed without a byte: not worth a protocol error.
+                self.outcome = "client-closed"
+                self._close()
+                return None
+            conn.receive_data(data)
+            while (event := conn.next_event()) is not NEED_DATA:
+                if isinstance(event, Greeting):
+                    if not self._greeted(event):
+                        return None
+                elif isinstance(event, (UserPassAuth, Request)):
+                    return event
+                else:  # pragma: no cover - the core only returns these events to a server
+                    raise RemoteProtocolError(f"unexpected {type(event).__name__}")
 
     def _greeted(self, event: Greeting) -> bool:
         method = self._choose_method(event.methods)
@@ -886,7 +897,7 @@ class Session:
             return False
         early = self.conn.trailing_data  # (handed out once: kept where _start_relay looks)
         if early:
-            proto.buffer[:0] = early
+            proto.buffer = early + proto.buffer
             return False
         self.outcome = "ok"
         self.relaying = True

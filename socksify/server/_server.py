@@ -423,9 +423,6 @@ class Server:
                            _format_host(peer[0]), peer[1], reached, counter[0])
             counter[0], counter[1] = 0, now
 
-    def _session_started(self, session: Session) -> None:
-        self._sessions.add(session)
-
     def _session_done(self, session: Session) -> None:
         self._sessions.discard(session)
         self._admitted -= 1

@@ -173,7 +173,7 @@ class _Direction:
     # -- on the event loop ----------------------------------------------------------------
 
     def _readable(self) -> None:
-        buffer = _buffer()
+        buffer = self.relay.buffer
         try:
             count = self.src.recv_into(buffer, _CHUNK, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
@@ -352,8 +352,8 @@ class _Direction:
 class ThreadedRelay:
     """Relays between two connected non-blocking sockets (see the module docstring)."""
 
-    __slots__ = ("loop", "poller", "client_sock", "remote_sock", "up", "down", "on_done",
-                 "sweeper", "closing", "error", "lock", "_done", "_last", "_ticks")
+    __slots__ = ("loop", "poller", "buffer", "client_sock", "remote_sock", "up", "down",
+                 "on_done", "sweeper", "closing", "error", "lock", "_done", "_last", "_ticks")
 
     def __init__(self, client_sock: socket.socket, remote_sock: socket.socket, sweeper,
                  on_done: Callable[[ThreadedRelay], None] | None,
@@ -361,6 +361,8 @@ class ThreadedRelay:
         self.loop = loop
         #: readiness callbacks: the server's ``_poller.Poller``, or the loop itself
         self.poller = poller or loop
+        #: the loop's read buffer (made on the loop's thread, shared by its relays)
+        self.buffer = _buffer()
         self.client_sock, self.remote_sock = client_sock, remote_sock
         self.up = _Direction(self, client_sock, remote_sock)
         self.down = _Direction(self, remote_sock, client_sock)

@@ -50,6 +50,30 @@ def test_bind_two_replies_then_relay_with_half_close(socks_server, version, rela
     assert record["bytes_up"] == 7 and record["bytes_down"] == 18
 
 
+@pytest.mark.parametrize("relay", ["threads", "portable"])
+def test_bind_passes_on_what_the_client_sent_while_it_waited(socks_server, relay):
+    """Bytes sent between the two replies are read in several pieces and kept, in
+    order, until the peer has connected; then they are its first bytes."""
+    srv = socks_server(config=f'[server]\nrelay = "{relay}"\n')
+    pieces = [b"first ", b"second ", b"third"]
+    with CoreClient(srv.address, 5) as client:
+        first = client.request(BIND, "127.0.0.1", 0)
+        assert client.succeeded(first)
+        for piece in pieces:
+            client.sock.sendall(piece)
+            time.sleep(0.05)  # separate segments, each read on its own
+        with socket.create_connection((str(first.address), first.port), timeout=5) as peer:
+            assert client.succeeded(client.reply())
+            peer.settimeout(5)
+            received = b""
+            while len(received) < len(b"".join(pieces)):
+                chunk = peer.recv(100)
+                assert chunk, "closed before the early bytes arrived"
+                received += chunk
+            assert received == b"".join(pieces)
+    assert srv.wait_records(1)[0]["bytes_up"] == len(b"".join(pieces))
+
+
 def test_bind_accepts_only_the_expected_peer(socks_server):
     srv = socks_server()
     with CoreClient(srv.address, 5) as client:

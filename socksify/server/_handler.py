@@ -732,7 +732,7 @@ class Session:
     def _note_request(self, request: Request) -> None:
         """What the record and the rules need to know of the request."""
         self.command = _COMMAND_NAMES.get(request.command) or str(int(request.command))
-        self.destination = str(request.address)
+        self.destination = request.address.host
         self.port = request.port
         if self.conn.version == 4:
             self.user = request.user_id.decode("utf-8", "replace") or None  # "" = none given
@@ -789,13 +789,13 @@ class Session:
         if request.command == Command.UDP_ASSOCIATE:
             return self._check(None, None, None)
         if request.address.is_ip:
-            if request.command == Command.BIND and _plain_ip(str(request.address)).is_unspecified:
+            if request.command == Command.BIND and _plain_ip(request.address.host).is_unspecified:
                 return self._check(None, None, None)
-            return self._check(None, str(request.address), request.port)
+            return self._check(None, request.address.host, request.port)
         return True  # a name is checked once per resolved address
 
     def _host_of(self, request: Request) -> str | None:
-        return None if request.address.is_ip else str(request.address)
+        return None if request.address.is_ip else request.address.host
 
     # Replies --------------------------------------------------------------------------
 
@@ -833,9 +833,9 @@ class Session:
                 self._denied()
             else:
                 try:
-                    sock, in_progress = open_connection(str(request.address), request.port)
+                    sock, in_progress = open_connection(request.address.host, request.port)
                 except OSError as exc:
-                    self._connect_failed(outbound_error(exc, str(request.address)))
+                    self._connect_failed(outbound_error(exc, request.address.host))
                 else:
                     if in_progress:
                         self._go_on(self._run(self._connect(request, sock)))
@@ -856,12 +856,12 @@ class Session:
             if connecting is None:
                 sock = await connect_outbound(
                     self.server.resolver,
-                    str(request.address),
+                    request.address.host,
                     request.port,
                     lambda address: self._check(host, address, request.port),
                     self.config.connect_timeout,
                     self.loop,
-                    None if host is not None else [str(request.address)],
+                    None if host is not None else [request.address.host],
                     self.server._poller,
                 )
             else:
@@ -870,7 +870,7 @@ class Session:
                     await finish_connection(self.loop, self.server._poller or self.loop, sock,
                                             self.config.connect_timeout)
                 except (asyncio.TimeoutError, OSError) as exc:
-                    raise outbound_error(exc, str(request.address)) from None
+                    raise outbound_error(exc, request.address.host) from None
         except OutboundError as exc:
             self._connect_failed(exc)
             return
@@ -965,16 +965,16 @@ class Session:
     async def _bind(self, request: Request) -> None:
         expected: set[str] | None = None
         if request.address.is_ip:
-            if not _plain_ip(str(request.address)).is_unspecified:
-                expected = {str(request.address)}
+            if not _plain_ip(request.address.host).is_unspecified:
+                expected = {request.address.host}
         else:
             try:
-                addresses = await self.server.resolver.resolve(str(request.address))
+                addresses = await self.server.resolver.resolve(request.address.host)
             except OutboundError as exc:
                 self.outcome = exc.outcome
                 self._reply_failure(exc.code)
                 return
-            host = str(request.address)
+            host = request.address.host
             expected = {a for a in addresses if self._check(host, a, request.port)}
             if not expected:
                 self._denied()

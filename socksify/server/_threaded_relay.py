@@ -153,9 +153,6 @@ class _Direction:
         self.writing = False
         self.threaded = False  # a worker thread owns src (reading) and dst (writing)
 
-    def start(self) -> None:
-        self._want_read(True)
-
     def _want_read(self, on: bool) -> None:
         if on and not self.reading:
             self.relay.poller.add_reader(self.src_fd, self._readable)
@@ -386,8 +383,8 @@ class ThreadedRelay:
         return self.down.received
 
     def start(self) -> None:
-        self.up.start()
-        self.down.start()
+        self.up._want_read(True)
+        self.down._want_read(True)
         if self.sweeper is not None:
             self.sweeper.add(self)
 

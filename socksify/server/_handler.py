@@ -956,8 +956,11 @@ class Session:
     def _relay_done(self, relay: Relay) -> None:
         self.relay = relay
         self.bytes_up, self.bytes_down = relay.bytes_up, relay.bytes_down
-        if isinstance(relay.error, TimeoutError):
+        error = relay.error
+        if isinstance(error, TimeoutError):
             self.outcome = "idle-timeout"
+        elif error is not None and not isinstance(error, OSError):  # a bug in the relay
+            self.outcome = f"internal-error:{type(error).__name__}"
         self.finish()
 
     # BIND -----------------------------------------------------------------------------

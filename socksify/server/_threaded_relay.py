@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import queue
 import socket
@@ -44,6 +45,8 @@ __all__ = ["THREADED_RELAY_AVAILABLE", "ThreadedRelay"]
 #: This path needs per-call non-blocking socket calls (MSG_DONTWAIT) and socket time-outs
 #: on blocking calls; it is chosen once, at start-up, by the server (``relay = "threads"``).
 THREADED_RELAY_AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+logger = logging.getLogger(__name__)
+
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _CHUNK = 1 << 20  # read size on the loop (one buffer per loop)
 #: Read size in a worker thread (one buffer per worker): measured, one stream moves ~10 %
@@ -297,6 +300,25 @@ class _Direction:
         """Copy src -> dst with blocking calls until quiet, stalled, EOF or an error;
         then hand back to the loop. Touches only src, dst, the counter and its buffer."""
         relay = self.relay
+        try:
+            outcome, pending, exc = self._copy(relay)
+        except Exception as error:  # a bug, not the network: fail the relay, keep the thread
+            logger.exception("relay worker: unexpected error")
+            outcome, pending, exc = "src", memoryview(b""), error
+        with relay.lock:
+            self.threaded = False
+            # Closing, and no other worker on the relay: nothing else uses the sockets
+            # any more, and the loop may be gone already (server shutdown).
+            last_out = relay.closing and not (relay.up.threaded or relay.down.threaded)
+        if last_out:
+            relay._close_sockets()
+        try:
+            relay.loop.call_soon_threadsafe(self._from_thread, outcome, pending, exc)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    def _copy(self, relay: ThreadedRelay) -> tuple[str, memoryview, OSError | None]:
+        """The worker's loop: returns (outcome, what was read and not passed on, error)."""
         src, dst = self.src, self.dst
         buffer = _buffer(_THREAD_CHUNK)
         size = len(buffer)
@@ -333,17 +355,7 @@ class _Direction:
                 pending = memoryview(bytes(pending))  # the buffer stays with this thread
         finally:
             view.release()
-        with relay.lock:
-            self.threaded = False
-            # Closing, and no other worker on the relay: nothing else uses the sockets
-            # any more, and the loop may be gone already (server shutdown).
-            last_out = relay.closing and not (relay.up.threaded or relay.down.threaded)
-        if last_out:
-            relay._close_sockets()
-        try:
-            relay.loop.call_soon_threadsafe(self._from_thread, outcome, pending, exc)
-        except RuntimeError:  # the loop is closed: the server is gone
-            pass
+        return outcome, pending, exc
 
 
 class ThreadedRelay:

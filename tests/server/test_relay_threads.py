@@ -6,6 +6,7 @@ The server runs in this process (the ``socks_server`` fixture), so the pool's co
 ``_threaded_relay._workers`` show whether a thread took a direction and whether it let go.
 """
 
+import contextlib
 import hashlib
 import socket
 import struct
@@ -292,3 +293,47 @@ def test_server_stop_mid_bulk_reports_the_session_and_frees_the_pool_slot(
             pump.join()
         client.close()
         wait_until(workers_idle, what="the pool slot of a server stopped mid-bulk")
+
+
+def test_a_bug_in_a_worker_fails_that_relay_only_and_the_thread_lives_on(
+        socks_server, target, monkeypatch):
+    """An unexpected exception in a worker (not a socket error) ends that relay with an
+    internal-error record; the pool slot comes back and the next bulk relay works."""
+    real_buffer = _threaded_relay._buffer
+    injected = []
+
+    def failing_once_in_a_worker(size=_threaded_relay._CHUNK):
+        if size == _threaded_relay._THREAD_CHUNK and not injected:
+            injected.append(threading.current_thread().name)
+            raise RuntimeError("injected bug")
+        return real_buffer(size)
+
+    monkeypatch.setattr(_threaded_relay, "_buffer", failing_once_in_a_worker)
+    srv = socks_server(config=THREADS_TOML)
+    bulk = pattern_bytes(4 << 20)
+    with CoreClient(srv.address, 5) as client:
+        assert client.succeeded(client.request(CONNECT, *target.address))
+        with target.accept() as far:
+            def send_bulk():
+                with contextlib.suppress(OSError):  # the proxy may reset mid-send
+                    client.sock.sendall(bulk)
+
+            sender = threading.Thread(target=send_bulk, daemon=True)
+            sender.start()
+            far.settimeout(10)
+            with contextlib.suppress(OSError):
+                while far.recv(1 << 20):
+                    pass  # until the proxy closes (or resets) its side
+            sender.join(10)
+    assert injected == ["socksify-relay"]
+    record = srv.wait_records(1)[0]
+    assert record["outcome"] == "internal-error:RuntimeError"
+    wait_until(workers_idle, what="the failed worker's slot to come back")
+    threads = _threaded_relay._workers.threads
+    with CoreClient(srv.address, 5) as client:  # the pool still copies bulk data
+        assert client.succeeded(client.request(CONNECT, *target.address))
+        with target.accept() as far:
+            client.sock.sendall(bulk)
+            assert digest(recv_all(far, len(bulk))) == digest(bulk)
+    assert _threaded_relay._workers.threads == threads  # no thread lost, none added
+    wait_until(workers_idle, what="the workers to hand every direction back")

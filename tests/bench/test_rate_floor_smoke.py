@@ -1,5 +1,6 @@
-"""scripts/bench_rate_floor.py: one short round runs every subject (socksify-server,
-microsocks and the three bare Python servers) and reports figures for each. Speed is never
+"""scripts/bench_rate_floor.py: one short round runs every subject (socksify-server, also
+with another worker count, microsocks and the three bare Python servers) and reports
+figures for each. Speed is never
 asserted: only that the script works, so its README figures can be reproduced."""
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 from support.peers import find_program, require_peer
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_rate_floor.py"
-SUBJECTS = ["socksify-server", "microsocks", "bare Python (asyncio)", "bare Python (nested)",
-            "bare Python (epoll)"]
+SUBJECTS = ["socksify-server", "socksify (workers=1)", "microsocks", "bare Python (asyncio)",
+            "bare Python (nested)", "bare Python (epoll)"]
 
 
 @pytest.mark.e2e
@@ -28,7 +29,7 @@ def test_one_round_reports_every_subject(tmp_path):
            if not k.startswith("SOCKSIFY_") and not k.lower().endswith("_proxy")}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--rounds", "1", "--millis", "200",
-         "--concurrency", "10"],
+         "--concurrency", "10", "--workers", "1"],
         # cwd outside the checkout: the server must import the installed package
         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
     )

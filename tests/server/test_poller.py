@@ -3,6 +3,7 @@ asyncio loop watches as a single descriptor, with the loop's add/remove_reader/w
 contract. Real sockets (socketpairs) on a real event loop; every wait is bounded."""
 
 import asyncio
+import errno
 import os
 import select
 import socket
@@ -231,3 +232,28 @@ def test_forget_then_close_leaves_the_number_free_for_a_new_socket(loop, pairs):
     finally:
         os.close(number)
     poller.close()
+
+
+def test_a_failed_connect_wakes_the_writer(loop):
+    """EPOLLERR/EPOLLHUP wake a writer too (as asyncio's selector does): a connect to a
+    closed loopback port ends with the writer's call, and SO_ERROR tells why."""
+    poller = _poller(loop)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        # Linux reports the refusal after the call (the RST is handled once it returns)
+        assert sock.connect_ex(closed.getsockname()) == errno.EINPROGRESS
+        woken = loop.create_future()
+
+        def writable():
+            poller.remove_writer(sock.fileno())
+            woken.set_result(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+        poller.add_writer(sock.fileno(), writable)
+        assert run_until(loop, woken) == errno.ECONNREFUSED
+    finally:
+        sock.close()
+        closed.close()
+        poller.close()

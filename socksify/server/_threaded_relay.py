@@ -4,6 +4,11 @@ Rules of this module:
 
 - Same contract as :class:`._relay.Relay` (byte counters, half-close, ``close``/``abort``,
   ``on_done`` once, the idle sweeper), so ``start_relay`` can pick either.
+- Readiness callbacks go through ``poller``: the server's :class:`._poller.Poller` on its
+  threaded path (the loop itself otherwise), which lets a relay closed on the spot
+  ``forget`` its sockets instead of unregistering them. A worker thread that fails with
+  something other than a socket error fails its relay only (logged, record
+  ``internal-error:TYPE``); the thread goes on serving the pool.
 - A direction starts on the event loop: readiness callbacks, ``recv_into`` one 1 MiB
   buffer shared by the loop's relays, ``send`` on to the destination. Only what the
   destination does not take at once is kept (back-pressure: reading stops until it

@@ -89,14 +89,9 @@ def server_s5(request_bytes: bytes):
     request = conn.next_event()  # Request
     if conn.version == 4:
         raise AssertionError("SOCKS4")
-    command = request.command
-    destination = str(request.address)
-    port = request.port
-    is_ip = request.address.is_ip
-    address = Address.from_host(BOUND_HOST)
-    out.append(conn.send(Reply(_SUCCEEDED, address, BOUND_PORT)))
-    early = conn.trailing_data
-    return out, request, (command, destination, port, is_ip, early)
+    reply, seen = _answer(conn, request, _SUCCEEDED)
+    out.append(reply)
+    return out, request, seen
 
 
 def server_s4():
@@ -106,14 +101,16 @@ def server_s4():
     request = conn.next_event()  # Request
     if conn.version != 4:
         raise AssertionError("not SOCKS4")
-    command = request.command
-    destination = str(request.address)
-    port = request.port
-    is_ip = request.address.is_ip
-    address = Address.from_host(BOUND_HOST)
-    out = [conn.send(Reply(_GRANTED, address, BOUND_PORT))]
-    early = conn.trailing_data
-    return out, request, (command, destination, port, is_ip, early)
+    reply, seen = _answer(conn, request, _GRANTED)
+    return [reply], request, seen
+
+
+def _answer(conn: Connection, request, code: int):
+    """What the handler reads of a request, then its success reply: (reply bytes, what
+    was read)."""
+    seen = (request.command, request.address.host, request.port, request.address.is_ip)
+    reply = conn.send(Reply(code, Address.from_host(BOUND_HOST), BOUND_PORT))
+    return reply, (*seen, conn.trailing_data)
 
 
 _address_cache: dict = {}  # client.py keeps parsed destinations the same way

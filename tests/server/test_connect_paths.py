@@ -57,6 +57,15 @@ def late_listener():
         thread.join(15)
 
 
+def connects_in_progress(port: int) -> int:
+    """IPv4 sockets of this machine in SYN_SENT toward loopback ``port`` (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as table:
+        next(table)
+        rows = [line.split() for line in table]
+    return sum(1 for row in rows
+               if row[3] == "02" and int(row[2].split(":")[1], 16) == port)
+
+
 @pytest.mark.parametrize("version", [5, 4])
 def test_a_connect_still_in_progress_goes_on_and_relays(socks_server, late_listener, version):
     target, open_up, echoed = late_listener
@@ -64,9 +73,14 @@ def test_a_connect_still_in_progress_goes_on_and_relays(socks_server, late_liste
     with CoreClient(srv.address, version, timeout=20) as client:
         if version == 5:
             assert client.negotiate() is None
+        waiting = connects_in_progress(target[1])
         client.sock.sendall(client.conn.send(Request(Command.CONNECT, Address.from_host(target[0]),
                                                      target[1])))
-        time.sleep(0.2)  # the proxy's connect is in progress by now (its SYN was dropped)
+        # The proxy's connect is in progress (its SYN was dropped) before the queue drains.
+        deadline = time.monotonic() + 10
+        while connects_in_progress(target[1]) <= waiting:
+            assert time.monotonic() < deadline, "the proxy never started its connect"
+            time.sleep(0.01)
         assert srv.records == []
         open_up()
         assert client.succeeded(client.reply())

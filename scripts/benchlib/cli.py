@@ -34,7 +34,7 @@ from .report import full_report
 #: measure key -> module that runs it (order = table order)
 MODULES = [server_measures, native_measures, python_measures]
 GROUPS = {
-    "relay": ["relay1", "relay4"], "rate": ["rate1", "rate50"],
+    "relay": ["relay1", "relay4"], "rate": ["rate1", "rate50", "rate50core"],
     "native": ["curl", "connects"], "python": ["pyconnect", "pystartup"],
 }
 

@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import TargetServer, Unavailable
+from .processes import TargetServer, Unavailable, pinned_to
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,14 @@ def last_line(text: str) -> str:
     return lines[-1][-300:] if lines else ""
 
 
-def run_keyvalues(argv: list[str], timeout: float, env: dict | None = None) -> dict[str, float]:
-    """Run ``argv``; parse its last stdout line "k1 v1 k2 v2 ..." into floats."""
+def run_keyvalues(argv: list[str], timeout: float, env: dict | None = None,
+                  cpus: list[int] | None = None) -> dict[str, float]:
+    """Run ``argv`` (on ``cpus`` only, if given); parse its last stdout line
+    "k1 v1 k2 v2 ..." into floats."""
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               env=env if env is not None else clean_env(),
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, preexec_fn=pinned_to(cpus))
     except subprocess.TimeoutExpired:
         raise Unavailable("failed", f"{os.path.basename(argv[0])} timed out after "
                           f"{timeout:.0f} s") from None

@@ -100,6 +100,14 @@ def wait_port(proc: subprocess.Popen, port: int, what: str, timeout: float = 15)
     raise Unavailable("failed", f"{what} did not listen on 127.0.0.1:{port} in {timeout:.0f} s")
 
 
+def pinned_to(cpus: list[int] | None):
+    """A ``preexec_fn`` that pins the child, and so every process and thread it starts, to
+    ``cpus`` (None: no pinning)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     """SIGTERM, then SIGKILL after 5 s; bounded."""
     if proc is None or proc.poll() is not None:
@@ -168,8 +176,9 @@ MAX_CLIENTS = 20000
 
 
 def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None,
-                          workers: str = "auto") -> Server:
-    """``socksify-server --listen 127.0.0.1:0``, waiting for its "listening on" line."""
+                          workers: str = "auto", cpus: list[int] | None = None) -> Server:
+    """``socksify-server --listen 127.0.0.1:0``, waiting for its "listening on" line. On
+    ``cpus`` only, if given (``workers = "auto"`` then starts one worker per CPU there)."""
     command = socksify_server_command()
     # max_clients: the default (1024) would refuse the memory measure's 2,000 idle clients
     lines = ["[server]", f"max_clients = {MAX_CLIENTS}", f'workers = "{workers}"']
@@ -183,7 +192,7 @@ def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None,
     log = workdir / f"socksify-server-{time.monotonic_ns()}.log"
     with open(log, "wb") as errfile:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=errfile)
+                                stderr=errfile, preexec_fn=pinned_to(cpus))
     deadline = time.monotonic() + 20
     prefix = "socksify-server listening on "
     while time.monotonic() < deadline:
@@ -201,7 +210,8 @@ def start_socksify_server(workdir: Path, hosts: dict[str, str] | None = None,
     raise Unavailable("failed", "socksify-server printed no 'listening on' line in 20 s")
 
 
-def start_microsocks(workdir: Path, hosts: dict[str, str] | None = None) -> Server:
+def start_microsocks(workdir: Path, hosts: dict[str, str] | None = None,
+                     cpus: list[int] | None = None) -> Server:
     """``microsocks -i 127.0.0.1 -p PORT``. With ``hosts``, run it in a private mount
     namespace (``unshare -m``, root only) whose /etc/hosts also maps those names, so it
     can resolve a name only the benchmark knows; if that is impossible, run it plainly
@@ -219,13 +229,13 @@ def start_microsocks(workdir: Path, hosts: dict[str, str] | None = None) -> Serv
                 f'mount --bind "{hosts_file}" /etc/hosts && exec "$@"', "sh", *args]
         resolves = True
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, preexec_fn=pinned_to(cpus))
     try:
         wait_port(proc, port, "microsocks")
     except Unavailable:
         stop(proc)
         if resolves:
-            return start_microsocks(workdir, None)
+            return start_microsocks(workdir, None, cpus)
         raise
     return Server("microsocks", proc, port, resolves, args)
 
@@ -260,7 +270,7 @@ socks pass {{
 """
 
 
-def start_danted(workdir: Path) -> Server:
+def start_danted(workdir: Path, cpus: list[int] | None = None) -> Server:
     """danted in the foreground with a minimal no-auth config; CONNECT within loopback."""
     program = find_program("danted")
     port = free_port()
@@ -269,7 +279,8 @@ def start_danted(workdir: Path) -> Server:
                                        log=workdir / f"danted-{port}.log"))
     args = [program, "-f", str(conf), "-N", "1", "-p", str(workdir / f"danted-{port}.pid")]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=str(workdir)))
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=str(workdir)),
+                            preexec_fn=pinned_to(cpus))
     try:
         wait_port(proc, port, "danted")
     except Unavailable:

@@ -3,10 +3,17 @@ connection; subjects direct, socksify-server, microsocks, danted.
 
 All load comes from the compiled ``loadgen`` (see loadgen.c), through each server's SOCKS5
 CONNECT to the ``loadgen serve`` target; "direct" is the same load straight to the target.
+
+``rate50`` lets the servers, the load generator and the target share every CPU, as a busy
+machine would. ``rate50core`` gives each server CPUs of its own (the first half of them;
+one on a 2-core machine) and the load generator and the target the rest, as on a proxy host
+whose clients are elsewhere: the figure is then the server's own cost, not how the
+scheduler interleaves four programs on two CPUs.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -43,14 +50,19 @@ def measures() -> list[Measure]:
     rate50 = Measure("rate50", "Connection setup, concurrency 50", "conn/s", True,
                      "the same with 50 connections in flight", has_latency=True)
     rate50.targets = [RATE_MICROSOCKS, P99_DANTE_50]
-    for m in (rate1, rate50):
+    rate50core = Measure("rate50core", "Connection setup, concurrency 50, server on its own CPUs",
+                         "conn/s", True, "the same, with each server on CPUs of its own "
+                         "(socksify-server: workers = auto, one per CPU it may use) and the "
+                         "load generator and the target on the others", has_latency=True)
+    rate50core.targets = [RATE_MICROSOCKS_CORE, P99_DANTE_CORE]
+    for m in (rate1, rate50, rate50core):
         m.extra_columns = [("cpu_us_per_conn", "proxy CPU (us/conn)")]
     memory = Measure("memory", "Memory per idle proxied connection", "KiB", False,
                      "PSS of the server's process tree before/after N idle CONNECTed "
                      "connections, divided by N")
     memory.targets = [MEMORY]
     memory.extra_columns = [("rss_kib_per_conn", "RSS (KiB)"), ("uss_kib_per_conn", "USS (KiB)")]
-    return [relay1, relay4, rate1, rate50, memory]
+    return [relay1, relay4, rate1, rate50, rate50core, memory]
 
 
 RELAY_DIRECT = Target("socksify-server 1 stream >= 0.55x direct", at_least(OURS, 0.55, DIRECT))
@@ -63,39 +75,58 @@ P99_DANTE_1 = Target("socksify-server p99 handshake latency below Dante's (concu
                      p99_below(OURS, "danted"))
 P99_DANTE_50 = Target("socksify-server p99 handshake latency below Dante's (concurrency 50)",
                       p99_below(OURS, "danted"))
+RATE_MICROSOCKS_CORE = Target(
+    "socksify-server conn/s ahead of microsocks at concurrency 50, on its own CPUs",
+    ahead_of_all(OURS, ["microsocks"]))
+P99_DANTE_CORE = Target(
+    "socksify-server p99 handshake latency below Dante's (concurrency 50, on its own CPUs)",
+    p99_below(OURS, "danted"))
 MEMORY = Target("socksify-server <= 4 KiB per idle proxied connection",
                 at_most(OURS, 4.0, "KiB"))
 
 
-def server_for(ctx: Context, subject: str):
-    """The long-running server for ``subject`` (started on first use; a failure to start is
-    remembered, so it is reported once per measure and not retried every round)."""
-    if subject not in ctx.servers:
+def cpu_split() -> tuple[list[int], list[int]]:
+    """(server CPUs, client CPUs) for ``rate50core``: the first half of the CPUs this
+    process may use, and the rest."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        raise Unavailable("missing", f"needs 2 or more CPUs, this process may use "
+                          f"{len(usable)} (one for the server, one for its clients)")
+    half = len(usable) // 2
+    return usable[:half], usable[half:]
+
+
+def server_for(ctx: Context, subject: str, cpus: list[int] | None = None):
+    """The long-running server for ``subject``, on ``cpus`` only if given (started on first
+    use; a failure to start is remembered, so it is reported once per measure and not
+    retried every round)."""
+    key = (subject, tuple(cpus)) if cpus else subject
+    if key not in ctx.servers:
         try:
-            ctx.servers[subject] = SERVER_STARTERS[subject](ctx.workdir)
+            ctx.servers[key] = SERVER_STARTERS[subject](ctx.workdir, cpus=cpus)
         except Unavailable as exc:
-            ctx.servers[subject] = exc
-    server = ctx.servers[subject]
+            ctx.servers[key] = exc
+    server = ctx.servers[key]
     if isinstance(server, Unavailable):
         raise server
     if server.proc.poll() is not None:
-        ctx.servers[subject] = Unavailable("failed", f"{subject} died (status "
-                                           f"{server.proc.returncode})")
-        raise ctx.servers[subject]
+        ctx.servers[key] = Unavailable("failed", f"{subject} died (status "
+                                       f"{server.proc.returncode})")
+        raise ctx.servers[key]
     return server
 
 
-def _endpoint(ctx: Context, subject: str) -> list[str]:
+def _endpoint(ctx: Context, subject: str, cpus: list[int] | None = None) -> list[str]:
     """loadgen's "PROXY_HOST PROXY_PORT direct|socks5 TARGET_HOST TARGET_PORT" arguments."""
     target = [ctx.target.host, str(ctx.target.port)]
     if subject == DIRECT:
         return ["127.0.0.1", "1", "direct", *target]
-    server = server_for(ctx, subject)
+    server = server_for(ctx, subject, cpus)
     return [server.host, str(server.port), "socks5", *target]
 
 
-def _server_pid(ctx: Context, subject: str) -> int | None:
-    return None if subject == DIRECT else server_for(ctx, subject).proc.pid
+def _server_pid(ctx: Context, subject: str, cpus: list[int] | None = None) -> int | None:
+    return None if subject == DIRECT else server_for(ctx, subject, cpus).proc.pid
 
 
 def relay_round(ctx: Context, measure: Measure, subject: str, streams: int) -> None:
@@ -112,12 +143,23 @@ def relay_round(ctx: Context, measure: Measure, subject: str, streams: int) -> N
         row.extra.setdefault("cpu_s_per_gb", []).append(cpu / (out["bytes"] / 1e9))
 
 
-def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int) -> None:
-    argv = [ctx.loadgen, "rate", *_endpoint(ctx, subject), str(concurrency),
+def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int,
+               own_cpus: bool = False) -> None:
+    """One rate run; with ``own_cpus`` the server runs on :func:`cpu_split`'s server CPUs
+    and the load generator and the target on the client CPUs."""
+    server_cpus, client_cpus = cpu_split() if own_cpus else (None, None)
+    argv = [ctx.loadgen, "rate", *_endpoint(ctx, subject, server_cpus), str(concurrency),
             str(ctx.sizes.rate_millis)]
-    pid = _server_pid(ctx, subject)
+    pid = _server_pid(ctx, subject, server_cpus)
     cpu_before = tree_cpu_seconds(pid) if pid else 0.0
-    out = run_keyvalues(argv, timeout=60 + ctx.sizes.rate_millis / 1000)
+    target_cpus = os.sched_getaffinity(ctx.target.proc.pid)
+    if client_cpus:  # the target is one thread, shared with the other measures
+        os.sched_setaffinity(ctx.target.proc.pid, client_cpus)
+    try:
+        out = run_keyvalues(argv, timeout=60 + ctx.sizes.rate_millis / 1000,
+                            cpus=client_cpus)
+    finally:
+        os.sched_setaffinity(ctx.target.proc.pid, target_cpus)
     row = measure.row(subject)
     row.rounds.append(out["count"] / out["seconds"])
     if pid:
@@ -190,6 +232,8 @@ def run_round(ctx: Context, measure: Measure, subject: str) -> None:
         rate_round(ctx, measure, subject, 1)
     elif measure.key == "rate50":
         rate_round(ctx, measure, subject, 50)
+    elif measure.key == "rate50core":
+        rate_round(ctx, measure, subject, 50, own_cpus=True)
     elif measure.key == "memory":
         memory_round(ctx, measure, subject)
     else:

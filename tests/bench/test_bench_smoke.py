@@ -67,8 +67,9 @@ def test_smoke_every_available_subject_has_figures(smoke):
                 if m["key"].startswith("rate"):
                     assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"], where
             elif row["status"] == "missing":
-                # a peer that is not installed is reported, with what to install
-                assert "install" in row["note"], where
+                # a peer that is not installed is reported with what to install; a measure
+                # this machine cannot run (rate50core on one CPU) says what it needs
+                assert "install" in row["note"] or "CPUs" in row["note"], where
                 if os.environ.get("SOCKSIFY_REQUIRE_PEERS") == "1":
                     problems.append(f"{where}: MISSING: {row['note']}")
             else:
@@ -191,3 +192,32 @@ def test_an_interleaved_round_marks_only_the_subjects_it_reports(capsys):
     assert [m2.row(s).status for s in "xy"] == ["failed", "failed"]
     assert m2.row("x").rounds == []
     assert "no proxy" in capsys.readouterr().err
+
+
+def test_cpu_split_gives_the_server_cpus_of_its_own():
+    from benchlib.processes import Unavailable
+    from benchlib.server_measures import cpu_split
+
+    usable = os.sched_getaffinity(0)
+    if len(usable) < 2:  # the measure reports what it needs instead of sharing one CPU
+        with pytest.raises(Unavailable, match="needs 2 or more CPUs"):
+            cpu_split()
+        return
+    server, clients = cpu_split()
+    assert server and clients and not set(server) & set(clients)
+    assert set(server) | set(clients) == usable
+
+
+@pytest.mark.e2e
+def test_a_pinned_socksify_server_runs_one_worker_per_cpu_it_may_use(tmp_path):
+    from benchlib.processes import descendants, start_socksify_server
+
+    cpu = min(os.sched_getaffinity(0))
+    server = start_socksify_server(tmp_path, cpus=[cpu])
+    try:
+        tree = descendants(server.proc.pid)
+        # workers = "auto" counts the CPUs the server may use: one, so no worker processes
+        assert tree == [server.proc.pid]
+        assert os.sched_getaffinity(server.proc.pid) == {cpu}
+    finally:
+        server.stop()

@@ -3,10 +3,12 @@
 
     scripts/bench_server_quick.py [--workers N] [--rate-ms 2000] [--relay-mb 2000]
                                   [--rounds 3] [--profile FILE]
+                                  [--server-cpus 0 --client-cpus 1]
 
 Builds loadgen (scripts/benchlib/loadgen.c), starts its target and one socksify-server,
 then prints rate (concurrency 50) and one-stream relay figures per round. --profile runs a
-single-process server under cProfile and writes the stats to FILE.
+single-process server under cProfile and writes the stats to FILE. --server-cpus and
+--client-cpus (comma-separated CPU numbers) pin the server, and loadgen with its target.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib.processes import build_loadgen, free_port  # noqa: E402
+from benchlib.processes import build_loadgen, free_port, pinned_to  # noqa: E402
 
 
 def keyvalues(text: str) -> dict[str, float]:
@@ -43,6 +45,10 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return user, system
 
 
+def cpu_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its children (workers)."""
     return sum(cpu_split(pid))
@@ -56,11 +62,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="rate,relay")
     parser.add_argument("--profile")
+    parser.add_argument("--server-cpus", type=cpu_list)
+    parser.add_argument("--client-cpus", type=cpu_list)
     args = parser.parse_args()
+    clients = pinned_to(args.client_cpus)
     with tempfile.TemporaryDirectory() as tmp:
         loadgen = build_loadgen(Path(tmp))
         target = subprocess.Popen([loadgen, "serve"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, text=True, preexec_fn=clients)
         tport = target.stdout.readline().split()[1]
         port = free_port()
         config = Path(tmp) / "s.toml"
@@ -71,7 +80,7 @@ def main() -> int:
                        "-m", "socksify.server"]
         server = subprocess.Popen([*command, "--listen", f"127.0.0.1:{port}",
                                    "--log-level", "error", "--config", str(config)],
-                                  stderr=subprocess.PIPE)
+                                  stderr=subprocess.PIPE, preexec_fn=pinned_to(args.server_cpus))
         server.stderr.readline()
         try:
             for _ in range(args.rounds):
@@ -80,7 +89,7 @@ def main() -> int:
                     out = subprocess.run(
                         [loadgen, "rate", "127.0.0.1", str(port), "socks5", "127.0.0.1",
                          tport, "50", str(args.rate_ms)],
-                        capture_output=True, text=True, timeout=120).stdout
+                        capture_output=True, text=True, timeout=120, preexec_fn=clients).stdout
                     kv = keyvalues(out)
                     after = cpu_split(server.pid)
                     user = (after[0] - user) / kv["count"] * 1e6
@@ -93,14 +102,14 @@ def main() -> int:
                     out = subprocess.run(
                         [loadgen, "relay", "127.0.0.1", str(port), "socks5", "127.0.0.1",
                          tport, "1", str(args.relay_mb * 1_000_000)],
-                        capture_output=True, text=True, timeout=300).stdout
+                        capture_output=True, text=True, timeout=300, preexec_fn=clients).stdout
                     kv = keyvalues(out)
                     ours = kv["bytes"] / kv["seconds"] / 1e6
                     cpu = (cpu_seconds(server.pid) - cpu) / (kv["bytes"] / 1e9)
                     out = subprocess.run(
                         [loadgen, "relay", "127.0.0.1", "1", "direct", "127.0.0.1",
                          tport, "1", str(args.relay_mb * 1_000_000)],
-                        capture_output=True, text=True, timeout=300).stdout
+                        capture_output=True, text=True, timeout=300, preexec_fn=clients).stdout
                     kv = keyvalues(out)
                     direct = kv["bytes"] / kv["seconds"] / 1e6
                     print(f"relay1 {ours:8.0f} MB/s  direct {direct:8.0f} MB/s  "

@@ -31,6 +31,33 @@ static void fail(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The URL for messages, with any password replaced by *** (proxy.py _redact). */
+static void redact(const char *url, char *out, size_t cap);
+
+/* fail() for a message about one URL: "<fmt ...> in '<url, redacted>'<suffix>". The
+ * redacted copy is made here, on the error path only: a URL that parses costs no copy and
+ * no printf (noinline keeps the 2 KiB buffer out of the parsers' frames, so a successful
+ * parse stays within a page or two of stack; the start-up of every preloaded program and
+ * of socksify-run pays for each new stack page it touches: scripts/bench_native_shim.py). */
+static void fail_in(char *err, size_t errlen, const char *url, const char *suffix,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6), noinline, cold));
+static void fail_in(char *err, size_t errlen, const char *url, const char *suffix,
+                    const char *fmt, ...)
+{
+    char shown[2048];
+    va_list ap;
+    int n;
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= errlen)
+        return;
+    redact(url, shown, sizeof shown);
+    snprintf(err + n, errlen - (size_t)n, " in '%s'%s", shown, suffix);
+}
+
 /* Copy [s, s+n) into out (cap bytes) as a C string, trimming ASCII spaces at both ends. */
 static void copy_trimmed(char *out, size_t cap, const char *s, size_t n)
 {
@@ -46,7 +73,6 @@ static void copy_trimmed(char *out, size_t cap, const char *s, size_t n)
     out[n] = '\0';
 }
 
-/* The URL for messages, with any password replaced by *** (proxy.py _redact). */
 static void redact(const char *url, char *out, size_t cap)
 {
     const char *sep = strstr(url, "://"), *user, *colon, *at = NULL, *p;
@@ -191,7 +217,7 @@ static int valid_zone(const uint8_t *z, size_t n)
 }
 
 /* Parse HOST[:PORT] (proxy.py _parse_host_port). */
-static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *shown, char *err,
+static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *url, char *err,
                            size_t errlen)
 {
     const char *port_text = NULL;
@@ -202,12 +228,12 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
         const char *zone_text = NULL; /* the zone id as written (after "%25"), for errors */
         size_t n, zone_len = 0;
         if (!end) {
-            fail(err, errlen, "unclosed '[' in IPv6 address in '%s'", shown);
+            fail_in(err, errlen, url, "", "unclosed '[' in IPv6 address");
             return -1;
         }
         n = (size_t)(end - hp - 1);
         if (n >= sizeof literal) {
-            fail(err, errlen, "bad IPv6 address in '%s'", shown);
+            fail_in(err, errlen, url, "", "bad IPv6 address");
             return -1;
         }
         memcpy(literal, hp + 1, n);
@@ -222,12 +248,12 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
             *pct = '\0';
         }
         if (inet_pton(AF_INET6, literal, ip) != 1) {
-            fail(err, errlen, "bad IPv6 address [%s] in '%s'", literal, shown);
+            fail_in(err, errlen, url, "", "bad IPv6 address [%s]", literal);
             return -1;
         }
         if (zone_text) {
             if (!valid_zone((const uint8_t *)zone, zone_len)) {
-                fail(err, errlen, "bad IPv6 zone id '%s' in '%s'", zone_text, shown);
+                fail_in(err, errlen, url, "", "bad IPv6 zone id '%s'", zone_text);
                 return -1;
             }
             zone[zone_len] = '\0';
@@ -238,7 +264,7 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
             snprintf(hop->host + hl, sizeof hop->host - hl, "%%%s", zone);
         }
         if (end[1] && end[1] != ':') {
-            fail(err, errlen, "unexpected '%s' after IPv6 address in '%s'", end + 1, shown);
+            fail_in(err, errlen, url, "", "unexpected '%s' after IPv6 address", end + 1);
             return -1;
         }
         if (end[1])
@@ -247,27 +273,27 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
         const char *colon = strchr(hp, ':');
         size_t n;
         if (strchr(hp, ']')) {
-            fail(err, errlen, "unmatched ']' in '%s'", shown);
+            fail_in(err, errlen, url, "", "unmatched ']'");
             return -1;
         }
         if (colon && strchr(colon + 1, ':')) {
-            fail(err, errlen,
-                 "IPv6 address must be in brackets, like socks5://[::1]:1080, in '%s'", shown);
+            fail_in(err, errlen, url, "", "IPv6 address must be in brackets, like "
+                    "socks5://[::1]:1080,");
             return -1;
         }
         n = colon ? (size_t)(colon - hp) : strlen(hp);
         if (n == 0) {
-            fail(err, errlen, "empty host in '%s'", shown);
+            fail_in(err, errlen, url, "", "empty host");
             return -1;
         }
         if (n >= sizeof hop->host) {
-            fail(err, errlen, "bad host (longer than 255 bytes) in '%s'", shown);
+            fail_in(err, errlen, url, "", "bad host (longer than 255 bytes)");
             return -1;
         }
         memcpy(hop->host, hp, n);
         hop->host[n] = '\0';
         if (!valid_host_name(hop->host)) {
-            fail(err, errlen, "bad host '%s' in '%s'", hop->host, shown);
+            fail_in(err, errlen, url, "", "bad host '%s'", hop->host);
             return -1;
         }
         if (colon)
@@ -275,7 +301,7 @@ static int parse_host_port(const char *hp, struct sfy_hop *hop, const char *show
     }
     hop->port = 1080;
     if (port_text && parse_port(port_text, &hop->port) < 0) {
-        fail(err, errlen, "bad port '%s' (1-65535) in '%s'", port_text, shown);
+        fail_in(err, errlen, url, "", "bad port '%s' (1-65535)", port_text);
         return -1;
     }
     return 0;
@@ -290,16 +316,15 @@ static const struct {
 static int parse_url(const char *text, size_t text_len, struct sfy_hop *hop, char *err,
                      size_t errlen)
 {
-    char url[2048], shown[2048], scheme[32], rest[2048];
+    char url[2048], scheme[32], *rest;
     const char *sep, *at;
     size_t n;
     memset(hop, 0, sizeof *hop);
     copy_trimmed(url, sizeof url, text, text_len);
-    redact(url, shown, sizeof shown);
     sep = strstr(url, "://");
     if (!sep) {
-        fail(err, errlen, "missing scheme in '%s': use one of " SCHEME_LIST
-                          " (like socks5h://HOST:PORT)", shown);
+        fail_in(err, errlen, url, ": use one of " SCHEME_LIST " (like socks5h://HOST:PORT)",
+                "missing scheme");
         return -1;
     }
     n = (size_t)(sep - url);
@@ -310,23 +335,26 @@ static int parse_url(const char *text, size_t text_len, struct sfy_hop *hop, cha
     scheme[n] = '\0';
     for (size_t i = 0; i < sizeof SCHEMES / sizeof SCHEMES[0]; i++) {
         if (strcmp(scheme, SCHEMES[i].name) == 0) {
-            snprintf(hop->scheme, sizeof hop->scheme, "%s", SCHEMES[i].name);
+            memcpy(hop->scheme, SCHEMES[i].name, strlen(SCHEMES[i].name) + 1); /* < 8 */
             hop->version = SCHEMES[i].version;
             hop->remote_dns = SCHEMES[i].remote_dns;
         }
     }
     if (!hop->version) {
-        fail(err, errlen, "unsupported scheme '%s://' in '%s': use one of " SCHEME_LIST,
-             scheme, shown);
+        fail_in(err, errlen, url, ": use one of " SCHEME_LIST, "unsupported scheme '%s://'",
+                scheme);
         return -1;
     }
-    snprintf(rest, sizeof rest, "%s", sep + 3);
-    n = strlen(rest);
+    /* HOST part, in place: the messages quote the URL as given, so the copy keeps its '/' */
+    char host_part[2048];
+    n = strlen(sep + 3);
+    memcpy(host_part, sep + 3, n + 1);
+    rest = host_part;
     if (n && rest[n - 1] == '/')
         rest[--n] = '\0';
     for (const char *c = "/?#"; *c; c++) {
         if (strchr(rest, *c)) {
-            fail(err, errlen, "unexpected path, query or fragment '%c' in '%s'", *c, shown);
+            fail_in(err, errlen, url, "", "unexpected path, query or fragment '%c'", *c);
             return -1;
         }
     }
@@ -337,45 +365,74 @@ static int parse_url(const char *text, size_t text_len, struct sfy_hop *hop, cha
         hop->has_user = 1;
         hop->user_len = percent_decode(rest, (size_t)(user_end - rest), hop->user, 256);
         if (!valid_utf8(hop->user, hop->user_len < 256 ? hop->user_len : 256)) {
-            fail(err, errlen, "user name is not UTF-8 after percent-decoding in '%s'", shown);
+            fail_in(err, errlen, url, "", "user name is not UTF-8 after percent-decoding");
             return -1;
         }
         if (hop->user_len > 255) {
-            fail(err, errlen, "user name longer than 255 bytes in '%s'", shown);
+            fail_in(err, errlen, url, "", "user name longer than 255 bytes");
             return -1;
         }
         if (colon) {
             hop->has_pass = 1;
             hop->pass_len = percent_decode(colon + 1, (size_t)(at - colon - 1), hop->pass, 256);
             if (!valid_utf8(hop->pass, hop->pass_len < 256 ? hop->pass_len : 256)) {
-                fail(err, errlen, "password is not UTF-8 after percent-decoding in '%s'", shown);
+                fail_in(err, errlen, url, "", "password is not UTF-8 after percent-decoding");
                 return -1;
             }
             if (hop->pass_len > 255) {
-                fail(err, errlen, "password longer than 255 bytes in '%s'", shown);
+                fail_in(err, errlen, url, "", "password longer than 255 bytes");
                 return -1;
             }
         }
         if (hop->version == 4 && memchr(hop->user, 0, hop->user_len)) {
-            fail(err, errlen, "NUL in SOCKS4 user id in '%s'", shown);
+            fail_in(err, errlen, url, "", "NUL in SOCKS4 user id");
             return -1;
         }
     }
-    return parse_host_port(at ? at + 1 : rest, hop, shown, err, errlen);
+    return parse_host_port(at ? at + 1 : rest, hop, url, err, errlen);
+}
+
+/* 1 when [s, s+n) holds nothing but ASCII white space. */
+static int blank(const char *s, size_t n)
+{
+    while (n && isspace((unsigned char)*s)) {
+        s++;
+        n--;
+    }
+    return n == 0;
+}
+
+static void fail_empty_hop(char *err, size_t errlen, size_t index, const char *chain)
+    __attribute__((noinline, cold));
+static void fail_empty_hop(char *err, size_t errlen, size_t index, const char *chain)
+{
+    char shown[2048];
+    redact(chain, shown, sizeof shown);
+    fail(err, errlen, "empty entry (hop %zu) in proxy chain '%s'", index, shown);
+}
+
+/* "hop N of the chain: " in front of the message parse_url left in err. */
+static void prefix_hop(char *err, size_t errlen, size_t index) __attribute__((noinline, cold));
+static void prefix_hop(char *err, size_t errlen, size_t index)
+{
+    char message[1024];
+    if (!err || !errlen)
+        return;
+    snprintf(message, sizeof message, "%s", err);
+    fail(err, errlen, "hop %zu of the chain: %s", index, message);
 }
 
 int sfy_parse_chain(const char *text, struct sfy_hop *hops, size_t max_hops, size_t *n_hops,
                     char *err, size_t errlen)
 {
-    /* proxy.py parse_chain: comma-separated, first hop nearest the client. */
+    /* proxy.py parse_chain: comma-separated, first hop nearest the client. No copies on
+     * the way: parse_url() trims its part itself, and the messages are made on the error
+     * paths only (fail_in), so a valid chain costs little stack (see fail_in). */
     size_t count = 1, index = 0;
     const char *p = text, *end;
-    char shown[2048], one[1024];
     for (const char *c = text; *c; c++)
         count += *c == ',';
-    redact(text, shown, sizeof shown);
-    copy_trimmed(one, sizeof one, text, strlen(text));
-    if (count == 1 && !one[0]) {
+    if (count == 1 && blank(text, strlen(text))) {
         fail(err, errlen, "empty proxy URL");
         return -1;
     }
@@ -383,22 +440,18 @@ int sfy_parse_chain(const char *text, struct sfy_hop *hops, size_t max_hops, siz
     while (1) {
         end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        char part[2048], perr[1024];
-        copy_trimmed(part, sizeof part, p, n);
         index++;
-        if (!part[0]) {
-            fail(err, errlen, "empty entry (hop %zu) in proxy chain '%s'", index, shown);
+        if (blank(p, n)) {
+            fail_empty_hop(err, errlen, index, text);
             return -1;
         }
         if (index > max_hops) {
             fail(err, errlen, "proxy chain longer than %zu hops", max_hops);
             return -1;
         }
-        if (parse_url(part, strlen(part), &hops[index - 1], perr, sizeof perr) < 0) {
-            if (count == 1)
-                fail(err, errlen, "%s", perr);
-            else
-                fail(err, errlen, "hop %zu of the chain: %s", index, perr);
+        if (parse_url(p, n, &hops[index - 1], err, errlen) < 0) {
+            if (count > 1)
+                prefix_hop(err, errlen, index);
             return -1;
         }
         *n_hops = index;
@@ -408,11 +461,20 @@ int sfy_parse_chain(const char *text, struct sfy_hop *hops, size_t max_hops, siz
     }
 }
 
+/* Copy the C string text into buf (cap bytes), cut at cap - 1 as snprintf would (no
+ * printf on the start-up path: see fail_in). */
+static void copy_cut(char *buf, size_t cap, const char *text)
+{
+    size_t n = strnlen(text, cap - 1);
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+}
+
 /* Parse an IP address (no brackets, no zone): family and bytes, or 0. */
 static int parse_ip(const char *text, uint8_t *ip)
 {
     char buf[64];
-    snprintf(buf, sizeof buf, "%s", text);
+    copy_cut(buf, sizeof buf, text);
     char *pct = strchr(buf, '%');
     if (pct)
         *pct = '\0';
@@ -429,7 +491,7 @@ static int parse_net(const char *text, struct sfy_net *net)
     char buf[128];
     char *slash;
     int bits;
-    snprintf(buf, sizeof buf, "%s", text);
+    copy_cut(buf, sizeof buf, text);
     slash = strchr(buf, '/');
     if (slash)
         *slash = '\0';
@@ -498,7 +560,7 @@ int sfy_parse_no_proxy(const char *text, struct sfy_noproxy *out, char *err, siz
             out->everything = 1;
             continue;
         }
-        snprintf(bare, sizeof bare, "%s", entry);
+        copy_cut(bare, sizeof bare, entry);
         if (bare[0] == '[' && n > 1 && bare[n - 1] == ']') {
             memmove(bare, bare + 1, n - 2);
             bare[n - 2] = '\0';

@@ -64,6 +64,45 @@ def test_url_vectors(native, case):
             assert got[key] == want[key], key
 
 
+#: whole messages, as the C parser wrote them before its messages were built on the error
+#: path only (fail_in in csrc/config.c): the redacted URL as given (trailing '/' kept), the
+#: hop prefix of a chain, the suffix after the quoted URL
+EXACT_MESSAGES = [
+    ("socks5://user:secret@h:99999/",
+     "bad port '99999' (1-65535) in 'socks5://user:***@h:99999/'"),
+    ("h:1080", "missing scheme in 'h:1080': use one of socks4, socks4a, socks5, socks5h "
+               "(like socks5h://HOST:PORT)"),
+    ("ftp://h", "unsupported scheme 'ftp://' in 'ftp://h': use one of socks4, socks4a, "
+                "socks5, socks5h"),
+    ("socks5://a,,socks5://b", "empty entry (hop 2) in proxy chain 'socks5://a,,socks5://b'"),
+    ("socks5://a, socks5://u:secret@b:0",
+     "hop 2 of the chain: bad port '0' (1-65535) in 'socks5://u:***@b:0'"),
+    ("socks5://fe80::1:1080", "IPv6 address must be in brackets, like socks5://[::1]:1080, "
+                              "in 'socks5://fe80::1:1080'"),
+    ("socks5://[::1]x", "unexpected 'x' after IPv6 address in 'socks5://[::1]x'"),
+    ("   ", "empty proxy URL"),
+    ("socks5://h/path", "unexpected path, query or fragment '/' in 'socks5://h/path'"),
+    ("socks5://bad_host-:1", "bad host 'bad_host-' in 'socks5://bad_host-:1'"),
+    ("socks5://[zz]:1", "bad IPv6 address [zz] in 'socks5://[zz]:1'"),
+    ("socks5://a]", "unmatched ']' in 'socks5://a]'"),
+]
+
+
+@pytest.mark.parametrize(("url", "message"), EXACT_MESSAGES)
+def test_exact_error_messages(native, url, message):
+    assert parse_chain(native, url) == message
+
+
+def test_message_cut_to_the_buffer(native):
+    """A small error buffer holds the message's start, NUL-terminated (as snprintf)."""
+    ffi, lib = native
+    hops = ffi.new("struct sfy_hop[]", 8)
+    count = ffi.new("size_t *")
+    err = ffi.new("char[]", 20)
+    assert lib.sfy_parse_chain(b"socks5://a, socks5://b:0", hops, 8, count, err, 20) == -1
+    assert ffi.string(err).decode() == "hop 2 of the chain:"
+
+
 def test_version_and_remote_dns(native):
     chain = parse_chain(native, "socks4://a,socks4a://b,socks5://c,socks5h://d")
     assert [(h["version"], h["remote_dns"]) for h in chain] == [

@@ -126,6 +126,24 @@ static int fits(char *buf, size_t cap, const char *fmt, ...)
     return n >= 0 && (size_t)n < cap;
 }
 
+/* "[dir, dir+dlen)/name" into out (just name when dlen is 0), cut at cap - 1 as snprintf
+ * would: 1 when the whole path fits. No printf: see append(). */
+static int join_path(char *out, size_t cap, const char *dir, size_t dlen, const char *name)
+{
+    size_t nlen = strlen(name), need = dlen + (dlen ? 1 : 0) + nlen;
+    if (need < cap) {
+        memcpy(out, dir, dlen);
+        if (dlen)
+            out[dlen] = '/';
+        memcpy(out + dlen + (dlen ? 1 : 0), name, nlen + 1);
+        return 1;
+    }
+    if (cap) /* the rare cut path, as snprintf leaves it */
+        snprintf(out, cap, "%.*s%s%s", (int)(dlen < INT_MAX ? dlen : 0), dir, dlen ? "/" : "",
+                 name);
+    return 0;
+}
+
 static int is_file(const char *path)
 {
     struct stat st;
@@ -154,10 +172,42 @@ static int absolute_path(const char *path, char *out, size_t cap)
 #define HINT_SIZE 4096
 static volatile const char library_hint[HINT_SIZE] __attribute__((used)) = HINT_MARKER;
 
+static int relative_hint(const char *dir, char *out, size_t cap) __attribute__((noinline));
+static int canonical_copy(char *out, size_t cap) __attribute__((noinline));
+
 /* The stamped library path into out: absolute as stamped, or relative to dir (the real
  * directory of this program, so leading "../" are taken off it lexically). 1 when it names
- * a regular file, else 0 (no hint, or the file is not there). */
+ * a regular file, else 0 (no hint, or the file is not there; out may have changed). */
 static int hinted_library(const char *dir, char *out, size_t cap)
+{
+    size_t i, off = sizeof HINT_MARKER - 1;
+    if (library_hint[off] != '/')
+        return library_hint[off] && relative_hint(dir, out, cap);
+    /* absolute (an in-place build): read into out, no copy on the stack */
+    for (i = 0; i < cap - 1 && off + i < HINT_SIZE - 1 &&
+                (out[i] = library_hint[off + i]) != '\0'; i++)
+        ;
+    if (i == cap - 1 || off + i == HINT_SIZE - 1)
+        return 0;
+    out[i] = '\0';
+    if (!is_file(out))
+        return 0;
+    if (!strstr(out, "/./") && !strstr(out, "/../") && !strstr(out, "//"))
+        return 1;
+    return canonical_copy(out, cap);
+}
+
+/* out (an absolute path with a "." or ".." part or "//") made canonical: 1, or 0. */
+static int canonical_copy(char *out, size_t cap)
+{
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", out);
+    return absolute_path(copy, out, cap);
+}
+
+/* A hint relative to dir (a wheel build: ../lib/python3.X/site-packages/...): 1 and the
+ * library's path in out when it names a file. */
+static int relative_hint(const char *dir, char *out, size_t cap)
 {
     char hint[HINT_SIZE], base[PATH_MAX], path[PATH_MAX + HINT_SIZE];
     const char *rel = hint;
@@ -165,10 +215,6 @@ static int hinted_library(const char *dir, char *out, size_t cap)
     for (i = 0; off + i < HINT_SIZE - 1 && (hint[i] = library_hint[off + i]) != '\0'; i++)
         ;
     hint[i] = '\0';
-    if (!hint[0])
-        return 0;
-    if (hint[0] == '/')
-        return is_file(hint) && absolute_path(hint, out, cap);
     if (!dir || !fits(base, sizeof base, "%s", dir))
         return 0;
     while (strncmp(rel, "../", 3) == 0) {
@@ -184,25 +230,25 @@ static int hinted_library(const char *dir, char *out, size_t cap)
 }
 
 /* Directory of this executable (realpath of /proc/self/exe) into dir; 0 or -1. */
+static int self_dir(char *dir, size_t cap) __attribute__((noinline));
 static int self_dir(char *dir, size_t cap)
 {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ssize_t n = readlink("/proc/self/exe", dir, cap - 1);
     char *slash;
-    if (n <= 0)
+    if (n <= 0 || (size_t)n >= cap - 1) /* cut: not a path we can trust */
         return -1;
-    exe[n] = '\0';
-    slash = strrchr(exe, '/');
-    if (!slash || (size_t)(slash - exe) >= cap)
+    dir[n] = '\0';
+    slash = strrchr(dir, '/');
+    if (!slash)
         return -1;
-    *slash = '\0';
-    snprintf(dir, cap, "%s", exe[0] ? exe : "/");
+    slash[slash == dir ? 1 : 0] = '\0'; /* the program is in / */
     return 0;
 }
 
 /* The library of an editable install whose setuptools finder module or .pth file is `file`:
  * 1 and its path in out, else 0. The finder holds MAPPING = {'socksify': '/src/socksify'};
  * a "lenient" .pth holds the source directory on a line of its own. */
+static int editable_library(const char *file, char *out, size_t cap) __attribute__((noinline));
 static int editable_library(const char *file, char *out, size_t cap)
 {
     static const char key[] = "'socksify': '";
@@ -250,14 +296,15 @@ static int editable_library(const char *file, char *out, size_t cap)
  * install): the python3* entries of lib/, then for site-packages and dist-packages in turn
  * socksify/libsocksify.so in each, then one scan of each site directory for setuptools'
  * editable finder module or .pth file. */
+static int search_lib_dirs(const char *dir, char *out, size_t cap) __attribute__((noinline));
+
+/* Steps 1-3 (the usual layouts: a few system calls), then search_lib_dirs(). Its buffers
+ * and those of the rarer steps live in their own frames (noinline), so a run that finds
+ * the library at once touches few stack pages (each new page is a fault: ~20 of them
+ * were most of the launcher's cost before the exec, scripts/bench_native_shim.py). */
 static int find_library(const char *dir, char *out, size_t cap)
 {
-    static const char *const sites[] = {"site-packages", "dist-packages"};
-    char path[PATH_MAX + 64], pythons[MAX_PYTHONS][NAME_MAX + 1];
     const char *override = getenv("SOCKSIFY_LIBRARY");
-    size_t n_pythons = 0, i, k;
-    struct dirent *entry;
-    DIR *lib;
     if (override && *override) {
         if (!realpath(override, out) || !is_file(out)) {
             snprintf(out, cap, "%s", override);
@@ -267,13 +314,24 @@ static int find_library(const char *dir, char *out, size_t cap)
     }
     if (!dir)
         return 0;
-    snprintf(path, sizeof path, "%s/" LIBRARY_NAME, dir);
-    snprintf(out, cap, "%.*s", PATH_MAX - 1, path);
-    if (is_file(path) && absolute_path(path, out, cap))
+    /* dir is a real path (/proc/self/exe: no "." or ".." part), so this one is too */
+    if (join_path(out, cap, dir, dir[1] ? strlen(dir) : 0,
+                  dir[1] ? LIBRARY_NAME : "/" LIBRARY_NAME) && is_file(out))
         return 1;
     if (hinted_library(dir, out, cap))
         return 1;
-    snprintf(out, cap, "%.*s", PATH_MAX - 1, path);
+    return search_lib_dirs(dir, out, cap);
+}
+
+/* Steps 4 and 5 of the search (find_library). out: the path tried first when not found. */
+static int search_lib_dirs(const char *dir, char *out, size_t cap)
+{
+    static const char *const sites[] = {"site-packages", "dist-packages"};
+    char path[PATH_MAX + 64], pythons[MAX_PYTHONS][NAME_MAX + 1];
+    size_t n_pythons = 0, i, k;
+    struct dirent *entry;
+    DIR *lib;
+    snprintf(out, cap, "%s/" LIBRARY_NAME, dir);
     snprintf(path, sizeof path, "%s/../lib", dir);
     if (!(lib = opendir(path)))
         return 0;
@@ -351,7 +409,7 @@ static int resolve_program(const char *program, const char *path_env, char *out,
     if (!program || !*program)
         return 0;
     if (strchr(program, '/')) {
-        snprintf(out, cap, "%s", program);
+        join_path(out, cap, "", 0, program);
         return access(program, F_OK) == 0;
     }
     p = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
@@ -359,10 +417,7 @@ static int resolve_program(const char *program, const char *path_env, char *out,
         const char *end = strchr(p, ':');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         struct stat st;
-        if (n == 0)
-            snprintf(out, cap, "%s", program); /* an empty entry is the current directory */
-        else
-            snprintf(out, cap, "%.*s/%s", (int)n, p, program);
+        join_path(out, cap, p, n, program); /* an empty entry is the current directory */
         if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
             return 1;
         p += n + (end ? 1 : 0);
@@ -427,7 +482,7 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
     /* Go: a section name only the Go toolchain writes (as _preload._elf_is_go). */
     if (shoff && shnum && shstrndx < shnum && shnum <= 4096) {
         uint64_t str_off, str_size;
-        char small[4096], *names;
+        char small[1024], *names; /* curl's: 270 bytes, a Go program's: ~400 */
         if (is64) {
             Elf64_Shdr sh;
             if (read_at(fd, hdr, hlen, &sh, sizeof sh, shoff + (uint64_t)shstrndx * shentsize) < 0)
@@ -461,11 +516,13 @@ static int elf_facts(int fd, const unsigned char *hdr, size_t hlen, int *interp,
     return 0;
 }
 
+static void check_interpreter(const char *program, const char *path_env, int depth)
+    __attribute__((noinline));
+
 /* socksify/_preload.check_program(): exits 126/127 with its messages, else returns with
  * the path that $PATH gives for `program` in resolved (PATH_MAX bytes). */
 static void check_program(const char *program, const char *path_env, int depth, char *resolved)
 {
-    char interpreter[PATH_MAX];
     unsigned char hdr[HEAD_SIZE + 1];
     struct stat st;
     ssize_t n;
@@ -502,8 +559,16 @@ static void check_program(const char *program, const char *path_env, int depth, 
         end = line + strcspn(line, " \t\r\f\v");
         *end = '\0';
         if (*line)
-            check_program(line, path_env, depth + 1, interpreter);
+            check_interpreter(line, path_env, depth + 1);
     }
+}
+
+/* check_program() for a script's interpreter (its own frame: the common ELF program does
+ * not need the PATH_MAX buffer on the stack). */
+static void check_interpreter(const char *program, const char *path_env, int depth)
+{
+    char interpreter[PATH_MAX];
+    check_program(program, path_env, depth, interpreter);
 }
 
 /* os.execvp() of the Python implementation, whatever the C library: try each $PATH entry
@@ -512,16 +577,23 @@ static void check_program(const char *program, const char *path_env, int depth, 
  * ENOEXEC in both implementations. `resolved` is the file check_program() found: tried
  * first, as the search would reach it after entries that are no executable file (each
  * failed execve costs ~2 us). Returns only on failure, errno set. */
+static void exec_search(char **args, const char *path_env) __attribute__((noinline));
+
 static void exec_program(char **args, const char *path_env, const char *resolved)
 {
-    char path[PATH_MAX];
-    const char *p;
-    int first_error = 0;
     if (strchr(args[0], '/')) {
         execv(args[0], args);
         return;
     }
     execv(resolved, args); /* on failure: the whole search, as os.execvp does it */
+    exec_search(args, path_env);
+}
+
+static void exec_search(char **args, const char *path_env)
+{
+    char path[PATH_MAX];
+    const char *p;
+    int first_error = 0;
     p = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
     for (;;) {
         const char *end = strchr(p, ':');
@@ -558,6 +630,20 @@ static int is_sanitizer_runtime(const char *entry, size_t len)
     return 0;
 }
 
+/* Append [s, s+n) at w: the end. (No printf on the way to the exec: musl's vsnprintf
+ * frame alone reached two more stack pages, each a page fault on every run.) */
+static char *append(char *w, const char *s, size_t n)
+{
+    memcpy(w, s, n);
+    return w + n;
+}
+
+/* "NAME=value" into out (room for both and the NUL). */
+static void env_entry(char *out, const char *name_eq, const char *value)
+{
+    *append(append(out, name_eq, strlen(name_eq)), value, strlen(value)) = '\0';
+}
+
 /* The length of the LD_PRELOAD value build_preload() writes, NUL included (at most). */
 static size_t preload_size(const char *existing, const char *library)
 {
@@ -574,7 +660,9 @@ static void build_preload(char *out, const char *existing, const char *library)
     for (pass = 0; pass < 3; pass++) {
         const char *p = existing ? existing : "";
         if (pass == 1) {
-            w += sprintf(w, "%s%s", w == out ? "" : ":", library);
+            if (w != out)
+                *w++ = ':';
+            w = append(w, library, strlen(library));
             continue;
         }
         while (*p) {
@@ -583,7 +671,9 @@ static void build_preload(char *out, const char *existing, const char *library)
             n = strcspn(p, ": ");
             if (n && (pass == 0) == is_sanitizer_runtime(p, n) &&
                 !(pass == 2 && strlen(library) == n && strncmp(p, library, n) == 0)) {
-                w += sprintf(w, "%s%.*s", w == out ? "" : ":", (int)n, p);
+                if (w != out)
+                    *w++ = ':';
+                w = append(w, p, n);
             }
             p += n;
         }
@@ -722,9 +812,9 @@ int main(int argc, char **argv)
         char preload_var[sizeof "LD_PRELOAD=" + preload_size(preload_now, library)];
         memcpy(env, environ, (n_env + 1) * sizeof *env);
         n_vars = n_env;
-        sprintf(proxy_var, "SOCKSIFY_PROXY=%s", proxy);
-        sprintf(no_proxy_var, "SOCKSIFY_NO_PROXY=%s", no_proxy);
-        sprintf(log_var, "SOCKSIFY_LOG=%s", LEVELS[cfg.log_level]);
+        env_entry(proxy_var, "SOCKSIFY_PROXY=", proxy);
+        env_entry(no_proxy_var, "SOCKSIFY_NO_PROXY=", no_proxy);
+        env_entry(log_var, "SOCKSIFY_LOG=", LEVELS[cfg.log_level]);
         memcpy(preload_var, "LD_PRELOAD=", sizeof "LD_PRELOAD=" - 1);
         build_preload(preload_var + sizeof "LD_PRELOAD=" - 1, preload_now, library);
         put_env(env, &n_vars, proxy_var);

@@ -5,13 +5,14 @@
                                 [--workers 1,3]
 
 The connection-rate measure of scripts/bench (loadgen rate, concurrency 50) run against
-socksify-server, microsocks, and two minimal Python servers that check, log and record
+socksify-server, microsocks, and minimal Python servers that check, log and record
 nothing (scripts/benchlib/bare_servers.py): one on bare select.epoll, the same inside an
-asyncio loop that watches only the epoll descriptor ("nested"), and one on asyncio
-reader/writer callbacks. Every Python subject runs one process per CPU sharing the port
-with SO_REUSEPORT; ``--workers`` adds socksify-server with other worker counts. Rounds are
-interleaved; the table gives medians of conn/s and of the server's CPU per connection
-(user + system, its whole process tree).
+asyncio loop that watches only the epoll descriptor ("nested"), the same on asyncio's own
+epoll through a selector that hands it the events asyncio does not know ("merged", as
+socksify-server's loop on 3.11+), and one on asyncio reader/writer callbacks. Every Python
+subject runs one process per CPU sharing the port with SO_REUSEPORT; ``--workers`` adds
+socksify-server with other worker counts. Rounds are interleaved; the table gives medians
+of conn/s and of the server's CPU per connection (user + system, its whole process tree).
 
 The bare servers bound what any Python design can reach here: on a 2-core machine the load
 generator and the target share the CPUs with the server, so the rate is set by CPU per
@@ -87,7 +88,7 @@ def main() -> int:
                      for count in args.workers.split(",") if count]
             servers = [start_socksify_server(workdir), *extra, start_microsocks(workdir),
                        start_bare("asyncio"), start_bare("nested"),
-                       start_bare("epoll")]
+                       start_bare("merged"), start_bare("epoll")]
             rates: dict[str, list[float]] = {s.name: [] for s in servers}
             cpus: dict[str, list[float]] = {s.name: [] for s in servers}
             for round_ in range(args.rounds):

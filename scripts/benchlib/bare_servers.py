@@ -5,7 +5,7 @@ authentication", accept only IPv4 CONNECT requests, reply 0.0.0.0:0 and relay wi
 ``recv``/``send`` per readiness event. What they measure is the floor a Python server pays
 per connection, with and without asyncio, on the benchmark's connection-rate load.
 
-    python3 -m benchlib.bare_servers epoll|nested|asyncio PORT PROCESSES
+    python3 -m benchlib.bare_servers epoll|nested|merged|asyncio PORT PROCESSES
 
 Each of PROCESSES forked processes listens on 127.0.0.1:PORT with SO_REUSEPORT (as
 socksify-server's workers do). Never use them for anything else.
@@ -129,6 +129,39 @@ def serve_nested(port: int) -> None:
     loop.run_forever()
 
 
+def serve_merged(port: int) -> None:
+    """The epoll server sharing asyncio's own epoll: a selector that hands the events of
+    descriptors asyncio does not know to ``ready()`` and returns only asyncio's (one epoll,
+    one wait per turn, no nested wake-up)."""
+    import asyncio
+    import selectors
+
+    server = _EpollServer(port)
+
+    class MergedSelector(selectors.EpollSelector):
+        def select(self, timeout=None):
+            timeout = -1 if timeout is None else max(timeout, 0)
+            keys, mine = [], []
+            for fd, event in self._selector.poll(timeout, 512):
+                key = self._fd_to_key.get(fd)
+                if key is None:
+                    mine.append((fd, event))
+                else:
+                    mask = (selectors.EVENT_READ if event & ~select.EPOLLOUT else 0) | (
+                        selectors.EVENT_WRITE if event & ~select.EPOLLIN else 0)
+                    keys.append((key, mask & key.events))
+            if mine:
+                server.ready(mine)
+            return keys
+
+    selector = MergedSelector()
+    server.poller.close()
+    server.poller = selector._selector
+    server.poller.register(server.listener.fileno(), select.EPOLLIN)
+    loop = asyncio.SelectorEventLoop(selector)
+    loop.run_forever()
+
+
 def serve_asyncio(port: int) -> None:
     """The same state machine on asyncio's add_reader/add_writer callbacks (no transports,
     no tasks): what asyncio's own per-event machinery adds to the epoll floor."""
@@ -185,7 +218,8 @@ def serve_asyncio(port: int) -> None:
 
 def main(argv: list[str]) -> None:
     kind, port, processes = argv[0], int(argv[1]), int(argv[2])
-    serve = {"epoll": serve_epoll, "asyncio": serve_asyncio, "nested": serve_nested}[kind]
+    serve = {"epoll": serve_epoll, "asyncio": serve_asyncio, "nested": serve_nested,
+             "merged": serve_merged}[kind]
     for _ in range(processes - 1):
         if os.fork() == 0:
             break

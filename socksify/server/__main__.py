@@ -31,6 +31,7 @@ from ._config import (
     parse_user,
     parse_workers,
 )
+from ._eventloop import run as run_loop
 from ._server import FIXED_AT_START, Server
 from ._workers import run_workers
 
@@ -182,7 +183,7 @@ async def _serve(config: ServerConfig, args: argparse.Namespace, sockets=None) -
 
 def _serve_worker(config: ServerConfig, args: argparse.Namespace, sockets) -> int:
     """One worker process of ``run_workers``: serve ``sockets`` until SIGTERM."""
-    asyncio.run(_serve(config, args, sockets))
+    run_loop(_serve(config, args, sockets))
     return 0
 
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if config.workers > 1:
             return _run_workers(config, args)
-        asyncio.run(_serve(config, args))
+        run_loop(_serve(config, args))
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: cannot listen: {exc}\n")
         return 1

@@ -1,4 +1,4 @@
-"""One epoll for the Linux path's sockets, watched by the asyncio loop as one descriptor.
+"""Readiness callbacks for the Linux path's sockets, straight from epoll.
 
 Why: asyncio's ``add_reader``/``remove_reader`` and its dispatch of each readiness event
 (a selector key, a Handle, a trip through the ready queue) cost about 25 µs per
@@ -7,6 +7,11 @@ epoll nested in asyncio vs the same server on asyncio callbacks). The server kee
 asyncio for timers, futures, tasks and the portable path, and gives this poller only the
 per-connection readiness callbacks: the listeners, the handshake's client sockets, the
 outbound connects and the threaded relay's loop phase.
+
+On a loop from :func:`._eventloop.new_event_loop` the poller shares asyncio's epoll: the
+loop's selector hands it the events of the descriptors asyncio does not know, in the same
+wait. On any other loop it has an epoll of its own, which the loop watches as one
+descriptor (nested). Both behave the same.
 
 Rules of this module:
 
@@ -31,6 +36,8 @@ import select
 from collections.abc import Callable
 from typing import Any
 
+from ._eventloop import shared_selector
+
 __all__ = ["Poller"]
 
 _IN = select.EPOLLIN
@@ -46,17 +53,23 @@ Callback = tuple[Callable[..., Any], tuple]
 class Poller:
     """Readiness callbacks on one epoll (see the module docstring)."""
 
-    __slots__ = ("_loop", "_epoll", "_readers", "_writers", "_dropped", "closed")
+    __slots__ = ("_loop", "_epoll", "_shared", "_readers", "_writers", "_dropped", "closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
-        self._epoll = select.epoll()
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
         #: descriptors unregistered since the current batch was polled
         self._dropped: set[int] = set()
         self.closed = False
-        loop.add_reader(self._epoll.fileno(), self._dispatch)
+        shared = shared_selector(loop)
+        if shared is not None and shared.attach(self._dispatch):
+            self._shared = shared
+            self._epoll = shared.epoll
+        else:
+            self._shared = None
+            self._epoll = select.epoll()
+            loop.add_reader(self._epoll.fileno(), self._poll)
 
     def add_reader(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
         readers = self._readers
@@ -109,11 +122,16 @@ class Poller:
             # poller, at shutdown): nothing is watched any more either way.
             self._dropped.add(fd)
 
-    def _dispatch(self) -> None:
+    def _poll(self) -> None:
+        """Nested: the loop saw our epoll readable."""
+        self._dispatch(self._epoll.poll(0, _BATCH))
+
+    def _dispatch(self, events: list[tuple[int, int]]) -> None:
+        """Run the callbacks of one batch of ``(fd, epoll mask)`` events."""
         dropped = self._dropped
         dropped.clear()
         readers, writers = self._readers, self._writers
-        for fd, mask in self._epoll.poll(0, _BATCH):
+        for fd, mask in events:
             if dropped and fd in dropped:
                 continue
             if mask & ~_OUT:  # readable, or hung up / failed
@@ -144,7 +162,17 @@ class Poller:
         if self.closed:
             return
         self.closed = True
-        self._loop.remove_reader(self._epoll.fileno())
-        self._epoll.close()
+        if self._shared is not None:
+            # asyncio's epoll lives on: take out what is still watched, or a level-triggered
+            # event would come back at every turn with no one to take it
+            for fd in {*self._readers, *self._writers}:
+                try:
+                    self._epoll.unregister(fd)
+                except (OSError, ValueError):
+                    pass
+            self._shared.detach()
+        else:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
         self._readers.clear()
         self._writers.clear()

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._auth import Authenticator
 from ._config import ServerConfig
+from ._eventloop import run as run_loop
 from ._handler import ClientProtocol, ClientSocket, HandshakeClock, Session
 from ._outbound import Resolver
 from ._poller import Poller
@@ -464,7 +465,7 @@ class ThreadedServer:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._serve())
+            run_loop(self._serve())
         except BaseException as exc:  # reported to start()
             self._error = exc
             self._ready.set()

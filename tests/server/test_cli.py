@@ -179,3 +179,23 @@ def test_defaults_and_option_merging(tmp_path):
     assert config.listen == [("::1", 0)]  # --listen replaces the file's list
     assert config.users == {"bob": "pw", "alice": "a:b"}  # --user adds
     assert config.log_level == "debug"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and /proc: Linux only")
+def test_the_server_waits_on_one_epoll_where_python_allows():
+    """The threaded path's poller shares asyncio's epoll (socksify/server/_eventloop.py)
+    where asyncio takes a loop factory (3.11+); on 3.10 it nests an epoll of its own."""
+    proc = subprocess.Popen([sys.executable, "-m", "socksify.server", "--listen",
+                             "127.0.0.1:0"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_ready_lines(proc, 1)
+        epolls = 0
+        for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+            try:
+                epolls += os.readlink(f"/proc/{proc.pid}/fd/{fd}") == "anon_inode:[eventpoll]"
+            except OSError:
+                pass  # closed meanwhile
+        assert epolls == (1 if sys.version_info >= (3, 11) else 2)
+    finally:
+        assert stop(proc, signal.SIGTERM) == 0

@@ -1,6 +1,8 @@
-"""The threaded path's readiness poller (socksify/server/_poller.py): one epoll that the
-asyncio loop watches as a single descriptor, with the loop's add/remove_reader/writer
-contract. Real sockets (socketpairs) on a real event loop; every wait is bounded."""
+"""The threaded path's readiness poller (socksify/server/_poller.py), with the loop's
+add/remove_reader/writer contract: nested (an epoll of its own that the asyncio loop
+watches as a single descriptor) and shared (asyncio's own epoll, on the loop of
+socksify/server/_eventloop.py); every behaviour test runs in both. Real sockets
+(socketpairs) on a real event loop; every wait is bounded."""
 
 import asyncio
 import errno
@@ -15,9 +17,11 @@ pytestmark = pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is L
 WAIT = 5.0  # seconds: the bound on every wait below
 
 
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
+@pytest.fixture(params=["nested", "shared"])
+def loop(request):
+    from socksify.server import _eventloop
+
+    loop = asyncio.new_event_loop() if request.param == "nested" else _eventloop.new_event_loop()
     yield loop
     loop.close()
 
@@ -127,9 +131,9 @@ def test_stale_events_of_a_reused_descriptor_are_skipped(loop, pairs):
     class CountingPoller(Poller):
         batches = 0
 
-        def _dispatch(self):
+        def _dispatch(self, events):
             CountingPoller.batches += 1
-            super()._dispatch()
+            super()._dispatch(events)
 
     poller = CountingPoller(loop)
     a, a_peer = pairs()
@@ -257,3 +261,90 @@ def test_a_failed_connect_wakes_the_writer(loop):
         sock.close()
         closed.close()
         poller.close()
+
+
+def _shared_loop():
+    from socksify.server import _eventloop
+
+    loop = _eventloop.new_event_loop()
+    return loop, _eventloop.shared_selector(loop)
+
+
+def test_a_shared_poller_and_asyncio_readers_take_their_own_events(pairs):
+    """On the server's loop the poller adds no descriptor to asyncio's: both kinds of
+    callback run from the one epoll, each for its own sockets."""
+    loop, selector = _shared_loop()
+    try:
+        registered = set(selector.get_map())  # asyncio's own (its self-pipe)
+        poller = _poller(loop)
+        assert set(selector.get_map()) == registered
+        a, a_peer = pairs()
+        c, c_peer = pairs()
+        got_a, got_c = loop.create_future(), loop.create_future()
+
+        def readable_a():
+            poller.remove_reader(a.fileno())
+            got_a.set_result(a.recv(10))
+
+        def readable_c():
+            loop.remove_reader(c.fileno())
+            got_c.set_result(c.recv(10))
+
+        poller.add_reader(a.fileno(), readable_a)
+        loop.add_reader(c.fileno(), readable_c)
+        a_peer.send(b"poller")
+        c_peer.send(b"asyncio")
+        assert run_until(loop, asyncio.gather(got_a, got_c)) == [b"poller", b"asyncio"]
+        poller.close()
+    finally:
+        loop.close()
+
+
+def test_a_second_poller_on_a_shared_loop_nests(pairs):
+    loop, selector = _shared_loop()
+    try:
+        first, second = _poller(loop), _poller(loop)
+        a, a_peer = pairs()
+        b, b_peer = pairs()
+        got = [loop.create_future(), loop.create_future()]
+        for index, (poller, sock) in enumerate(((first, a), (second, b))):
+            def readable(poller=poller, sock=sock, future=got[index]):
+                poller.remove_reader(sock.fileno())
+                future.set_result(sock.recv(10))
+
+            poller.add_reader(sock.fileno(), readable)
+        a_peer.send(b"1")
+        b_peer.send(b"2")
+        assert run_until(loop, asyncio.gather(*got)) == [b"1", b"2"]
+        second.close()
+        first.close()
+    finally:
+        loop.close()
+
+
+def test_closing_a_shared_poller_unwatches_its_descriptors(pairs):
+    """asyncio's epoll outlives the poller: a socket still registered at close must leave
+    it, or its level-triggered event would come back at every turn of the loop."""
+    loop, selector = _shared_loop()
+    try:
+        poller = _poller(loop)
+        a, a_peer = pairs()
+        poller.add_reader(a.fileno(), lambda: None)
+        a_peer.send(b"x")
+        assert a.fileno() in dict(selector.epoll.poll(0))
+        poller.close()
+        assert a.fileno() not in dict(selector.epoll.poll(0))
+        loop.run_until_complete(asyncio.sleep(0.01))  # the loop still turns
+    finally:
+        loop.close()
+
+
+def test_run_uses_the_shared_loop_where_python_allows():
+    import sys
+
+    from socksify.server import _eventloop
+
+    async def main():
+        return _eventloop.shared_selector(asyncio.get_running_loop()) is not None
+
+    assert _eventloop.run(main()) is (sys.version_info >= (3, 11))

@@ -1,0 +1,116 @@
+"""The server's event loop on Linux: asyncio on an epoll it shares with the Poller.
+
+Why: a :class:`._poller.Poller` nested in asyncio (an epoll of its own, which the loop
+watches as one descriptor) costs a second ``epoll_wait`` and a nested wake-up on every
+loop turn. Sharing asyncio's epoll, the same state machine used ~10 % less CPU per
+connection one at a time and set up ~3 % more connections a second at concurrency 50
+(``scripts/bench_rate_floor.py``: "merged" against "nested").
+
+Rules of this module:
+
+- :func:`run` is ``asyncio.run`` on such a loop, for the command line and for
+  ``run_in_thread``. Python 3.10 has no loop factory for ``asyncio.run``: there, and in a
+  loop someone else made (the Python API in the caller's own loop), the Poller nests, with
+  the same behaviour.
+- :class:`SharedEpollSelector` is asyncio's ``EpollSelector``, whose ``select`` hands the
+  events of descriptors asyncio does not know to the one attached Poller, inside the same
+  wait, and returns asyncio's own as before. Each descriptor belongs to one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import select
+import selectors
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["SharedEpollSelector", "new_event_loop", "run", "shared_selector"]
+
+T = TypeVar("T")
+_IN = getattr(select, "EPOLLIN", 0)
+_OUT = getattr(select, "EPOLLOUT", 0)
+#: Events taken per turn beyond asyncio's own descriptors (as the nested Poller's batch).
+_BATCH = 512
+#: A loop made by :func:`new_event_loop` -> its selector (no reaching into the loop).
+_SELECTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+Dispatch = Callable[[list[tuple[int, int]]], None]
+
+
+class SharedEpollSelector(selectors.EpollSelector if hasattr(select, "epoll") else object):
+    """asyncio's epoll selector, sharing its epoll with one Poller (see the module
+    docstring). Subclassing keeps everything else of EpollSelector as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dispatch: Dispatch | None = None
+
+    @property
+    def epoll(self) -> select.epoll:
+        return self._selector  # where EpollSelector keeps its select.epoll
+
+    def attach(self, dispatch: Dispatch) -> bool:
+        """Hand the foreign events to ``dispatch`` from now on; False if a Poller already
+        has them (a second one nests instead)."""
+        if self._dispatch is not None:
+            return False
+        self._dispatch = dispatch
+        return True
+
+    def detach(self) -> None:
+        self._dispatch = None
+
+    def select(self, timeout: float | None = None):
+        dispatch = self._dispatch
+        if dispatch is None:
+            return super().select(timeout)
+        if timeout is None:
+            timeout = -1
+        elif timeout <= 0:
+            timeout = 0
+        else:  # as EpollSelector: epoll waits in milliseconds, round up
+            timeout = math.ceil(timeout * 1e3) * 1e-3
+        keys = self._fd_to_key
+        try:
+            events = self._selector.poll(timeout, len(keys) + _BATCH)
+        except InterruptedError:
+            return []
+        ready, foreign = [], []
+        for fd, event in events:
+            key = keys.get(fd)
+            if key is None:
+                foreign.append((fd, event))
+                continue
+            mask = 0
+            if event & ~_IN:
+                mask |= selectors.EVENT_WRITE
+            if event & ~_OUT:
+                mask |= selectors.EVENT_READ
+            ready.append((key, mask & key.events))
+        if foreign:
+            dispatch(foreign)
+        return ready
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A SelectorEventLoop on a :class:`SharedEpollSelector`."""
+    selector = SharedEpollSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    _SELECTORS[loop] = selector
+    return loop
+
+
+def shared_selector(loop: asyncio.AbstractEventLoop) -> SharedEpollSelector | None:
+    """The selector of a loop made by :func:`new_event_loop`, else None."""
+    return _SELECTORS.get(loop)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, on :func:`new_event_loop` where it can be (Linux, 3.11+)."""
+    if not hasattr(select, "epoll") or not hasattr(asyncio, "Runner"):
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(main)

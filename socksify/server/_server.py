@@ -221,7 +221,7 @@ class Server:
                 # this path runs): one setsockopt here instead of one per connection.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._listeners.append(sock)
-                self._poller.add_reader(sock.fileno(), self._accept, sock)
+                self._poller.add_reader(sock.fileno(), self._accept, sock, sock.family)
             return
         try:
             for sock in given or ():
@@ -343,9 +343,9 @@ class Server:
 
     # -- the threaded path's accept loop ------------------------------------------------
 
-    def _accept(self, listener: socket.socket) -> None:
-        """Accept what is queued (up to a backlog's worth per wake-up, as asyncio does)."""
-        family = listener.family
+    def _accept(self, listener: socket.socket, family: int) -> None:
+        """Accept what is queued (up to a backlog's worth per wake-up, as asyncio does).
+        ``family`` is the listener's, read once (``socket.family`` builds an enum)."""
         # The C socket type: socket.socket's Python __init__ and close() wrappers cost a
         # few calls per connection, and nothing here uses what they add (makefile, enums).
         new_socket = _socket.socket
@@ -368,14 +368,14 @@ class Server:
                         self._accept_warned_at = now
                         logger.warning("cannot accept connections: %s", exc)
                     self._poller.remove_reader(listener.fileno())
-                    self._loop.call_later(1.0, self._resume_accept, listener)
+                    self._loop.call_later(1.0, self._resume_accept, listener, family)
                     return
                 raise
             self._accepted(sock, peer)
 
-    def _resume_accept(self, listener: socket.socket) -> None:
+    def _resume_accept(self, listener: socket.socket, family: int) -> None:
         if listener in self._listeners and listener.fileno() >= 0:
-            self._poller.add_reader(listener.fileno(), self._accept, listener)
+            self._poller.add_reader(listener.fileno(), self._accept, listener, family)
 
     def _accepted(self, sock: socket.socket, peer) -> None:
         if not self._admit(peer):

@@ -16,8 +16,10 @@
  * the range that the map does not know is refused at connect (fail closed), never sent
  * anywhere. The number of slots is min(range size - 2, 65536).
  *
- * Memory and threads. The map lives in ONE anonymous MAP_SHARED mapping created at library
- * init (before the program can fork). Allocation is lock-free: a slot index comes from an
+ * Memory and threads. The map lives in ONE anonymous MAP_SHARED mapping, created at its
+ * first use (the first name that gets a placeholder) or, at the latest, just before the
+ * program's first fork() (init.c sfy_map_get); until then no address of the range is
+ * known, so every one is refused (route.c). Allocation is lock-free: a slot index comes from an
  * atomic fetch-and-add, the name is written, then the slot is published with a release
  * store of `ready`; an open-addressing hash index (buckets claimed with compare-and-swap)
  * finds the slot of a name again, so the same name keeps its placeholder. Two threads

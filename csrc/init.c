@@ -6,7 +6,8 @@
  * thread-local depth counter makes every hook that runs while this thread is already inside
  * the library (init itself, the resolver called from a hook, a signal handler interrupting
  * a hook) pass straight to libc: no recursion, no deadlock on the once.
- * After sfy_init returns, sfy_cfg and sfy_map never change, so they are read without locks.
+ * After sfy_init returns, sfy_cfg never changes, so it is read without locks; the DNS map
+ * is created once, at its first use (sfy_map_get), and published with a release store.
  *
  * Lazy start-up: the constructor takes the SOCKSIFY_* environment and registers a fork
  * handler; nothing else. sfy_init runs at the first hooked call that needs it (or before a
@@ -25,7 +26,8 @@
 
 struct sfy_config sfy_cfg;
 struct sfy_real sfy_real;
-struct sfy_dnsmap *sfy_map;
+static struct sfy_dnsmap *sfy_map; /* sfy_map_get / sfy_map_peek */
+static struct sfy_once map_once = SFY_ONCE_INIT;
 
 static struct sfy_once init_once = SFY_ONCE_INIT;
 static int inherited_count; /* connections restored from SOCKSIFY_INHERIT (for the log) */
@@ -166,17 +168,40 @@ static void sfy_init(void)
          * opens a socket should not print anything. */
         return;
     }
-    if (sfy_cfg.remote_dns) {
-        uint32_t slots = sfy_range_slots(&sfy_cfg.dns4, SFY_DNSMAP_MAX_SLOTS);
-        if (sfy_cfg.dns6.family)
-            slots = sfy_range_slots(&sfy_cfg.dns6, slots);
-        sfy_map = sfy_dnsmap_create(slots);
-        if (!sfy_map)
-            SFY_ERR("cannot create the remote DNS map (%s): name lookups will fail",
-                    strerror(errno));
-    }
     SFY_DBG("initialised: %zu hop(s), remote DNS %s, %d proxied connection(s) inherited "
             "across exec", sfy_cfg.n_hops, sfy_cfg.remote_dns ? "on" : "off", inherited_count);
+}
+
+/* The remote-DNS map, made at its first use rather than at init: its MAP_SHARED mapping
+ * costs ~25 us per process (mmap of a shmem object, its first page fault, its teardown at
+ * exit; scripts/bench_native_shim.py), which a program that never resolves a name through
+ * the shim (it connects to addresses, or everything bypasses) need not pay. */
+static void create_map(void)
+{
+    struct sfy_dnsmap *map;
+    int saved = errno;
+    uint32_t slots = sfy_range_slots(&sfy_cfg.dns4, SFY_DNSMAP_MAX_SLOTS);
+    if (sfy_cfg.dns6.family)
+        slots = sfy_range_slots(&sfy_cfg.dns6, slots);
+    map = sfy_dnsmap_create(slots);
+    if (!map)
+        SFY_ERR("cannot create the remote DNS map (%s): name lookups will fail",
+                strerror(errno));
+    __atomic_store_n(&sfy_map, map, __ATOMIC_RELEASE);
+    errno = saved;
+}
+
+struct sfy_dnsmap *sfy_map_get(void)
+{
+    if (!sfy_cfg.valid || !sfy_cfg.remote_dns)
+        return NULL;
+    sfy_once(&map_once, create_map);
+    return sfy_map_peek();
+}
+
+struct sfy_dnsmap *sfy_map_peek(void)
+{
+    return __atomic_load_n(&sfy_map, __ATOMIC_ACQUIRE);
 }
 
 int sfy_hook_enter(void)
@@ -234,13 +259,16 @@ static void onces_after_fork_child(void)
  * children share one MAP_SHARED map (dnsmap.c); init is otherwise lazy. */
 static void init_before_fork(void)
 {
-    if (sfy_hook_enter())
+    if (sfy_hook_enter()) {
+        sfy_map_get();
         sfy_hook_leave();
+    }
 }
 
 /* Start-up is lazy: the constructor only takes the environment and registers the fork
- * handler; the symbol table, the configuration, the log and the DNS map are set up by the
- * first hooked call that needs them (sfy_hook_enter), or before the first fork(). A
+ * handler; the symbol table, the configuration and the log are set up by the first hooked
+ * call that needs them (sfy_hook_enter), or before the first fork(); the DNS map by the
+ * first name that needs a placeholder, or before the first fork() (sfy_map_get). A
  * program that never touches the network pays for nothing else (scripts/bench_native_shim.py
  * measures the start-up). An exec'd image restores the proxied connections its predecessor
  * passed in SOCKSIFY_INHERIT (inherit.c) here, before main. Hooks that run before this

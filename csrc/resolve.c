@@ -92,14 +92,15 @@ enum sfy_name_route sfy_name_route(const char *name)
 /* The map slot of name: 0 and *slot, or -1 with errno (ENOMEM: no map, ENOSPC: full). */
 static int name_slot(const char *name, uint32_t *slot)
 {
-    if (!sfy_map) {
+    struct sfy_dnsmap *map = sfy_map_get();
+    if (!map) {
         errno = ENOMEM;
         return -1;
     }
-    if (sfy_dnsmap_intern(sfy_map, name, slot) < 0) {
+    if (sfy_dnsmap_intern(map, name, slot) < 0) {
         if (errno == ENOSPC)
             SFY_ERR("remote DNS map full (%u names): cannot resolve %s",
-                    sfy_dnsmap_capacity(sfy_map), name);
+                    sfy_dnsmap_capacity(map), name);
         return -1;
     }
     SFY_DBG("%s -> placeholder slot %u", name, *slot);

@@ -83,15 +83,18 @@ int sfy_placeholder_name(const struct sockaddr *sa, socklen_t len, char *out, si
 {
     struct sfy_addr a;
     const struct sfy_net *net;
+    const struct sfy_dnsmap *map;
     uint32_t slot;
     int family;
-    if (!sfy_map || sfy_addr_from_sockaddr(&a, sa, len) < 0)
+    if (!sfy_cfg.remote_dns || sfy_addr_from_sockaddr(&a, sa, len) < 0)
         return 0;
     family = a.atyp == SFY_ATYP_IPV4 ? AF_INET : AF_INET6;
     net = family == AF_INET ? &sfy_cfg.dns4 : &sfy_cfg.dns6;
     if (!sfy_placeholder_slot(net, family, a.ip, &slot))
         return 0;
-    return sfy_dnsmap_lookup(sfy_map, slot, out, cap) ? 1 : -1;
+    /* no map yet (it is made with the first name, resolve.c): nobody handed this one out */
+    map = sfy_map_peek();
+    return map && sfy_dnsmap_lookup(map, slot, out, cap) ? 1 : -1;
 }
 
 /* Log the configuration error once per process (the first refused call). */

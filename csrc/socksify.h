@@ -152,9 +152,13 @@ void sfy_placeholder_ip(const struct sfy_net *net, uint32_t slot, uint8_t *ip);
 int sfy_placeholder_slot(const struct sfy_net *net, int family, const uint8_t *ip,
                          uint32_t *slot);
 
-/* The process's map (init.c; NULL unless remote DNS is configured). Survives fork (shared
- * mapping); starts empty after exec. */
-extern struct sfy_dnsmap *sfy_map;
+/* The process's map (init.c), created at its first use: the first name that needs a
+ * placeholder, or just before the first fork() (so the process tree shares one map).
+ * Survives fork (shared mapping); starts empty after exec. sfy_map_get() creates it when
+ * remote DNS is on (NULL when off, or when the mapping failed); sfy_map_peek() never
+ * creates: NULL also means "no name was handed out yet" (lock-free, acquire load). */
+struct sfy_dnsmap *sfy_map_get(void);
+struct sfy_dnsmap *sfy_map_peek(void);
 /* Name for a sockaddr if it is a placeholder: 1 found (name copied), 0 not a placeholder,
  * -1 a placeholder nobody handed out in this process tree (fail closed). */
 int sfy_placeholder_name(const struct sockaddr *sa, socklen_t len, char *out, size_t cap);

@@ -418,7 +418,8 @@ static socklen_t report_source(const struct sfy_addr *src, int family,
         const struct sfy_net *net = family == AF_INET6 && sfy_cfg.dns6.family
                                         ? &sfy_cfg.dns6 : &sfy_cfg.dns4;
         uint32_t slot;
-        if (!sfy_map || sfy_dnsmap_intern(sfy_map, src->name, &slot) != 0)
+        struct sfy_dnsmap *map = sfy_map_get();
+        if (!map || sfy_dnsmap_intern(map, src->name, &slot) != 0)
             return 0;
         ph.atyp = net->family == AF_INET6 ? SFY_ATYP_IPV6 : SFY_ATYP_IPV4;
         sfy_placeholder_ip(net, slot, ph.ip);

@@ -173,6 +173,83 @@ def test_placeholder_unknown_after_exec_fails_closed(shim, named_proxy):
     assert named_proxy.records == []
 
 
+SHARED_MAP_PROBE = textwrap.dedent("""
+    def shared_maps():
+        # the remote-DNS map: the one shared anonymous mapping (rw-s, /dev/zero)
+        with open("/proc/self/maps") as f:
+            return sum(1 for line in f if " rw-s " in line and "/dev/zero" in line)
+""")
+
+
+def test_dns_map_is_made_by_the_first_name(shim, named_proxy, http_server):
+    """The map's shared mapping costs every process ~25 us (csrc/init.c create_map): it
+    is made by the first name that needs a placeholder, not at start-up; an address
+    connect before it goes through the proxy as usual, and placeholders stay refused."""
+    code = SHARED_MAP_PROBE + textwrap.dedent(f"""
+        import socket
+        s = socket.create_connection(("127.0.0.1", {http_server.port}), timeout=20)
+        s.close()
+        try:
+            socket.create_connection(("240.0.0.1", 80), timeout=20)
+        except OSError as exc:
+            refused = exc.errno
+        before = shared_maps()
+        ip = socket.getaddrinfo({NAME!r}, 80, socket.AF_INET)[0][4][0]
+        print(before, refused, ip, shared_maps())
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"0", b"113", b"240.0.0.1", b"1"]
+    [record] = named_proxy.wait_records(1)
+    assert record["destination"] == "127.0.0.1"
+
+
+def test_dns_map_is_made_before_the_first_fork(shim, named_proxy):
+    """A process that forks before resolving anything still gives parent and child one
+    map: a name the child resolves after the fork maps back in the parent."""
+    code = SHARED_MAP_PROBE + textwrap.dedent(f"""
+        import os, socket
+        before = shared_maps()
+        r, w = os.pipe()
+        if os.fork() == 0:
+            ip = socket.getaddrinfo({NAME!r}, 1, socket.AF_INET)[0][4][0]
+            os.write(w, ip.encode()); os._exit(0)
+        os.wait()
+        ip = os.read(r, 100).decode()
+        print(before, shared_maps(), ip, socket.getnameinfo((ip, 80), 0)[0])
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"0", b"1", b"240.0.0.1", NAME.encode()]
+
+
+def test_first_names_from_many_threads_at_once(shim, named_proxy, http_server):
+    """Threads racing to make the map (the first lookups of a fresh process) all get the
+    same map: one placeholder per name, and it connects."""
+    code = textwrap.dedent(f"""
+        import socket, threading
+        start = threading.Barrier(8)
+        got = []
+        def look(i):
+            start.wait()
+            got.append((i % 2, socket.getaddrinfo(("a.example", {NAME!r})[i % 2], 80,
+                                                  socket.AF_INET)[0][4][0]))
+        threads = [threading.Thread(target=look, args=(i,)) for i in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join(20)
+        by_name = {{k: {{ip for j, ip in got if j == k}} for k in (0, 1)}}
+        [ip] = by_name[1]
+        s = socket.create_connection((ip, {http_server.port}), timeout=20)
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        print(len(got), len(by_name[0]), len(by_name[1]), ip != next(iter(by_name[0])),
+              b"hello" in s.makefile("rb").read())
+    """)
+    result = shim.python(code, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"8", b"1", b"1", b"True", b"True"]
+    assert named_proxy.wait_records(1)[0]["destination"] == NAME
+
+
 def test_ipv6_only_lookup_gets_an_ipv6_placeholder(shim, named_proxy, http_server6):
     """AF_INET6 lookups answer from the IPv6 range; the name still reaches the proxy. (An
     AF_UNSPEC lookup answers both families, IPv4 first: see the tests below.)"""

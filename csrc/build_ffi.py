@@ -54,8 +54,8 @@ ffibuilder.cdef(
     struct sfy_net { int family; uint8_t addr[16]; int prefix; };
     struct sfy_noproxy { int everything; size_t n_names, n_suffixes, n_nets; ...; };
     struct sfy_config {
-        int valid; char error[512]; size_t n_hops; struct sfy_hop hops[8]; int remote_dns;
-        struct sfy_noproxy no_proxy; int log_level; struct sfy_net dns4, dns6;
+        int valid; int remote_dns; int log_level; size_t n_hops; struct sfy_net dns4, dns6;
+        char error[512]; struct sfy_hop hops[8]; struct sfy_noproxy no_proxy;
     };
     int sfy_parse_chain(const char *text, struct sfy_hop *hops, size_t max_hops,
                         size_t *n_hops, char *err, size_t errlen);

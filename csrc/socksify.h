@@ -89,15 +89,18 @@ struct sfy_noproxy {
     struct sfy_net nets[SFY_NOPROXY_MAX];
 };
 
+/* The small fields first, then the first hop right after the error text: a process that
+ * loads a one-hop configuration writes two pages of this 41 KiB struct (this first one and
+ * no_proxy's counts), not three (every page written is a page fault at start-up). */
 struct sfy_config {
     int valid;        /* 0: no usable proxy configuration: every proxied call fails closed */
-    char error[512];  /* why not valid (never contains a password) */
-    size_t n_hops;
-    struct sfy_hop hops[SFY_MAX_HOPS];
     int remote_dns;   /* the last hop's scheme decides (SPEC) */
-    struct sfy_noproxy no_proxy;
     int log_level;
+    size_t n_hops;
     struct sfy_net dns4, dns6;  /* placeholder ranges; dns6.family == 0 when none */
+    char error[512];  /* why not valid (never contains a password) */
+    struct sfy_hop hops[SFY_MAX_HOPS];
+    struct sfy_noproxy no_proxy;
 };
 
 /* Parsers: return 0, or -1 with a message in err (NUL-terminated, no password). Pure. */

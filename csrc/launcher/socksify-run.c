@@ -39,8 +39,12 @@
  *
  * Per run it allocates nothing (the program's environment is built on the stack, not with
  * setenv(); musl's first allocation costs brk/mmap calls and page faults) and reads the
- * program's first KiB once for the ELF checks: 50k instructions, 17 page faults, ~0.1 ms
- * before the exec (scripts/bench_native_shim.py), ~15 system calls.
+ * program's first KiB once for the ELF checks: 50k instructions, ~15 system calls, 12 page
+ * faults up to the exec (was 17: each stack or data page touched for the first time is a
+ * fault, ~1.5-3 us on the bench VM, so the rare paths' PATH_MAX buffers live in frames of
+ * their own (noinline) and nothing on the way calls printf: `perf stat -e page-faults`).
+ * In a spawn loop (posix_spawn + waitpid, medians of 2,000) it costs ~48 us more than a
+ * static musl program that only execs its argument (was ~64 us).
  *
  * Which C library (decision, measured): the launcher's own execve is paid on every run. It
  * is linked statically (no dynamic loader) and, when musl-gcc is installed, against musl:
@@ -300,8 +304,7 @@ static int search_lib_dirs(const char *dir, char *out, size_t cap) __attribute__
 
 /* Steps 1-3 (the usual layouts: a few system calls), then search_lib_dirs(). Its buffers
  * and those of the rarer steps live in their own frames (noinline), so a run that finds
- * the library at once touches few stack pages (each new page is a fault: ~20 of them
- * were most of the launcher's cost before the exec, scripts/bench_native_shim.py). */
+ * the library at once touches few stack pages (header comment: page faults). */
 static int find_library(const char *dir, char *out, size_t cap)
 {
     const char *override = getenv("SOCKSIFY_LIBRARY");

@@ -20,6 +20,8 @@ COLORS = {
     "socksify-server": "#1f77b4",
     "socksify (LD_PRELOAD)": "#1f77b4",
     "socksify-run": "#6baed6",
+    "socksify (LD_PRELOAD, IP URL)": "#6baed6",
+    "socksify (LD_PRELOAD, bypassed)": "#6baed6",
     "socksify.patch()": "#1f77b4",
     "socksify.patch() connect": "#1f77b4",
     "socksify.create_connection": "#6baed6",

@@ -139,15 +139,20 @@ def test_fork_child_connects_to_a_name_its_parent_resolved(shim, named_proxy, ht
     assert named_proxy.wait_records(1)[0]["destination"] == NAME
 
 
+#: A forked child resolves NAME and sends the placeholder back: ``ip`` in the parent.
+CHILD_RESOLVES_NAME = textwrap.dedent(f"""
+    import os, socket
+    r, w = os.pipe()
+    if os.fork() == 0:
+        ip = socket.getaddrinfo({NAME!r}, 1, socket.AF_INET)[0][4][0]
+        os.write(w, ip.encode()); os._exit(0)
+    os.wait()
+    ip = os.read(r, 100).decode()
+""")
+
+
 def test_parent_connects_to_a_name_its_child_resolved(shim, named_proxy, http_server):
-    code = textwrap.dedent(f"""
-        import os, socket
-        r, w = os.pipe()
-        if os.fork() == 0:
-            ip = socket.getaddrinfo({NAME!r}, 1, socket.AF_INET)[0][4][0]
-            os.write(w, ip.encode()); os._exit(0)
-        os.wait()
-        ip = os.read(r, 100).decode()
+    code = CHILD_RESOLVES_NAME + textwrap.dedent(f"""
         s = socket.create_connection((ip, {http_server.port}), timeout=20)
         s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
         print(ip, b"hello" in s.makefile("rb").read())
@@ -207,17 +212,8 @@ def test_dns_map_is_made_by_the_first_name(shim, named_proxy, http_server):
 def test_dns_map_is_made_before_the_first_fork(shim, named_proxy):
     """A process that forks before resolving anything still gives parent and child one
     map: a name the child resolves after the fork maps back in the parent."""
-    code = SHARED_MAP_PROBE + textwrap.dedent(f"""
-        import os, socket
-        before = shared_maps()
-        r, w = os.pipe()
-        if os.fork() == 0:
-            ip = socket.getaddrinfo({NAME!r}, 1, socket.AF_INET)[0][4][0]
-            os.write(w, ip.encode()); os._exit(0)
-        os.wait()
-        ip = os.read(r, 100).decode()
-        print(before, shared_maps(), ip, socket.getnameinfo((ip, 80), 0)[0])
-    """)
+    code = (SHARED_MAP_PROBE + "before = shared_maps()\n" + CHILD_RESOLVES_NAME
+            + "print(before, shared_maps(), ip, socket.getnameinfo((ip, 80), 0)[0])\n")
     result = shim.python(code, named_proxy.url("socks5h"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"0", b"1", b"240.0.0.1", NAME.encode()]

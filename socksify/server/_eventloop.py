@@ -33,8 +33,6 @@ __all__ = ["SharedEpollSelector", "new_event_loop", "run", "shared_selector"]
 T = TypeVar("T")
 _IN = getattr(select, "EPOLLIN", 0)
 _OUT = getattr(select, "EPOLLOUT", 0)
-#: Events taken per turn beyond asyncio's own descriptors (as the nested Poller's batch).
-_BATCH = 512
 #: A loop made by :func:`new_event_loop` -> its selector (no reaching into the loop).
 _SELECTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -48,17 +46,19 @@ class SharedEpollSelector(selectors.EpollSelector if hasattr(select, "epoll") el
     def __init__(self) -> None:
         super().__init__()
         self._dispatch: Dispatch | None = None
+        self._batch = 0
 
     @property
     def epoll(self) -> select.epoll:
         return self._selector  # where EpollSelector keeps its select.epoll
 
-    def attach(self, dispatch: Dispatch) -> bool:
-        """Hand the foreign events to ``dispatch`` from now on; False if a Poller already
-        has them (a second one nests instead)."""
+    def attach(self, dispatch: Dispatch, batch: int) -> bool:
+        """Hand the foreign events, up to ``batch`` a turn beyond asyncio's own, to
+        ``dispatch`` from now on; False if a Poller already has them (a second one nests
+        instead)."""
         if self._dispatch is not None:
             return False
-        self._dispatch = dispatch
+        self._dispatch, self._batch = dispatch, batch
         return True
 
     def detach(self) -> None:
@@ -76,7 +76,7 @@ class SharedEpollSelector(selectors.EpollSelector if hasattr(select, "epoll") el
             timeout = math.ceil(timeout * 1e3) * 1e-3
         keys = self._fd_to_key
         try:
-            events = self._selector.poll(timeout, len(keys) + _BATCH)
+            events = self._selector.poll(timeout, len(keys) + self._batch)
         except InterruptedError:
             return []
         ready, foreign = [], []

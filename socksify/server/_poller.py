@@ -63,7 +63,7 @@ class Poller:
         self._dropped: set[int] = set()
         self.closed = False
         shared = shared_selector(loop)
-        if shared is not None and shared.attach(self._dispatch):
+        if shared is not None and shared.attach(self._dispatch, _BATCH):
             self._shared = shared
             self._epoll = shared.epoll
         else:

@@ -130,35 +130,18 @@ def serve_nested(port: int) -> None:
 
 
 def serve_merged(port: int) -> None:
-    """The epoll server sharing asyncio's own epoll: a selector that hands the events of
-    descriptors asyncio does not know to ``ready()`` and returns only asyncio's (one epoll,
-    one wait per turn, no nested wake-up)."""
-    import asyncio
-    import selectors
+    """The epoll server on asyncio's own epoll, through socksify-server's loop
+    (socksify/server/_eventloop.py): its selector hands the events of descriptors asyncio
+    does not know to ``ready()``, in the same wait (one epoll, no nested wake-up)."""
+    from socksify.server import _eventloop
 
     server = _EpollServer(port)
-
-    class MergedSelector(selectors.EpollSelector):
-        def select(self, timeout=None):
-            timeout = -1 if timeout is None else max(timeout, 0)
-            keys, mine = [], []
-            for fd, event in self._selector.poll(timeout, 512):
-                key = self._fd_to_key.get(fd)
-                if key is None:
-                    mine.append((fd, event))
-                else:
-                    mask = (selectors.EVENT_READ if event & ~select.EPOLLOUT else 0) | (
-                        selectors.EVENT_WRITE if event & ~select.EPOLLIN else 0)
-                    keys.append((key, mask & key.events))
-            if mine:
-                server.ready(mine)
-            return keys
-
-    selector = MergedSelector()
+    loop = _eventloop.new_event_loop()
+    selector = _eventloop.shared_selector(loop)
     server.poller.close()
-    server.poller = selector._selector
+    server.poller = selector.epoll
     server.poller.register(server.listener.fileno(), select.EPOLLIN)
-    loop = asyncio.SelectorEventLoop(selector)
+    selector.attach(server.ready, 512)
     loop.run_forever()
 
 

@@ -152,14 +152,16 @@ def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int,
             str(ctx.sizes.rate_millis)]
     pid = _server_pid(ctx, subject, server_cpus)
     cpu_before = tree_cpu_seconds(pid) if pid else 0.0
-    target_cpus = os.sched_getaffinity(ctx.target.proc.pid)
-    if client_cpus:  # the target is one thread, shared with the other measures
-        os.sched_setaffinity(ctx.target.proc.pid, client_cpus)
+    target = ctx.target.proc.pid  # one thread, shared with the other measures
+    target_cpus = os.sched_getaffinity(target) if client_cpus else None
+    if client_cpus:
+        os.sched_setaffinity(target, client_cpus)
     try:
         out = run_keyvalues(argv, timeout=60 + ctx.sizes.rate_millis / 1000,
                             cpus=client_cpus)
     finally:
-        os.sched_setaffinity(ctx.target.proc.pid, target_cpus)
+        if target_cpus:
+            os.sched_setaffinity(target, target_cpus)
     row = measure.row(subject)
     row.rounds.append(out["count"] / out["seconds"])
     if pid:

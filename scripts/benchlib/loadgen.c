@@ -18,7 +18,8 @@
  *       One epoll thread keeps CONC connections in flight for MILLIS ms: connect, SOCKS5
  *       greeting, CONNECT, reply (direct: connect) -- the latency ends here --, then "Q"
  *       through the tunnel, the target closes, the client closes after the EOF. Prints
- *       "count N seconds S p50_us A p99_us B errors E" from per-connection timings.
+ *       "count N seconds S p50_us A p99_us B errors E cpu_s C" from per-connection
+ *       timings; C is this process's own CPU time (user + system).
  *   loadgen idle PROXY_HOST PROXY_PORT direct|socks5 TARGET_HOST TARGET_PORT N
  *       Opens N connections (handshake done), prints "ready N", holds them until stdin
  *       closes.
@@ -45,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -517,8 +519,12 @@ static int rate(char **argv)
     qsort(lat, count, sizeof *lat, cmp_double);
     double p50 = lat[(size_t)(0.50 * (double)(count - 1))];
     double p99 = lat[(size_t)(0.99 * (double)(count - 1))];
-    printf("count %zu seconds %.6f p50_us %.2f p99_us %.2f errors %ld\n", count, seconds,
-           p50 * 1e6, p99 * 1e6, errors);
+    struct rusage use;
+    getrusage(RUSAGE_SELF, &use);
+    double cpu = (double)(use.ru_utime.tv_sec + use.ru_stime.tv_sec)
+                 + (double)(use.ru_utime.tv_usec + use.ru_stime.tv_usec) / 1e6;
+    printf("count %zu seconds %.6f p50_us %.2f p99_us %.2f errors %ld cpu_s %.6f\n", count,
+           seconds, p50 * 1e6, p99 * 1e6, errors, cpu);
     return 0;
 }
 

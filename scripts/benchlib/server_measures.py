@@ -9,6 +9,11 @@ machine would. ``rate50core`` gives each server CPUs of its own (the first half 
 one on a 2-core machine) and the load generator and the target the rest, as on a proxy host
 whose clients are elsewhere: the figure is then the server's own cost, not how the
 scheduler interleaves four programs on two CPUs.
+
+Each rate row also shows the "load CPU": the CPU time per connection of the load generator
+and the target together. A server's design changes that too (how many packets and wake-ups
+its replies and closes cost the other side), and on CPUs shared with the load the rate
+follows the sum of the proxy's and the load's CPU per connection, not the proxy's alone.
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ def measures() -> list[Measure]:
                          "load generator and the target on the others", has_latency=True)
     rate50core.targets = [RATE_MICROSOCKS_CORE, P99_DANTE_CORE]
     for m in (rate1, rate50, rate50core):
-        m.extra_columns = [("cpu_us_per_conn", "proxy CPU (us/conn)")]
+        m.extra_columns = [("cpu_us_per_conn", "proxy CPU (us/conn)"),
+                           ("load_cpu_us_per_conn", "load CPU (us/conn)")]
     memory = Measure("memory", "Memory per idle proxied connection", "KiB", False,
                      "PSS of the server's process tree before/after N idle CONNECTed "
                      "connections, divided by N")
@@ -153,6 +159,7 @@ def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int,
     pid = _server_pid(ctx, subject, server_cpus)
     cpu_before = tree_cpu_seconds(pid) if pid else 0.0
     target = ctx.target.proc.pid  # one thread, shared with the other measures
+    target_cpu_before = tree_cpu_seconds(target)
     target_cpus = os.sched_getaffinity(target) if client_cpus else None
     if client_cpus:
         os.sched_setaffinity(target, client_cpus)
@@ -167,6 +174,8 @@ def rate_round(ctx: Context, measure: Measure, subject: str, concurrency: int,
     if pid:
         cpu = tree_cpu_seconds(pid) - cpu_before
         row.extra.setdefault("cpu_us_per_conn", []).append(cpu / out["count"] * 1e6)
+    load = out["cpu_s"] + tree_cpu_seconds(target) - target_cpu_before
+    row.extra.setdefault("load_cpu_us_per_conn", []).append(load / out["count"] * 1e6)
     row.p50.append(out["p50_us"])
     row.p99.append(out["p99_us"])
     row.extra["errors"] = row.extra.get("errors", 0) + int(out["errors"])

@@ -66,6 +66,8 @@ def test_smoke_every_available_subject_has_figures(smoke):
                 assert row["median"] > 0 or m["key"] == "memory", where
                 if m["key"].startswith("rate"):
                     assert row["p50_us"] > 0 and row["p99_us"] >= row["p50_us"], where
+                    # the load generator's own CPU is in it: never zero
+                    assert all(x > 0 for x in row["extra"]["load_cpu_us_per_conn"]), where
             elif row["status"] == "missing":
                 # a peer that is not installed is reported with what to install; a measure
                 # this machine cannot run (rate50core on one CPU) says what it needs

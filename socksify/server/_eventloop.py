@@ -16,12 +16,24 @@ Rules of this module:
 - :class:`SharedEpollSelector` is asyncio's ``EpollSelector``, whose ``select`` hands the
   events of descriptors asyncio does not know to the one attached Poller, inside the same
   wait, and returns asyncio's own as before. Each descriptor belongs to one of them.
+- A wait that would block right after one that returned events first polls up to
+  ``SPIN_POLLS`` times without blocking, yielding the CPU (``sched_yield``) between polls.
+  Why: on loopback and nearby networks the next packet of a connection (the request after
+  the method reply, the first bytes after the CONNECT reply) often comes within tens of
+  microseconds; caught without sleeping, it costs neither this process a wake-up nor the
+  sender the work of waking a sleeping CPU. One connection at a time, that is 15-32 % more
+  connections a second and 15-22 µs less CPU per connection for the clients (scripts/bench
+  ``rate1``: 4,337 -> 5,308 conn/s); at concurrency 50 the server seldom runs out of
+  events and nothing changes. It is bounded: ~25 µs of CPU per quiet moment after
+  activity; a server with nothing to do blocks at once, and a runnable program on the
+  same CPU gets the CPU at every yield.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import select
 import selectors
 import weakref
@@ -38,6 +50,10 @@ _SELECTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 Dispatch = Callable[[list[tuple[int, int]]], None]
 
+#: Polls without blocking before a wait blocks after a busy one (module docstring).
+SPIN_POLLS = 30
+_yield = getattr(os, "sched_yield", lambda: None)
+
 
 class SharedEpollSelector(selectors.EpollSelector if hasattr(select, "epoll") else object):
     """asyncio's epoll selector, sharing its epoll with one Poller (see the module
@@ -47,6 +63,7 @@ class SharedEpollSelector(selectors.EpollSelector if hasattr(select, "epoll") el
         super().__init__()
         self._dispatch: Dispatch | None = None
         self._batch = 0
+        self._busy = False  #: the last wait returned events
 
     @property
     def epoll(self) -> select.epoll:
@@ -75,10 +92,24 @@ class SharedEpollSelector(selectors.EpollSelector if hasattr(select, "epoll") el
         else:  # as EpollSelector: epoll waits in milliseconds, round up
             timeout = math.ceil(timeout * 1e3) * 1e-3
         keys = self._fd_to_key
+        most = len(keys) + self._batch
+        poll = self._selector.poll
         try:
-            events = self._selector.poll(timeout, len(keys) + self._batch)
+            events = poll(0 if self._busy else timeout, most)
+            if not events and self._busy and timeout != 0:
+                for _ in range(SPIN_POLLS):
+                    _yield()
+                    events = poll(0, most)
+                    if events:
+                        break
+                else:
+                    events = poll(timeout, most)
         except InterruptedError:
             return []
+        if events:
+            self._busy = True
+        elif timeout != 0:  # waited, spun or blocked, and nothing came: quiet now
+            self._busy = False
         ready, foreign = [], []
         for fd, event in events:
             key = keys.get(fd)

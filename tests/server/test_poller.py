@@ -348,3 +348,65 @@ def test_run_uses_the_shared_loop_where_python_allows():
         return _eventloop.shared_selector(asyncio.get_running_loop()) is not None
 
     assert _eventloop.run(main()) is (sys.version_info >= (3, 11))
+
+
+class _CountingYield:
+    """Stands in for ``sched_yield`` in the spin: counts the calls and runs ``action`` at
+    call number ``at`` (a peer's packet arriving while the selector spins)."""
+
+    def __init__(self, at=0, action=None):
+        self.calls, self.at, self.action = 0, at, action
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls == self.at:
+            self.action()
+
+
+def _spinning_selector(pairs, monkeypatch, spy):
+    """A shared selector with one foreign socket pair on its epoll; the foreign events
+    dispatched go into the returned list."""
+    from socksify.server import _eventloop
+
+    monkeypatch.setattr(_eventloop, "_yield", spy)
+    loop, selector = _shared_loop()
+    got = []
+    selector.attach(got.extend, 512)
+    a, a_peer = pairs()
+    selector.epoll.register(a.fileno(), select.EPOLLIN)
+    return loop, selector, got, a, a_peer
+
+
+def test_a_wait_after_events_catches_a_packet_without_sleeping(pairs, monkeypatch):
+    """Right after a busy wait, a packet that comes while the selector spins is taken by
+    a non-blocking poll (here it comes at the third yield): no sleep, no wake-up."""
+    spy = _CountingYield()
+    loop, selector, got, a, a_peer = _spinning_selector(pairs, monkeypatch, spy)
+    try:
+        a_peer.send(b"1")
+        assert selector.select(5) == [] and got == [(a.fileno(), select.EPOLLIN)]
+        assert spy.calls == 0  # a packet at hand: no spin
+        a.recv(10)
+        got.clear()
+        spy.at, spy.action = 3, lambda: a_peer.send(b"2")
+        assert selector.select(60) == []
+        assert got == [(a.fileno(), select.EPOLLIN)] and spy.calls == 3
+    finally:
+        loop.close()
+
+
+def test_the_spin_is_bounded_and_a_quiet_selector_blocks_at_once(pairs, monkeypatch):
+    from socksify.server import _eventloop
+
+    spy = _CountingYield()
+    loop, selector, got, a, a_peer = _spinning_selector(pairs, monkeypatch, spy)
+    try:
+        assert selector.select(0.01) == [] and spy.calls == 0  # never busy: no spin
+        a_peer.send(b"1")
+        selector.select(5)
+        a.recv(10)
+        assert selector.select(0) == [] and spy.calls == 0  # a non-blocking look: no spin
+        assert selector.select(0.01) == [] and spy.calls == _eventloop.SPIN_POLLS
+        assert selector.select(0.01) == [] and spy.calls == _eventloop.SPIN_POLLS  # quiet
+    finally:
+        loop.close()

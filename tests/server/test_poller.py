@@ -9,6 +9,7 @@ import errno
 import os
 import select
 import socket
+import threading
 
 import pytest
 
@@ -354,8 +355,8 @@ class _CountingYield:
     """Stands in for ``sched_yield`` in the spin: counts the calls and runs ``action`` at
     call number ``at`` (a peer's packet arriving while the selector spins)."""
 
-    def __init__(self, at=0, action=None):
-        self.calls, self.at, self.action = 0, at, action
+    def __init__(self):
+        self.calls, self.at, self.action = 0, 0, None
 
     def __call__(self):
         self.calls += 1
@@ -363,50 +364,104 @@ class _CountingYield:
             self.action()
 
 
-def _spinning_selector(pairs, monkeypatch, spy):
-    """A shared selector with one foreign socket pair on its epoll; the foreign events
-    dispatched go into the returned list."""
-    from socksify.server import _eventloop
+class _StepClock:
+    """Stands in for the spin's clock: each reading is ``step`` seconds after the one
+    before, so every quiet moment lasts ``step`` as the selector measures it."""
 
-    monkeypatch.setattr(_eventloop, "_yield", spy)
-    loop, selector = _shared_loop()
-    got = []
-    selector.attach(got.extend, 512)
-    a, a_peer = pairs()
-    selector.epoll.register(a.fileno(), select.EPOLLIN)
-    return loop, selector, got, a, a_peer
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
 
 
-def test_a_wait_after_events_catches_a_packet_without_sleeping(pairs, monkeypatch):
-    """Right after a busy wait, a packet that comes while the selector spins is taken by
-    a non-blocking poll (here it comes at the third yield): no sleep, no wake-up."""
-    spy = _CountingYield()
-    loop, selector, got, a, a_peer = _spinning_selector(pairs, monkeypatch, spy)
+class _Spinning:
+    """A shared selector with one foreign socket pair on its epoll, sched_yield counted
+    and the clock stepped (50 µs a quiet moment: within SPIN_WINDOW)."""
+
+    def __init__(self, pairs, monkeypatch):
+        from socksify.server import _eventloop
+
+        self.spy, self.clock = _CountingYield(), _StepClock(50e-6)
+        monkeypatch.setattr(_eventloop, "_yield", self.spy)
+        monkeypatch.setattr(_eventloop, "_clock", self.clock)
+        self.loop, self.selector = _shared_loop()
+        self.got = []
+        self.selector.attach(self.got.extend, 512)
+        self.sock, self.peer = pairs()
+        self.selector.epoll.register(self.sock.fileno(), select.EPOLLIN)
+
+    def quiet_moment(self, packet_after=None, packet_at_yield=None):
+        """Activity (a packet, taken), then the quiet moment after it, in which a packet
+        comes ``packet_after`` seconds into the wait, or at the ``packet_at_yield``-th
+        yield of the spin, or not at all (the 10 ms wait times out). Returns the yields
+        the quiet moment made and whether it got the packet."""
+        self.peer.send(b"x")
+        assert self.selector.select(5) == [] and self.got  # no spin with a packet at hand
+        self.sock.recv(10)
+        self.got.clear()
+        before = self.spy.calls
+        if packet_at_yield is not None:
+            self.spy.at, self.spy.action = before + packet_at_yield, lambda: self.peer.send(b"y")
+        timer = threading.Timer(packet_after, self.peer.send, (b"y",)) if packet_after else None
+        if timer:
+            timer.start()
+        try:
+            self.selector.select(0.01 if packet_after is None and packet_at_yield is None else 5)
+        finally:
+            if timer:
+                timer.join()
+        came = bool(self.got)
+        if came:
+            self.sock.recv(10)
+        self.got.clear()
+        self.spy.at = 0
+        return self.spy.calls - before, came
+
+
+@pytest.fixture
+def spinning(pairs, monkeypatch):
+    spinning = _Spinning(pairs, monkeypatch)
     try:
-        a_peer.send(b"1")
-        assert selector.select(5) == [] and got == [(a.fileno(), select.EPOLLIN)]
-        assert spy.calls == 0  # a packet at hand: no spin
-        a.recv(10)
-        got.clear()
-        spy.at, spy.action = 3, lambda: a_peer.send(b"2")
-        assert selector.select(5) == []
-        assert got == [(a.fileno(), select.EPOLLIN)] and spy.calls == 3
+        yield spinning
     finally:
-        loop.close()
+        spinning.loop.close()
 
 
-def test_the_spin_is_bounded_and_a_quiet_selector_blocks_at_once(pairs, monkeypatch):
-    from socksify.server import _eventloop
+def test_the_spin_grows_while_events_come_soon_and_stops_when_none_come(spinning):
+    """No spin at first; each quiet moment that ended with events within SPIN_WINDOW
+    doubles the next spin (from 4 polls, up to SPIN_POLLS); one without events ends it."""
+    from socksify.server._eventloop import SPIN_POLLS
 
-    spy = _CountingYield()
-    loop, selector, got, a, a_peer = _spinning_selector(pairs, monkeypatch, spy)
-    try:
-        assert selector.select(0.01) == [] and spy.calls == 0  # never busy: no spin
-        a_peer.send(b"1")
-        selector.select(5)
-        a.recv(10)
-        assert selector.select(0) == [] and spy.calls == 0  # a non-blocking look: no spin
-        assert selector.select(0.01) == [] and spy.calls == _eventloop.SPIN_POLLS
-        assert selector.select(0.01) == [] and spy.calls == _eventloop.SPIN_POLLS  # quiet
-    finally:
-        loop.close()
+    moment = spinning.quiet_moment
+    assert [moment(0.001) for _ in range(6)] == [
+        (0, True), (4, True), (8, True), (16, True), (SPIN_POLLS, True), (SPIN_POLLS, True)]
+    assert moment() == (SPIN_POLLS, False)  # spun, nothing came, blocked until the timeout
+    assert moment() == (0, False)  # no spin next time
+    assert moment(0.001) == (0, True)
+    assert moment(0.001) == (4, True)  # ... until events come soon again
+
+
+def test_a_long_quiet_moment_turns_the_spin_off(spinning):
+    """A client that pauses between messages: no spinning for it."""
+    from socksify.server._eventloop import SPIN_WINDOW
+
+    moment = spinning.quiet_moment
+    moment(0.001)
+    assert moment(0.001) == (4, True)
+    spinning.clock.step = 2 * SPIN_WINDOW
+    assert moment(0.001) == (8, True)
+    assert moment(0.001) == (0, True)
+
+
+def test_a_packet_that_comes_while_spinning_is_taken_without_sleeping(spinning):
+    """It comes at the third yield: a non-blocking poll takes it, no blocking wait (the
+    clock is not read again), and the spin stays as long for next time."""
+    moment = spinning.quiet_moment
+    moment(0.001)
+    moment(0.001)
+    readings = spinning.clock.now
+    assert moment(packet_at_yield=3) == (3, True)
+    assert spinning.clock.now == readings + spinning.clock.step  # the start only
+    assert moment(0.001) == (8, True)

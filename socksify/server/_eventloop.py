@@ -22,9 +22,10 @@ Rules of this module:
   the method reply, the first bytes after the CONNECT reply) often comes within tens of
   microseconds; caught without sleeping, it costs neither this process a wake-up nor the
   sender the work of waking a sleeping CPU (on a virtual machine, an exit to the
-  hypervisor). A ping-pong through the server took 45 instead of 100 µs a round trip, and
-  one connection at a time 10-17 % more connections a second (``scripts/bench``
-  ``rate1``); at concurrency 50 the server seldom runs out of events and nothing changes.
+  hypervisor). A ping-pong through the server took 41 instead of 78 µs a round trip
+  (scripts/bench_server_pingpong.py), and one connection at a time the server set up ~10 %
+  more connections a second (scripts/bench, ``rate1``); at concurrency 50 it seldom runs
+  out of events and nothing changes.
 - The spin sizes itself, as KVM's halt polling does: none at first; a quiet moment that
   ended within ``SPIN_WINDOW`` (100 µs) doubles the next spin (from 4 polls up to
   ``SPIN_POLLS``, 30, ~25 µs); one that lasted longer, or ended without events, turns it

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -39,11 +38,14 @@ def test_a_short_run_reports_both_variants_at_each_pause(tmp_path):
 def test_the_variant_without_the_spin_never_spins(monkeypatch, polls, spins):
     """The switch the script uses (SPIN_POLLS = 0) keeps every spin at 0 polls, where the
     shipped value lets quiet moments that end soon grow it."""
+    from support.spin import with_arrivals
+
     from socksify.server import _eventloop
 
     monkeypatch.setattr(_eventloop, "SPIN_POLLS", polls)
     monkeypatch.setattr(_eventloop, "_clock", lambda: 0.0)  # every quiet moment: short
     selector = _eventloop.SharedEpollSelector()
+    arrivals = with_arrivals(selector)
     r, w = os.pipe()
     try:
         selector.attach(lambda events: None, 8)
@@ -53,10 +55,8 @@ def test_the_variant_without_the_spin_never_spins(monkeypatch, polls, spins):
             os.write(w, b"x")  # activity
             selector.select(1)
             os.read(r, 1)
-            timer = threading.Timer(0.001, os.write, (w, b"y"))  # then a quiet moment
-            timer.start()
+            arrivals.on_block = lambda: os.write(w, b"y")  # a quiet moment, then a byte
             selector.select(5)
-            timer.join()
             os.read(r, 1)
             seen.append(selector._spins)
         assert seen == spins

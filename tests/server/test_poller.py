@@ -9,7 +9,6 @@ import errno
 import os
 import select
 import socket
-import threading
 
 import pytest
 
@@ -377,46 +376,49 @@ class _StepClock:
 
 
 class _Spinning:
-    """A shared selector with one foreign socket pair on its epoll, sched_yield counted
-    and the clock stepped (50 µs a quiet moment: within SPIN_WINDOW)."""
+    """A shared selector with one foreign socket pair on its epoll, sched_yield counted,
+    the clock stepped (50 µs a quiet moment: within SPIN_WINDOW) and packets that arrive
+    exactly when the selector blocks (support.spin)."""
 
     def __init__(self, pairs, monkeypatch):
+        from support.spin import with_arrivals
+
         from socksify.server import _eventloop
 
         self.spy, self.clock = _CountingYield(), _StepClock(50e-6)
         monkeypatch.setattr(_eventloop, "_yield", self.spy)
         monkeypatch.setattr(_eventloop, "_clock", self.clock)
         self.loop, self.selector = _shared_loop()
+        self.arrivals = with_arrivals(self.selector)
         self.got = []
         self.selector.attach(self.got.extend, 512)
         self.sock, self.peer = pairs()
         self.selector.epoll.register(self.sock.fileno(), select.EPOLLIN)
 
-    def quiet_moment(self, packet_after=None, packet_at_yield=None):
+    def quiet_moment(self, packet=None, at_yield=0):
         """Activity (a packet, taken), then the quiet moment after it, in which a packet
-        comes ``packet_after`` seconds into the wait, or at the ``packet_at_yield``-th
-        yield of the spin, or not at all (the 10 ms wait times out). Returns the yields
-        the quiet moment made and whether it got the packet."""
+        comes when the selector blocks (``packet="block"``), at the ``at_yield``-th yield
+        of its spin (``packet="spin"``), or not at all (the 10 ms wait times out).
+        Returns the yields the quiet moment made and whether it got the packet."""
         self.peer.send(b"x")
         assert self.selector.select(5) == [] and self.got  # no spin with a packet at hand
         self.sock.recv(10)
         self.got.clear()
         before = self.spy.calls
-        if packet_at_yield is not None:
-            self.spy.at, self.spy.action = before + packet_at_yield, lambda: self.peer.send(b"y")
-        timer = threading.Timer(packet_after, self.peer.send, (b"y",)) if packet_after else None
-        if timer:
-            timer.start()
-        try:
-            self.selector.select(0.01 if packet_after is None and packet_at_yield is None else 5)
-        finally:
-            if timer:
-                timer.join()
+
+        def arrive():
+            self.peer.send(b"y")
+
+        if packet == "block":
+            self.arrivals.on_block = arrive
+        elif packet == "spin":
+            self.spy.at, self.spy.action = before + at_yield, arrive
+        self.selector.select(0.01 if packet is None else 5)
+        self.arrivals.on_block, self.spy.at = None, 0
         came = bool(self.got)
         if came:
             self.sock.recv(10)
         self.got.clear()
-        self.spy.at = 0
         return self.spy.calls - before, came
 
 
@@ -435,12 +437,12 @@ def test_the_spin_grows_while_events_come_soon_and_stops_when_none_come(spinning
     from socksify.server._eventloop import SPIN_POLLS
 
     moment = spinning.quiet_moment
-    assert [moment(0.001) for _ in range(6)] == [
+    assert [moment("block") for _ in range(6)] == [
         (0, True), (4, True), (8, True), (16, True), (SPIN_POLLS, True), (SPIN_POLLS, True)]
     assert moment() == (SPIN_POLLS, False)  # spun, nothing came, blocked until the timeout
     assert moment() == (0, False)  # no spin next time
-    assert moment(0.001) == (0, True)
-    assert moment(0.001) == (4, True)  # ... until events come soon again
+    assert moment("block") == (0, True)
+    assert moment("block") == (4, True)  # ... until events come soon again
 
 
 def test_a_long_quiet_moment_turns_the_spin_off(spinning):
@@ -448,20 +450,20 @@ def test_a_long_quiet_moment_turns_the_spin_off(spinning):
     from socksify.server._eventloop import SPIN_WINDOW
 
     moment = spinning.quiet_moment
-    moment(0.001)
-    assert moment(0.001) == (4, True)
+    moment("block")
+    assert moment("block") == (4, True)
     spinning.clock.step = 2 * SPIN_WINDOW
-    assert moment(0.001) == (8, True)
-    assert moment(0.001) == (0, True)
+    assert moment("block") == (8, True)
+    assert moment("block") == (0, True)
 
 
 def test_a_packet_that_comes_while_spinning_is_taken_without_sleeping(spinning):
     """It comes at the third yield: a non-blocking poll takes it, no blocking wait (the
     clock is not read again), and the spin stays as long for next time."""
     moment = spinning.quiet_moment
-    moment(0.001)
-    moment(0.001)
+    moment("block")
+    moment("block")
     readings = spinning.clock.now
-    assert moment(packet_at_yield=3) == (3, True)
+    assert moment("spin", at_yield=3) == (3, True)
     assert spinning.clock.now == readings + spinning.clock.step  # the start only
-    assert moment(0.001) == (8, True)
+    assert moment("block") == (8, True)

@@ -109,13 +109,32 @@ def verdict(met: bool | None) -> str:
     return {True: "MET", False: "NOT MET", None: "UNKNOWN"}[met]
 
 
+def rounds_agreeing(m: Measure, holds: Callable[..., bool], *subjects: str,
+                    series: str = "rounds") -> str:
+    """In how many rounds ``holds(figure of each subject)`` is true, as "; k of n rounds".
+
+    The verdict is taken on medians; this shows how firm it is: a target met by the
+    medians but in 3 rounds of 5 passes or fails with the run. Round ``i`` of every
+    subject is the same pass of the benchmark (subjects run in turn within a round).
+    Empty with a single round (the count would repeat the verdict).
+    """
+    per_subject = [getattr(m.rows[s], series) for s in subjects]
+    paired = list(zip(*per_subject))  # stops at the shortest (a subject that failed later)
+    if len(paired) < 2:
+        return ""
+    return f"; {sum(bool(holds(*figures)) for figures in paired)} of {len(paired)} rounds"
+
+
 def at_least(subject: str, factor: float, other: str) -> Callable:
     """``subject`` >= ``factor`` x ``other`` (medians)."""
     def check(m: Measure):
         a, b = m.value(subject), m.value(other)
         if a is None or b is None:
             return None, f"needs {subject} and {other}"
-        return a >= factor * b, f"{a / b:.2f}x {other} (needs >= {factor:g}x)" if b else "n/a"
+        if not b:
+            return a >= factor * b, "n/a"
+        firm = rounds_agreeing(m, lambda x, y: x >= factor * y, subject, other)
+        return a >= factor * b, f"{a / b:.2f}x {other} (needs >= {factor:g}x){firm}"
     return check
 
 
@@ -128,6 +147,7 @@ def ahead_of_all(subject: str, others: list[str]) -> Callable:
         missing = [o for o in others if o not in present]
         best = max(present, key=lambda o: m.value(o))
         detail = f"{a / m.value(best):.2f}x the best peer ({best})"
+        detail += rounds_agreeing(m, lambda x, *peers: x > max(peers), subject, *present)
         if missing:
             detail += f"; not measured: {', '.join(missing)}"
         return a > m.value(best), detail
@@ -139,7 +159,8 @@ def p99_below(subject: str, other: str) -> Callable:
         a, b = m.value(subject, "p99_median"), m.value(other, "p99_median")
         if a is None or b is None:
             return None, f"needs {subject} and {other}"
-        return a < b, f"p99 {a:.0f} us vs {other} {b:.0f} us"
+        firm = rounds_agreeing(m, lambda x, y: x < y, subject, other, series="p99")
+        return a < b, f"p99 {a:.0f} us vs {other} {b:.0f} us{firm}"
     return check
 
 
@@ -148,7 +169,8 @@ def at_most(subject: str, limit: float, unit: str) -> Callable:
         a = m.value(subject)
         if a is None:
             return None, f"needs {subject}"
-        return a <= limit, f"{a:.2f} {unit} (needs <= {limit:g} {unit})"
+        firm = rounds_agreeing(m, lambda x: x <= limit, subject)
+        return a <= limit, f"{a:.2f} {unit} (needs <= {limit:g} {unit}){firm}"
     return check
 
 
@@ -157,7 +179,8 @@ def less_than(subject: str, limit: float, unit: str) -> Callable:
         a = m.value(subject)
         if a is None:
             return None, f"needs {subject}"
-        return a < limit, f"{a:.2f} {unit} (needs < {limit:g} {unit})"
+        firm = rounds_agreeing(m, lambda x: x < limit, subject)
+        return a < limit, f"{a:.2f} {unit} (needs < {limit:g} {unit}){firm}"
     return check
 
 
@@ -167,7 +190,9 @@ def overhead_at_most(subject: str, base: str, limit: float, unit: str) -> Callab
         a, b = m.value(subject), m.value(base)
         if a is None or b is None:
             return None, f"needs {subject} and {base}"
-        return a - b <= limit, f"{a - b:+.2f} {unit} over {base} (needs <= {limit:g} {unit})"
+        firm = rounds_agreeing(m, lambda x, y: x - y <= limit, subject, base)
+        return a - b <= limit, (f"{a - b:+.2f} {unit} over {base} (needs <= {limit:g} {unit})"
+                                f"{firm}")
     return check
 
 
@@ -176,5 +201,6 @@ def within_factor(subject: str, base: str, factor: float) -> Callable:
         a, b = m.value(subject), m.value(base)
         if a is None or b is None:
             return None, f"needs {subject} and {base}"
-        return a <= factor * b, f"{a / b:.2f}x {base} (needs <= {factor:g}x)"
+        firm = rounds_agreeing(m, lambda x, y: x <= factor * y, subject, base)
+        return a <= factor * b, f"{a / b:.2f}x {base} (needs <= {factor:g}x){firm}"
     return check

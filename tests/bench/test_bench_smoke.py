@@ -121,6 +121,29 @@ def test_targets_use_medians_and_report_missing_subjects():
     assert results.at_least("ours", 1.3, "peer")(m)[0] is None
 
 
+def test_targets_say_in_how_many_rounds_they_held():
+    m = _measure({DIRECT: [100, 100, 100], "ours": [60, 50, 70], "a": [40, 55, 30],
+                  "b": [61, 20, 20]})
+    # the medians meet it (0.60x) but round 2 (0.50x) did not
+    assert results.at_least("ours", 0.55, DIRECT)(m) == (
+        True, "0.60x direct (needs >= 0.55x); 2 of 3 rounds")
+    # each round against the best peer of THAT round: b in round 1, a in round 2
+    assert results.ahead_of_all("ours", ["a", "b"])(m)[1].endswith("; 1 of 3 rounds")
+    assert results.within_factor("ours", DIRECT, 0.55)(m)[1].endswith("; 1 of 3 rounds")
+    assert results.at_most("a", 40, "KiB")(m)[1].endswith("; 2 of 3 rounds")
+    m.row("ours").p99.extend([5, 9, 5])
+    m.row("a").p99.extend([6, 6, 6])
+    assert results.p99_below("ours", "a")(m)[1].endswith("; 2 of 3 rounds")
+    # a subject that failed in round 3 after two good rounds: only the paired rounds count
+    m.row("b").rounds.pop()
+    assert results.overhead_at_most("b", "a", 10, "ms")(m)[1].endswith("; 1 of 2 rounds")
+
+
+def test_one_round_gives_no_round_count():
+    m = _measure({DIRECT: [100], "ours": [60]})
+    assert results.at_least("ours", 0.55, DIRECT)(m) == (True, "0.60x direct (needs >= 0.55x)")
+
+
 def test_table_shows_missing_peers_and_verdicts():
     m = _measure({DIRECT: [10.0], "ours": [10.4]}, higher=False)
     m.row("gone").fail("missing", "gone not installed (apt-get install gone)")

@@ -387,6 +387,16 @@ def test_installed_launcher_carries_the_library_hint(launcher):
         assert hint.startswith("../"), hint
 
 
+def test_launcher_comes_from_the_same_build_as_the_library(launcher, libsocksify):
+    """A sanitizer build tests its own launcher, not the source tree's: the launcher needs
+    the same sanitizer runtimes as the library beside it (none in a regular build).
+    scripts/build_preload.py once copied the tree's musl launcher over its ASan one."""
+    runtimes = (b"libasan.so", b"libubsan.so")
+    with open(libsocksify, "rb") as lib, open(launcher, "rb") as exe:
+        library, program = lib.read(), exe.read()
+    assert [r in program for r in runtimes] == [r in library for r in runtimes]
+
+
 def test_library_hint_and_stamp():
     """buildcfg.library_hint: absolute in place, relative to sysconfig's scripts directory
     otherwise; stamp_library_hint refuses a hint that does not fit."""

@@ -119,7 +119,8 @@ def rounds_agreeing(m: Measure, holds: Callable[..., bool], *subjects: str,
     Empty with a single round (the count would repeat the verdict).
     """
     per_subject = [getattr(m.rows[s], series) for s in subjects]
-    paired = list(zip(*per_subject))  # stops at the shortest (a subject that failed later)
+    # stops at the shortest: a subject that failed in a later round
+    paired = list(zip(*per_subject, strict=False))
     if len(paired) < 2:
         return ""
     return f"; {sum(bool(holds(*figures)) for figures in paired)} of {len(paired)} rounds"

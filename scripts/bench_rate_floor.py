@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How fast can a Python SOCKS server set up connections on this machine at all?
+"""How fast can a Python (or any) SOCKS server set up connections on this machine at all?
 
     scripts/bench_rate_floor.py [--rounds 5] [--millis 2000] [--concurrency 50]
                                 [--workers 1,3]
@@ -9,7 +9,7 @@ socksify-server, microsocks, and minimal Python servers that check, log and reco
 nothing (scripts/benchlib/bare_servers.py): one on bare select.epoll, the same inside an
 asyncio loop that watches only the epoll descriptor ("nested"), the same on asyncio's own
 epoll through a selector that hands it the events asyncio does not know ("merged", as
-socksify-server's loop on 3.11+), and one on asyncio reader/writer callbacks. Every Python
+socksify-server's loop on 3.11+), and one on asyncio reader/writer callbacks. Every bare
 subject runs one process per CPU sharing the port with SO_REUSEPORT; ``--workers`` adds
 socksify-server with other worker counts. Rounds are interleaved; the table gives medians
 of conn/s and of the server's CPU per connection (user + system, its whole process tree).
@@ -17,7 +17,9 @@ of conn/s and of the server's CPU per connection (user + system, its whole proce
 The bare servers bound what any Python design can reach here: on a 2-core machine the load
 generator and the target share the CPUs with the server, so the rate is set by CPU per
 connection, and the kernel's share of it (about 15 system calls: accept, connect, three
-sends, closes) is the same for every subject.
+sends, closes) is the same for every subject. "bare C (epoll)" (scripts/benchlib/
+bare_server.c) is the epoll server written in C, the floor of any implementation: the gap
+between it and the bare Python servers is what a C handshake path could gain.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ sys.path.insert(0, str(HERE))
 
 from benchlib.context import clean_env, run_keyvalues  # noqa: E402
 from benchlib.processes import (  # noqa: E402
+    BARE_SERVER_SOURCE,
     Server,
     TargetServer,
     build_loadgen,
+    build_program,
     free_port,
     start_microsocks,
     start_socksify_server,
@@ -47,10 +51,14 @@ from benchlib.processes import (  # noqa: E402
 )
 
 
-def start_bare(kind: str) -> Server:
+def start_bare(kind: str, program: str | None = None) -> Server:
+    """A bare Python server of ``kind``, or with ``program`` the bare C one."""
     port = free_port()
-    args = [sys.executable, "-m", "benchlib.bare_servers", kind, str(port),
-            str(os.cpu_count() or 1)]
+    processes = str(os.cpu_count() or 1)
+    if program:
+        args = [program, str(port), processes]
+    else:
+        args = [sys.executable, "-m", "benchlib.bare_servers", kind, str(port), processes]
     # its own session: stop() below kills the forked processes with it
     proc = subprocess.Popen(args, cwd=HERE, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, start_new_session=True, env=clean_env())
@@ -59,7 +67,8 @@ def start_bare(kind: str) -> Server:
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
-    return Server(f"bare Python ({kind})", proc, port, False, args)
+    return Server(f"bare C ({kind})" if program else f"bare Python ({kind})", proc, port,
+                  False, args)
 
 
 def stop_server(server: Server) -> None:
@@ -88,7 +97,8 @@ def main() -> int:
                      for count in args.workers.split(",") if count]
             servers = [start_socksify_server(workdir), *extra, start_microsocks(workdir),
                        start_bare("asyncio"), start_bare("nested"),
-                       start_bare("merged"), start_bare("epoll")]
+                       start_bare("merged"), start_bare("epoll"),
+                       start_bare("epoll", build_program(workdir, BARE_SERVER_SOURCE))]
             rates: dict[str, list[float]] = {s.name: [] for s in servers}
             cpus: dict[str, list[float]] = {s.name: [] for s in servers}
             for round_ in range(args.rounds):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LOADGEN_SOURCE = HERE / "loadgen.c"
+BARE_SERVER_SOURCE = HERE / "bare_server.c"
 
 #: program -> Debian package, for "missing" messages
 PACKAGES = {
@@ -74,17 +75,23 @@ def free_port() -> int:
     raise Unavailable("failed", "no free port below the ephemeral range")
 
 
-def build_loadgen(workdir: Path) -> str:
-    """Compile loadgen.c with the system C compiler into ``workdir``; return its path."""
+def build_program(workdir: Path, source: Path) -> str:
+    """Compile one of the benchmark's C programs (``source``, next to this module) with the
+    system C compiler into ``workdir``; return the executable's path."""
     cc = os.environ.get("CC") or find_program("cc")
-    out = workdir / "loadgen"
+    out = workdir / source.stem
     proc = subprocess.run(
-        [cc, "-O2", "-pthread", "-o", str(out), str(LOADGEN_SOURCE)],
+        [cc, "-O2", "-pthread", "-o", str(out), str(source)],
         capture_output=True, text=True, timeout=120,
     )
     if proc.returncode != 0:
-        raise Unavailable("failed", f"cc loadgen.c failed: {proc.stderr[-1000:]}")
+        raise Unavailable("failed", f"cc {source.name} failed: {proc.stderr[-1000:]}")
     return str(out)
+
+
+def build_loadgen(workdir: Path) -> str:
+    """Compile loadgen.c into ``workdir``; return its path."""
+    return build_program(workdir, LOADGEN_SOURCE)
 
 
 def wait_port(proc: subprocess.Popen, port: int, what: str, timeout: float = 15) -> None:

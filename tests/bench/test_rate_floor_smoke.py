@@ -1,7 +1,7 @@
 """scripts/bench_rate_floor.py: one short round runs every subject (socksify-server, also
-with another worker count, microsocks and the four bare Python servers) and reports
-figures for each. Speed is never
-asserted: only that the script works, so its README figures can be reproduced."""
+with another worker count, microsocks, the four bare Python servers and the bare C one)
+and reports figures for each. Speed is never asserted: only that the script works, so its
+README figures can be reproduced."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from support.peers import find_program, require_peer
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_rate_floor.py"
 SUBJECTS = ["socksify-server", "socksify (workers=1)", "microsocks", "bare Python (asyncio)",
-            "bare Python (nested)", "bare Python (merged)", "bare Python (epoll)"]
+            "bare Python (nested)", "bare Python (merged)", "bare Python (epoll)",
+            "bare C (epoll)"]
 
 
 @pytest.mark.e2e

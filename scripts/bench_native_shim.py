@@ -21,7 +21,9 @@ microsocks as the proxy for every proxied variant, so the figures compare the CL
    maps it; root only, else by IP). A program handed a name resolves it itself under the
    shim (curl starts a resolver thread: ~0.25 ms) while ``--socks5-hostname`` skips that,
    so the shim and socksify-run also get a row fetching an IP literal, and the difference
-   shows what curl's own lookup costs. torsocks always fetches by IP (it would ask the
+   shows what curl's own lookup costs. Two more rows are the base for those: curl's own
+   ``--socks5`` by IP (no name resolved anywhere) and the same with an empty library
+   preloaded (what any LD_PRELOAD costs). torsocks always fetches by IP (it would ask the
    proxy for Tor's RESOLVE).
 2. Per-connect cost over --connects sequential connect()+close() in ONE process (a small C
    program compiled here): direct, preloaded but bypassed (NO_PROXY: the hook's own cost),
@@ -179,6 +181,16 @@ def accept_and_close():
         listener.close()
 
 
+def empty_library(directory: str) -> str:
+    """A shared library with nothing in it, built here: the cost of preloading as such."""
+    src = os.path.join(directory, "empty.c")
+    with open(src, "w") as f:
+        f.write("void socksify_bench_empty(void) {}\n")
+    lib = os.path.join(directory, "libempty.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", lib, src], check=True, timeout=60)
+    return lib
+
+
 def run_ms(argv, env) -> float | None:
     """Wall time of one run in ms (fork+exec+wait), None when it fails."""
     start = time.perf_counter()
@@ -333,11 +345,18 @@ def main() -> int:
             ("python -m socksify.run curl", [*python_run, *named], python_env),
             ("LD_PRELOAD=libsocksify.so curl", named, shim_env),
         ]
-        if name:
+        if named_url != url:  # (`name` itself is reused by the loops above)
             if launcher:
                 variants.append(("socksify-run curl (native), IP literal",
                                  [launcher, "--proxy", proxy, "--", *fetch], base))
             variants.append(("LD_PRELOAD=libsocksify.so curl, IP literal", fetch, shim_env))
+            # the base for the IP-literal rows: curl's own SOCKS5 with no name anywhere, and
+            # the same with an empty library preloaded (what any LD_PRELOAD costs)
+            own_by_ip = [curl, "-s", "-o", "/dev/null", "--socks5", f"127.0.0.1:{proxy_port}",
+                         url]
+            variants.append(("curl --socks5, IP literal", own_by_ip, base))
+            variants.append(("empty LD_PRELOAD, curl --socks5, IP",
+                             own_by_ip, dict(base, LD_PRELOAD=empty_library(tmp))))
         if shutil.which("proxychains4"):
             variants.append(("proxychains4 -q curl",
                              [shutil.which("proxychains4"), "-q", "-f", pc_conf, *named], base))
@@ -348,11 +367,13 @@ def main() -> int:
         medians = medians_ms(variants, args.runs)
         plain = medians.get("plain curl (direct)")
         reference = medians.get("curl --socks5-hostname")
-        print(f"   {'':34s} {'ms':>7s}   {'vs direct':>9s}   {'vs --socks5-hostname':>20s}")
+        width = max(len(name) for name, _, _ in variants)
+        print(f"   {'':{width}s} {'ms':>7s}   {'vs direct':>9s}   {'vs --socks5-hostname':>20s}")
         for name, _, _ in variants:
             if name in medians and plain is not None and reference is not None:
                 ms = medians[name]
-                print(f"   {name:34s} {ms:7.2f}   {ms - plain:+9.2f}   {ms - reference:+20.2f}")
+                print(f"   {name:{width}s} {ms:7.2f}   {ms - plain:+9.2f}   "
+                      f"{ms - reference:+20.2f}")
 
         src = os.path.join(tmp, "connect_loop.c")
         with open(src, "w") as f:

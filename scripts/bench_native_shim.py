@@ -61,10 +61,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+# benchlib from beside this script; socksify itself as installed (the package measured, as
+# scripts/bench does: in a fresh checkout the source tree has no built library)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib.native_measures import launcher as installed_launcher  # noqa: E402
 from benchlib.processes import BENCH_NAME, start_microsocks  # noqa: E402
@@ -301,7 +300,6 @@ def main() -> int:
             f.write(f"TorAddress 127.0.0.1\nTorPort {proxy_port}\nAllowOutboundLocalhost 1\n")
         shim_env = dict(base, LD_PRELOAD=library, SOCKSIFY_PROXY=proxy)
         python_run = [sys.executable, "-m", "socksify.run", "--proxy", proxy, "--"]
-        python_env = dict(base, PYTHONPATH=ROOT)
 
         startup = [("true", [true], base),
                    ("LD_PRELOAD=libsocksify.so true", [true], shim_env)]
@@ -310,7 +308,7 @@ def main() -> int:
         for label, path in launchers:
             startup.append((f"socksify-run true ({label})", [path, "--proxy", proxy, true],
                             base))
-        startup.append(("python -m socksify.run true", [*python_run, true], python_env))
+        startup.append(("python -m socksify.run true", [*python_run, true], base))
         print(f"0. start-up, median of {args.runs} runs (ms) and instructions (callgrind)")
         medians = medians_ms(startup, args.runs)
         for name, argv, env in startup:
@@ -342,7 +340,7 @@ def main() -> int:
             variants.append((f"socksify-run curl ({label})",
                              [path, "--proxy", proxy, "--", *named], base))
         variants += [
-            ("python -m socksify.run curl", [*python_run, *named], python_env),
+            ("python -m socksify.run curl", [*python_run, *named], base),
             ("LD_PRELOAD=libsocksify.so curl", named, shim_env),
         ]
         if named_url != url:  # (`name` itself is reused by the loops above)

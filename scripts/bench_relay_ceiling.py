@@ -25,17 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib.processes import build_loadgen, free_port  # noqa: E402
+from benchlib.processes import build_loadgen, build_program, free_port  # noqa: E402
 
-HERE = Path(__file__).resolve().parent / "benchlib"
+RELAY_SOURCE = Path(__file__).resolve().parent / "benchlib" / "splice_relay.c"
 DEFAULT = ["splice", "splice-ep", "rw", "rw-ep"]
-
-
-def build_relay(workdir: Path) -> str:
-    out = workdir / "splice_relay"
-    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-pthread", "-o", str(out),
-                    str(HERE / "splice_relay.c")], check=True, timeout=120)
-    return str(out)
 
 
 def run_relay(loadgen: str, host_port: list[str], mode: str, nbytes: int) -> float:
@@ -67,7 +60,7 @@ def main() -> int:
     procs = []
     with tempfile.TemporaryDirectory() as tmp:
         loadgen = build_loadgen(Path(tmp))
-        relay_bin = build_relay(Path(tmp))
+        relay_bin = build_program(Path(tmp), RELAY_SOURCE)
         target = subprocess.Popen([loadgen, "serve"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         procs.append(target)

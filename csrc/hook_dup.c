@@ -13,7 +13,7 @@
  * - An armed BIND socket's copy is not tracked (the BIND belongs to the original number).
  *
  * Limitation: dup2/dup3 onto one of the library's own internal fds replaces it (the
- * program's request wins); fcntl(F_DUPFD) is not hooked.
+ * program's request wins). fcntl(F_DUPFD) copies go through sfy_fd_copied (hook_fcntl.c).
  */
 #include "socksify.h"
 #include "udp.h"
@@ -39,7 +39,7 @@ static void forget_replaced(int fd)
 }
 
 /* Give `copy` the entry of `orig` (see the rules above). */
-static void copy_entry(int orig, int copy)
+void sfy_fd_copied(int orig, int copy)
 {
     struct sfy_fdinfo info;
     if (!sfy_fd_get(orig, &info) || info.kind == SFY_FD_INTERNAL)
@@ -80,7 +80,7 @@ SFY_EXPORT int dup(int fd)
         return real_dup(fd);
     copy = real_dup(fd);
     if (copy >= 0)
-        copy_entry(fd, copy);
+        sfy_fd_copied(fd, copy);
     sfy_hook_leave();
     return copy;
 }
@@ -94,7 +94,7 @@ static int sfy_dup23(int oldfd, int newfd, int flags, int use_dup3)
         forget_replaced(newfd);
     rc = use_dup3 ? sfy_real.dup3(oldfd, newfd, flags) : sfy_real.dup2(oldfd, newfd);
     if (rc >= 0 && oldfd != newfd)
-        copy_entry(oldfd, newfd);
+        sfy_fd_copied(oldfd, newfd);
     return rc;
 }
 

@@ -295,6 +295,9 @@ int sfy_fd_get(int fd, struct sfy_fdinfo *out);
 int sfy_fd_set(int fd, const struct sfy_fdinfo *info);
 /* Remove fd's entry; copy it to *old when non-NULL. 1 if it was tracked. */
 int sfy_fd_forget(int fd, struct sfy_fdinfo *old);
+/* `copy` is a new descriptor for the same socket as `orig` (dup, dup2/dup3 or fcntl
+ * F_DUPFD): give it orig's entry (hook_dup.c). Call inside the hook guard. */
+void sfy_fd_copied(int orig, int copy);
 /* 1 when fd is one of the library's own (the close hook refuses to close those). */
 int sfy_fd_is_internal(int fd);
 /* Mark fd as internal (on=1) or not; -1 ENOMEM. */

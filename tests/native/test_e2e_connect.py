@@ -178,6 +178,32 @@ def test_getpeername_is_the_destination_and_getsockname_the_bnd(shim, socks_serv
     assert local == seen == target.peers[0]  # the proxy's outbound address, the reply's BND
 
 
+COPIES = textwrap.dedent("""
+    import fcntl, os, socket, sys
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+    copies = {
+        "socket.dup": s.dup(),  # os.dup(), which is fcntl(F_DUPFD_CLOEXEC) in CPython
+        "F_DUPFD": socket.socket(fileno=fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 100)),
+    }
+    s.close()
+    for name, copy in copies.items():
+        copy.settimeout(20)
+        copy.sendall(name.encode())
+        print(name, copy.getpeername(), copy.recv(100).decode())
+""")
+
+
+def test_copies_of_a_socket_keep_its_destination(shim, socks_server, tcp_echo_server):
+    """A copy made with fcntl(F_DUPFD / F_DUPFD_CLOEXEC), as CPython's dup() makes them,
+    still answers getpeername() with the destination, not with the proxy."""
+    srv = socks_server()
+    host, port = tcp_echo_server
+    result = shim.run([sys.executable, "-c", COPIES, host, str(port)], srv.url("socks5"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines == [f"socket.dup ('{host}', {port}) socket.dup",
+                     f"F_DUPFD ('{host}', {port}) F_DUPFD"]
+
 NONBLOCKING = textwrap.dedent("""
     import errno, fcntl, os, select, socket, sys
     host, port = sys.argv[1], int(sys.argv[2])

@@ -1,7 +1,7 @@
 """UDP through SOCKS5 UDP ASSOCIATE in the native shim (csrc/udp.c).
 
 udp_client.c exercises sendto/recvfrom, connected send/recv/write/read, sendmsg/recvmsg,
-sendmmsg/recvmmsg, truncation and dup() against a UDP echo server; dig (libuv, raw
+sendmmsg/recvmmsg, truncation, dup() and fcntl(F_DUPFD) against a UDP echo server; dig (libuv, raw
 syscall(SYS_sendmmsg)) asks the test DNS server. Where UDP cannot be relayed (SOCKS4, a
 chain) the program gets EPERM and nothing reaches the target.
 """
@@ -23,7 +23,7 @@ dns_server = _dns.dns_server
 
 PROGS = Path(__file__).parent / "progs"
 TIMEOUT = 60
-ALL_MODES = ["sendto", "connected", "msg", "mmsg", "trunc", "dup", "unspec"]
+ALL_MODES = ["sendto", "connected", "msg", "mmsg", "trunc", "dup", "unspec", "fdup"]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,25 @@ def test_udp_client_through_reference_server(shim, socks_server, udp_client, cou
     assert ok_lines(result) == ALL_MODES
     records = srv.wait_records(len(ALL_MODES))
     assert all(r["outcome"] == "ok" and r["bytes_up"] > 0 for r in records)
-    # one association per mode: the dup() copy shared its original's (not two for "dup")
+    # one association per mode: a dup() or fcntl(F_DUPFD) copy shares its original's
     assert len(udp_records(srv)) == len(ALL_MODES)
+
+
+@pytest.mark.e2e
+def test_fcntl64_copy_keeps_the_association(shim, socks_server, build_c, counting_echo):
+    """Built with _FILE_OFFSET_BITS=64, the program calls fcntl64 (glibc 2.28+), which the
+    shim hooks too: the copy keeps the destination and the association."""
+    lfs_client = build_c(PROGS / "udp_client.c", "-O2", "-Wall", "-D_FILE_OFFSET_BITS=64")
+    imports = subprocess.run(["nm", "-D", "--undefined-only", lfs_client], capture_output=True,
+                             text=True, check=True).stdout
+    assert " fcntl64@" in imports, imports  # else this test would not test fcntl64
+    srv = socks_server()
+    result = run_client(shim, lfs_client, srv.url("socks5"), counting_echo.address, ["fdup"])
+    assert result.returncode == 0, result.stderr.decode()
+    assert ok_lines(result) == ["fdup"]
+    [record] = srv.wait_records(1)
+    assert (record["command"], record["outcome"]) == ("udp", "ok")
+    assert record["bytes_up"] > 0 and len(counting_echo.sources) == 3
 
 
 @pytest.mark.e2e

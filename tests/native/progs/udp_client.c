@@ -12,6 +12,10 @@
  *   mmsg       sendmmsg() of three datagrams, recvmmsg() until all three are back
  *   trunc      recvmsg() into a buffer smaller than the datagram: MSG_TRUNC must be set
  *   dup        dup() the socket, close the original, send/receive on the copy
+ *   fdup       connect(), copy with fcntl(F_DUPFD_CLOEXEC) (as CPython's os.dup() does):
+ *              the copy's getpeername() is HOST:PORT and send()/recv() work on it, with
+ *              the original open and after it is closed (built with
+ *              -D_FILE_OFFSET_BITS=64, glibc binds the call to fcntl64)
  *   unspec     connect(), then connect(AF_UNSPEC): send() must fail (EDESTADDRREQ) and
  *              getpeername() with ENOTCONN; sendto() still works
  *
@@ -22,6 +26,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +285,39 @@ static void run_dup(void)
     close(copy);
 }
 
+/* send `msg` on the connected `fd` and expect it back */
+static void echo_connected(int fd, const char *msg)
+{
+    char buf[64];
+    if (send(fd, msg, strlen(msg), 0) != (ssize_t)strlen(msg))
+        die_call("send");
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0)
+        die_call("recv");
+    expect_echo(msg, strlen(msg), buf, n);
+}
+
+static void run_fdup(void)
+{
+    int fd = new_socket();
+    if (connect(fd, (struct sockaddr *)&server, server_len) != 0)
+        die_call("connect");
+    echo_connected(fd, "before the copy");
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0)
+        die_call("fcntl(F_DUPFD_CLOEXEC)");
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    if (getpeername(copy, (struct sockaddr *)&peer, &peer_len) != 0)
+        die_call("getpeername(copy)");
+    if (!is_server((struct sockaddr *)&peer, peer_len))
+        die("getpeername() of the copy is not the server");
+    echo_connected(copy, "on the copy");
+    close(fd);
+    echo_connected(copy, "original closed");
+    close(copy);
+}
+
 static void run_unspec(void)
 {
     int fd = new_socket();
@@ -311,7 +349,7 @@ static const struct {
 } modes[] = {
     {"sendto", run_sendto}, {"connected", run_connected}, {"msg", run_msg},
     {"mmsg", run_mmsg},     {"trunc", run_trunc},         {"dup", run_dup},
-    {"unspec", run_unspec},
+    {"unspec", run_unspec}, {"fdup", run_fdup},
 };
 
 int main(int argc, char **argv)

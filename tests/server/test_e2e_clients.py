@@ -1,9 +1,14 @@
 """Real SOCKS clients against the reference server: curl, ncat, socat, PySocks, python-socks."""
 
 import hashlib
+import os
+import shutil
 import subprocess
+import sys
+import textwrap
 
 import pytest
+from support.localdns import local_resolver_only
 from support.peers import require_module, require_peer
 
 pytestmark = pytest.mark.e2e
@@ -44,12 +49,17 @@ def test_remote_dns_name_only_the_server_knows(socks_server, http_server, flag):
     assert record["destination"] == "only-proxy.test"
 
 
-def test_local_dns_flavour_cannot_resolve_the_proxy_only_name(socks_server, http_server):
-    # Control for the test above: curl --socks5 resolves locally and fails on the name.
+def test_local_dns_flavour_cannot_resolve_the_proxy_only_name(socks_server, http_server,
+                                                              tmp_path):
+    # Control for the test above: curl --socks5 resolves locally and fails on the name
+    # (its DNS query goes to loopback, see support/localdns.py).
     srv = socks_server(hosts={"only-proxy.test": "127.0.0.1"})
     url = f"http://only-proxy.test:{http_server.port}/"
-    result = curl("--socks5", f"{srv.host}:{srv.port}", url)
+    argv = local_resolver_only([require_peer("curl"), "-sS", "--max-time", "15", "--socks5",
+                                f"{srv.host}:{srv.port}", url], tmp_path)
+    result = subprocess.run(argv, capture_output=True, timeout=20)
     assert result.returncode != 0
+    assert b"Could not resolve host: only-proxy.test" in result.stderr
     assert [r["outcome"] for r in srv.records] in ([], ["client-closed"])
     assert http_server.requests == []
 
@@ -140,12 +150,33 @@ def test_unreachable_destination_reply_5(socks_server, http_server):
     assert record["outcome"] == "connection-refused" and record["reply"] == 5
 
 
-def test_unknown_name_reply_4(socks_server):
-    srv = socks_server()
-    result = curl("--socks5-hostname", f"{srv.host}:{srv.port}", "http://no-such-name.invalid/")
-    assert result.returncode != 0
-    [record] = srv.wait_records(1)
-    assert record["outcome"] == "name-not-found" and record["reply"] == 4
+UNKNOWN_NAME_SCRIPT = textwrap.dedent(
+    """
+    import subprocess, sys
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    from socksify.server import ServerConfig, run_in_thread
+    records = []
+    with run_in_thread(ServerConfig(listen=[("127.0.0.1", 0)]), on_session=records.append) as srv:
+        host, port = srv.addresses[0]
+        curl = subprocess.run([{curl!r}, "-sS", "--max-time", "15", "--socks5-hostname",
+                               f"{{host}}:{{port}}", "http://no-such-name.invalid/"],
+                              capture_output=True, timeout=20)
+    print(curl.returncode, records[0]["outcome"], records[0]["reply"])
+    """
+)
+
+
+def test_unknown_name_reply_4():
+    """In an empty network namespace, so that the server's failing lookup cannot send a DNS
+    query anywhere (the test may only use loopback)."""
+    unshare, exe = require_peer("unshare"), require_peer("curl")
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n) and the ip command")
+    result = subprocess.run([unshare, "-n", sys.executable, "-c",
+                             UNKNOWN_NAME_SCRIPT.format(curl=exe)],
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().split() == ["97", "name-not-found", "4"]  # curl: 97 proxy
 
 
 @pytest.mark.parametrize(("proxy_type", "auth"), [("socks4", "bob"), ("socks5", "bob:pw")])

@@ -27,6 +27,12 @@ class Command(enum.IntEnum):
     BIND = 2
     #: SOCKS5 only: relay UDP datagrams (RFC 1928 §7)
     UDP_ASSOCIATE = 3
+    #: Tor's extension (tor-socks-extensions.txt §2), SOCKS4A and SOCKS5: resolve the
+    #: destination name on the proxy; the reply carries the address, then the connection ends
+    RESOLVE = 0xF0
+    #: Tor's extension, SOCKS5 only: the name of the destination address (reverse lookup),
+    #: in the reply's BND.ADDR as a domain name
+    RESOLVE_PTR = 0xF1
 
 
 class AuthMethod(enum.IntEnum):

@@ -140,7 +140,7 @@ class AuthResult:
 
 @dataclass(frozen=True, slots=True, init=False)
 class Request:
-    """CONNECT / BIND / UDP ASSOCIATE request, client -> server.
+    """CONNECT / BIND / UDP ASSOCIATE (or Tor's RESOLVE / RESOLVE_PTR) request, client -> server.
 
     RFC 1928 §4 for SOCKS5; SOCKS4.protocol for SOCKS4, where a DOMAIN address means the
     SOCKS4A form (DSTIP 0.0.0.x, name after the USERID). ``user_id`` is SOCKS4's USERID

@@ -25,9 +25,8 @@ __all__ = ["encode_reply", "encode_request", "maybe_decode_reply", "maybe_decode
 #: SOCKS4A: "set the first three bytes of DSTIP to NULL and the last byte to a non-zero value"
 _SOCKS4A_DSTIP = b"\x00\x00\x00\x01"
 _SOCKS4A_PREFIX = _SOCKS4A_DSTIP[:3]
-_COMMAND = {1: Command.CONNECT, 2: Command.BIND}
+_COMMAND = {1: Command.CONNECT, 2: Command.BIND, 0xF0: Command.RESOLVE}  # F0: Tor's
 # Enum members as globals: attribute access on an enum class costs about 20 global lookups.
-_UDP_ASSOCIATE = Command.UDP_ASSOCIATE
 _IPV4, _DOMAIN = AddressType.IPV4, AddressType.DOMAIN
 #: VN, CD, DSTPORT, DSTIP: a reply, or the fixed part of a request
 _MESSAGE = struct.Struct(">BBH4s")
@@ -39,12 +38,13 @@ def encode_request(event: Request) -> bytes:
     """Encode a SOCKS4 request, or the SOCKS4A form for a DOMAIN address.
 
     Raises:
-        LocalProtocolError: UDP ASSOCIATE, an IPv6 address, or an IPv4 0.0.0.x destination
+        LocalProtocolError: UDP ASSOCIATE or RESOLVE_PTR, an IPv6 address, or an IPv4 0.0.0.x
+            destination
             (that range means "a name follows" in SOCKS4A).
     """
     command = event.command
-    if command is _UDP_ASSOCIATE:
-        raise LocalProtocolError("SOCKS4 has no UDP ASSOCIATE command")
+    if command not in _COMMAND.values():
+        raise LocalProtocolError(f"SOCKS4 has no {command.name.replace('_', ' ')} command")
     address = event.address
     kind = address.type
     if kind is _IPV4:
@@ -75,7 +75,7 @@ def maybe_decode_request(buf):
     command = _COMMAND.get(buf[1])
     if command is None:
         raise RemoteProtocolError(
-            f"unknown command 0x{buf[1]:02x} (SOCKS4 has CONNECT and BIND)",
+            f"unknown command 0x{buf[1]:02x} (SOCKS4 has CONNECT, BIND and Tor's RESOLVE)",
             reply_hint=Reply4.REJECTED,
         )
     if n < 9:

@@ -57,7 +57,7 @@ _IPV4 = AddressType.IPV4
 
 #: reply_hint for a request with an unknown ATYP (a global: enum attribute access is slow)
 _ADDRESS_TYPE_NOT_SUPPORTED = Reply5.ADDRESS_TYPE_NOT_SUPPORTED
-#: CMD octet -> Command, for the three commands RFC 1928 §4 defines
+#: CMD octet -> Command: the three of RFC 1928 §4, and Tor's RESOLVE and RESOLVE_PTR
 _COMMAND = {c.value: c for c in Command}
 _AUTH_OK = b"\x01\x00"
 _AUTH_FAILED = b"\x01\x01"

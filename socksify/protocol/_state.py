@@ -20,7 +20,8 @@ the event's *outcome*:
   private ones) are not implemented by this core.
 - ``AuthResult``: ``success`` (RFC 1929 §2: on failure the server MUST close).
 - ``Reply``: ``(command of the request, reply succeeded)`` (RFC 1928 §6; SOCKS4.protocol).
-  A successful BIND takes two replies; a failed reply always ends in ``CLOSED``.
+  A successful BIND takes two replies; a failed reply always ends in ``CLOSED``, and so
+  does any reply to Tor's RESOLVE and RESOLVE_PTR (the answer is the reply itself).
 
 Rule 4: the version picks the first state: ``AWAIT_GREETING`` for SOCKS5, ``AWAIT_REQUEST``
 for SOCKS4 (which has no method negotiation). A server that does not know the version yet
@@ -91,6 +92,7 @@ class State(enum.Enum):
 FINAL_STATES = frozenset({State.TUNNEL, State.UDP_ASSOCIATED, State.CLOSED, State.ERROR})
 
 _CONNECT, _BIND, _UDP = Command.CONNECT, Command.BIND, Command.UDP_ASSOCIATE
+_RESOLVE, _RESOLVE_PTR = Command.RESOLVE, Command.RESOLVE_PTR
 
 TRANSITIONS = {
     Role.CLIENT: {
@@ -117,6 +119,11 @@ TRANSITIONS = {
                 (_CONNECT, False): State.CLOSED,
                 (_BIND, False): State.CLOSED,
                 (_UDP, False): State.CLOSED,
+                # Tor's RESOLVE and RESOLVE_PTR: the reply is the answer; nothing follows
+                (_RESOLVE, True): State.CLOSED,
+                (_RESOLVE, False): State.CLOSED,
+                (_RESOLVE_PTR, True): State.CLOSED,
+                (_RESOLVE_PTR, False): State.CLOSED,
             },
         },
         State.AWAIT_SECOND_REPLY: {

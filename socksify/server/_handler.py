@@ -1,5 +1,5 @@
 """One client session: drive ``Connection(SERVER)`` through the handshake, then carry out
-the request (CONNECT, BIND or UDP ASSOCIATE).
+the request (CONNECT, BIND, UDP ASSOCIATE, or Tor's RESOLVE and RESOLVE_PTR).
 
 Rules of this module:
 
@@ -54,6 +54,7 @@ from ..protocol import (
     UserPassAuth,
 )
 from . import _bind
+from ._deadline import within
 from ._outbound import (
     OutboundError,
     connect_outbound,
@@ -78,7 +79,10 @@ logger = logging.getLogger(__name__)
 
 #: Bytes buffered from a client before reading pauses (handshake phase only).
 _READ_LIMIT = 64 * 1024
-_COMMAND_NAMES = {Command.CONNECT: "connect", Command.BIND: "bind", Command.UDP_ASSOCIATE: "udp"}
+_COMMAND_NAMES = {
+    Command.CONNECT: "connect", Command.BIND: "bind", Command.UDP_ASSOCIATE: "udp",
+    Command.RESOLVE: "resolve", Command.RESOLVE_PTR: "resolve_ptr",
+}
 
 
 def _plain_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -474,7 +478,7 @@ class Session:
         self.command = "-"
         self.destination = "-"
         self.port = 0
-        self.peer: str | None = None  #: BIND: who connected
+        self.peer: str | None = None  #: BIND: who connected; RESOLVE(_PTR): the answer
         self.outcome = "open"
         self.reply_code: int | None = None
         self.bytes_up = 0
@@ -748,6 +752,10 @@ class Session:
             await self._bind(request)
         elif request.command == Command.UDP_ASSOCIATE and self.conn.version == 5:
             await self._udp_associate(request)
+        elif request.command == Command.RESOLVE:
+            await self._resolve(request)
+        elif request.command == Command.RESOLVE_PTR:
+            await self._resolve_ptr(request)
         else:
             self.outcome = "command-not-supported"
             self._reply_failure(Reply5.COMMAND_NOT_SUPPORTED)
@@ -1050,6 +1058,61 @@ class Session:
             association.close()
             self.bytes_up, self.bytes_down = association.bytes_up, association.bytes_down
             self._close()
+
+    # Tor's RESOLVE and RESOLVE_PTR (tor-socks-extensions.txt §2) -------------------------
+
+    async def _resolve(self, request: Request) -> None:
+        """RESOLVE: the reply carries an allowed address of the name (IPv4 first, as Tor
+        answers; only IPv4 fits a SOCKS4 reply), then the connection ends."""
+        host = self._host_of(request)
+        try:
+            addresses = await within(self.server.resolver.resolve(request.address.host),
+                                     self.config.connect_timeout)
+        except (OutboundError, asyncio.TimeoutError) as exc:
+            self._lookup_failed(exc)
+            return
+        if host is not None:  # (an IP literal was checked with the request)
+            addresses = [a for a in addresses if self._check(host, a, request.port)]
+            if not addresses:
+                self._denied()
+                return
+        ipv4 = [a for a in addresses if ":" not in a]
+        answer = (ipv4 or ([] if self.conn.version == 4 else addresses))[:1]
+        if not answer:
+            self._lookup_failed(OutboundError(Reply5.HOST_UNREACHABLE, "no-ipv4-address"))
+            return
+        self._answer(answer[0])
+
+    async def _resolve_ptr(self, request: Request) -> None:
+        """RESOLVE_PTR: the reply carries the address's host name as a domain name."""
+        if not request.address.is_ip:
+            self.outcome = "address-type-not-supported"
+            self._reply_failure(Reply5.ADDRESS_TYPE_NOT_SUPPORTED)
+            return
+        try:
+            name = await within(self.server.resolver.reverse(request.address.host),
+                                self.config.connect_timeout)
+            answer = Address.from_host(name)  # a name that cannot travel in a reply fails
+        except (OutboundError, asyncio.TimeoutError) as exc:
+            self._lookup_failed(exc)
+            return
+        except LocalProtocolError as exc:
+            self._lookup_failed(OutboundError(Reply5.GENERAL_FAILURE, "bad-name", str(exc)))
+            return
+        self._answer(answer.host)
+
+    def _answer(self, host: str) -> None:
+        self.peer = host  # the record's answer (for BIND, the peer that connected)
+        self._reply(Reply5.SUCCEEDED, host, 0)
+        self.outcome = "ok"
+        self._close()
+
+    def _lookup_failed(self, exc: OutboundError | asyncio.TimeoutError) -> None:
+        if isinstance(exc, asyncio.TimeoutError):
+            exc = OutboundError(Reply5.TTL_EXPIRED, "timeout")
+        self.outcome = exc.outcome
+        logger.debug("%s for %s failed: %s", self.command, self._client_text(), exc)
+        self._reply_failure(exc.code)
 
     # Ending ---------------------------------------------------------------------------
 

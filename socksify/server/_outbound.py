@@ -99,6 +99,25 @@ class Resolver:
         return seen
 
 
+    async def reverse(self, address: str) -> str:
+        """The host name of the IP ``address`` (Tor's RESOLVE_PTR): a name of the static
+        map that lists it, else the system's reverse lookup, asynchronously.
+
+        Raises:
+            OutboundError: no name for it (reply 4).
+        """
+        ip = ipaddress.ip_address(address)
+        for name, addresses in self.hosts.items():
+            if any(ipaddress.ip_address(a) == ip for a in addresses):
+                return name
+        loop = asyncio.get_running_loop()
+        try:
+            name, _port = await loop.getnameinfo((str(ip), 0), socket.NI_NAMEREQD)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", str(exc)) from None
+        return name
+
+
 #: Create outbound sockets non-blocking at once (Linux): no separate ioctl.
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 

@@ -29,7 +29,8 @@ __all__ = ["Query", "Rule", "RuleError", "TimeWindow", "evaluate", "rule_from_di
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-COMMANDS = ("connect", "bind", "udp")
+#: "resolve" and "resolve_ptr": Tor's RESOLVE and RESOLVE_PTR extensions
+COMMANDS = ("connect", "bind", "udp", "resolve", "resolve_ptr")
 PROTOCOLS = ("socks4", "socks5")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -43,7 +44,7 @@ class Query:
     """What a rule is matched against: one request (or one UDP datagram)."""
 
     client: IPAddress
-    command: str  #: "connect", "bind" or "udp"
+    command: str  #: one of COMMANDS
     #: destination port; None asks "could any destination be allowed?" (a UDP association,
     #: before its datagrams name destinations): rules with destination or port criteria
     #: then match only if they allow.
@@ -267,8 +268,9 @@ def rule_from_dict(table: dict[str, Any], source: str = "rule") -> Rule:
 
     Keys: ``action`` ("allow"/"deny", required), ``from`` (client networks), ``users``,
     ``to`` (host-name patterns and IP networks), ``ports`` (numbers or "lo-hi" ranges),
-    ``commands`` (connect/bind/udp), ``protocols`` (socks4/socks5), ``days``
-    ("mon".."sun" or ranges like "mon-fri") and ``hours`` ("08:00-18:00", may wrap midnight).
+    ``commands`` (connect/bind/udp/resolve/resolve_ptr), ``protocols`` (socks4/socks5),
+    ``days`` ("mon".."sun" or ranges like "mon-fri") and ``hours`` ("08:00-18:00", may wrap
+    midnight).
 
     Raises:
         RuleError: naming the rule and the bad key.

@@ -24,6 +24,8 @@ COMMANDS = {
     "connect": Command.CONNECT,
     "bind": Command.BIND,
     "udp_associate": Command.UDP_ASSOCIATE,
+    "resolve": Command.RESOLVE,
+    "resolve_ptr": Command.RESOLVE_PTR,
 }
 ATYPS = {"ipv4": AddressType.IPV4, "domain": AddressType.DOMAIN, "ipv6": AddressType.IPV6}
 

@@ -36,6 +36,7 @@ CASES = [
     ({"ports": [80, "8000-8999"]}, {"port": 8500}, {"port": 443}),
     ({"commands": ["bind"]}, {"command": "bind"}, {"command": "connect"}),
     ({"commands": "udp"}, {"command": "udp"}, {"command": "bind"}),
+    ({"commands": ["resolve"]}, {"command": "resolve"}, {"command": "resolve_ptr"}),
     ({"protocols": ["socks4"]}, {"protocol": "socks4"}, {"protocol": "socks5"}),
 ]
 
@@ -125,7 +126,7 @@ def test_time_windows_with_injected_clock(window, now, expected, action):
         ({"action": "allow", "ports": ["http"]}, "'ports'"),
         ({"action": "allow", "ports": ["\u0668\u0660"]}, "'ports'"),  # Arabic-Indic "80"
         ({"action": "allow", "hours": "\u0660\u0668:00-18:00"}, "'hours'"),
-        ({"action": "allow", "commands": ["resolve"]}, "'commands'"),
+        ({"action": "allow", "commands": ["connect_dir"]}, "'commands'"),
         ({"action": "allow", "protocols": ["socks6"]}, "'protocols'"),
         ({"action": "allow", "days": ["funday"]}, "'days'"),
         ({"action": "allow", "hours": "8-18"}, "'hours'"),

@@ -219,8 +219,8 @@ static int placeholder_answer(const char *node, const char *service,
 }
 
 /* Returns 0 or an EAI_* code, as getaddrinfo(3). */
-static int sfy_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                           struct addrinfo **res)
+int sfy_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                    struct addrinfo **res)
 {
     if (!node || (hints && (hints->ai_flags & AI_NUMERICHOST)))
         return SFY_REAL(getaddrinfo)(node, service, hints, res);

@@ -37,6 +37,10 @@ int sfy_reverse_route(int family, const uint8_t *ip, char *name, size_t cap);
 int sfy_fill_hostent(struct hostent *he, char *buf, size_t buflen, const char *name,
                      int family, const uint8_t *ip);
 
+/* hook_getaddrinfo.c: getaddrinfo() as the hook answers it (placeholder, libc or failure),
+ * for a caller inside the hook guard (hook_getaddrinfo_a.c). */
+int sfy_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                    struct addrinfo **res);
 /* hook_getaddrinfo.c: lists it built. sfy_gai_release() returns 1 (and frees) for one of
  * ours, 0 for a list libc built. */
 int sfy_gai_release(struct addrinfo *res);

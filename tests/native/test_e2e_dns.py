@@ -7,15 +7,18 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from support import gitd
+from support.localdns import local_resolver_only
 from support.peers import require_peer
 
 pytestmark = pytest.mark.e2e
 
 git_daemon = gitd.git_daemon
 NAME = "only-proxy.test"
+PROGS = Path(__file__).parent / "progs"
 BODY = b"<html><body>hello from the target</body></html>\n"
 
 
@@ -394,6 +397,36 @@ def test_no_dns_leaves_the_client(shim, named_proxy, http_server, tmp_path, sche
     assert destinations, "strace saw no connect at all"
     assert {port for _, port in destinations} == {named_proxy.port}, destinations
     assert [d for d in destinations if d[0] != "connect"] == []  # no datagram to anyone
+
+
+@pytest.mark.parametrize("mode", ["wait", "thread", "signal"])
+def test_getaddrinfo_a_sends_no_dns(shim, named_proxy, http_server, build_c, tmp_path, mode):
+    """glibc's getaddrinfo_a resolves in its own threads through a getaddrinfo the shim
+    cannot hook: the shim answers the batch itself. The program runs where its own DNS
+    queries would go to loopback (support/localdns.py), under strace: none may be sent."""
+    program = build_c(PROGS / "gai_async.c", "-O2", "-Wall", "-lanl")
+    log = tmp_path / "trace"
+    argv = local_resolver_only([require_peer("strace"), "-f", "-qq", "-e", STRACE_CALLS,
+                                "-o", str(log), program, NAME, str(http_server.port), mode],
+                               tmp_path)
+    result = shim.run(argv, named_proxy.url("socks5h"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [f"ok {mode}", "HTTP/1.1 200 OK"]
+    destinations = inet_destinations(log.read_text())
+    assert {port for _, port in destinations} == {named_proxy.port}, destinations
+    assert named_proxy.wait_records(1)[0]["destination"] == NAME
+
+
+def test_getaddrinfo_a_with_local_dns_is_glibc_s(shim, socks_server, http_server, build_c):
+    """With remote DNS off the batch goes to the real getaddrinfo_a (asynchronous as ever):
+    localhost resolves locally, and the proxy is asked for its address."""
+    program = build_c(PROGS / "gai_async.c", "-O2", "-Wall", "-lanl")
+    srv = socks_server()
+    result = shim.run([program, "localhost", str(http_server.port), "thread"],
+                      srv.url("socks5"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == ["ok thread", "HTTP/1.1 200 OK"]
+    assert srv.wait_records(1)[0]["destination"] == "127.0.0.1"
 
 
 def test_git_clone_over_git_protocol(shim, named_proxy, git_daemon, tmp_path):

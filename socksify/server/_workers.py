@@ -16,7 +16,8 @@ Rules of this module:
   never runs the parent's handler.
 - SIGHUP in the parent calls ``reload()`` once (it checks the new configuration and logs
   what is wrong; the parent keeps the new one for the workers it starts later). Only when
-  it returns true is SIGHUP passed on to every worker, which reloads itself. A new worker
+  it returns true is SIGHUP passed on to every worker, which reloads itself. The parent's
+  signal handlers only note the signal; its loop acts on it (see ``_Supervisor``). A new worker
   starts with SIGHUP still blocked and its default action: ``serve`` unblocks it once its
   own handler is installed, so a reload sent meanwhile waits instead of killing it.
 - Each worker is an ordinary single-process server: sessions, limits (``max_clients``
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -108,103 +110,159 @@ def run_workers(
     Raises OSError when a listener cannot be opened (before anything was forked).
     """
     shares = open_listeners(config.listen, config.workers)
-    children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
-    stopping = False
-    reloading = again = False
+    supervisor = _Supervisor(shares, serve, reload)
+    try:
+        supervisor.run(config.workers, announce)
+    finally:
+        for share in shares:
+            for sock in share:
+                sock.close()
+    return 0
 
-    def on_signal(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
+
+class _Supervisor:
+    """The parent's loop. Its signal handlers only note what came; the loop does the work
+    (stop, reload, reap, restart) outside them: a handler runs between any two bytecodes
+    of the loop, and one that logged could land inside the loop's own write to stderr
+    ("reentrant call inside BufferedWriter", which ended the parent under a burst of
+    SIGHUPs). ``signal.set_wakeup_fd`` wakes the loop's wait for every signal handled."""
+
+    def __init__(self, shares: list[list[socket.socket]], serve, reload):
+        self.shares = shares
+        self.serve = serve
+        self.reload = reload
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, start time)
+        self.restarts: dict[int, float] = {}  # worker index -> when to start it again
+        self.stopping = False
+        self.reload_pending = False
+        self.wake_r, self.wake_w = os.pipe()
+
+    def _on_stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _on_reload(self, signum, frame) -> None:
+        self.reload_pending = True
+
+    def run(self, workers: int, announce: Callable[[str, int], None]) -> None:
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+        previous_wakeup = signal.set_wakeup_fd(self.wake_w)
+        previous = {signum: signal.signal(signum, self._on_stop) for signum in _SIGNALS}
+        # A handler (SIG_IGN would reap the workers behind waitpid's back): an exit wakes us.
+        previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _noted)
+        if self.reload is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
+        try:
+            # Announced once the handlers are in place: whoever waits for these lines may
+            # signal at once.
+            for sock in self.shares[0]:
+                host, port = sock.getsockname()[:2]
+                announce(host, port)
+            for index in range(workers):
+                if self.stopping:  # fork no more: nobody would stop them
+                    break
+                self._spawn(index)
+            self._loop()
+        finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+
+    def _loop(self) -> None:
+        stopped = False
+        while self.children or (self.restarts and not self.stopping):
+            if self.stopping and not stopped:
+                stopped = True
+                self._signal_workers(signal.SIGTERM)
+            if self.reload_pending and not self.stopping:
+                self._reload()
+            self._reap()
+            if self.stopping:
+                self.restarts.clear()
+            now = time.monotonic()
+            for index, due in list(self.restarts.items()):
+                if due <= now:
+                    del self.restarts[index]
+                    self._spawn(index)
+            if self.stopping and not self.children:
+                break
+            timeout = min((due - now for due in self.restarts.values()), default=1.0)
+            select.select([self.wake_r], [], [], max(0.0, timeout))
             try:
-                os.kill(pid, signal.SIGTERM)
+                while os.read(self.wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _reload(self) -> None:
+        """One reload per pass: SIGHUPs that come meanwhile make one more pass."""
+        self.reload_pending = False
+        try:
+            valid = self.reload()
+        except Exception:  # a reload must never end the server
+            logger.exception("configuration not reloaded")
+            valid = False
+        if valid and not self.stopping:
+            self._signal_workers(signal.SIGHUP)
+
+    def _signal_workers(self, signum: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
-    def on_reload(signum, frame) -> None:
-        nonlocal reloading, again
-        if reloading:  # a SIGHUP during a reload: one more pass when this one is done
-            again = True
-            return
-        reloading = True
-        try:
-            while not stopping:
-                again = False
-                try:
-                    valid = reload()
-                except Exception:  # a reload must never end the server
-                    logger.exception("configuration not reloaded")
-                    valid = False
-                if valid and not stopping:
-                    for pid in list(children):
-                        try:
-                            os.kill(pid, signal.SIGHUP)
-                        except ProcessLookupError:
-                            pass
-                if not again:
-                    break
-        finally:
-            reloading = False
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            index, started = self.children.pop(pid, (None, 0.0))
+            if index is None or self.stopping:
+                continue
+            logger.warning("worker %d (pid %d) exited with status %d; starting a new one",
+                           index, pid, os.waitstatus_to_exitcode(status))
+            # A worker that could not run at all must not turn into a fork loop.
+            delay = _RESTART_DELAY if time.monotonic() - started < _RESTART_DELAY else 0.0
+            self.restarts[index] = time.monotonic() + delay
 
-    def spawn(index: int) -> None:
+    def _spawn(self, index: int) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_BLOCKED)
         try:
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the parent's code
                 status = 1
                 try:
-                    for signum in _FORK_BLOCKED:
+                    signal.set_wakeup_fd(-1)
+                    os.close(self.wake_r)
+                    os.close(self.wake_w)
+                    for signum in (*_FORK_BLOCKED, signal.SIGCHLD):
                         signal.signal(signum, signal.SIG_DFL)
                     # SIGHUP stays blocked when serve() handles it (see the module's rules).
                     signal.pthread_sigmask(
-                        signal.SIG_UNBLOCK, _SIGNALS if reload else _FORK_BLOCKED
+                        signal.SIG_UNBLOCK, _SIGNALS if self.reload else _FORK_BLOCKED
                     )
-                    for other, share in enumerate(shares):
+                    for other, share in enumerate(self.shares):
                         if other != index:
                             for sock in share:
                                 sock.close()
-                    status = serve(shares[index])
+                    status = self.serve(self.shares[index])
                 except BaseException:
                     logger.exception("worker %d failed", index)
                 finally:
                     logging.shutdown()
                     sys.stderr.flush()
                     os._exit(status)
-            children[pid] = (index, time.monotonic())
+            self.children[pid] = (index, time.monotonic())
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in _SIGNALS}
-    if reload is not None:
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_reload)
-    try:
-        # Announced once the handlers are in place: whoever waits for these lines may
-        # signal at once.
-        for sock in shares[0]:
-            host, port = sock.getsockname()[:2]
-            announce(host, port)
-        for index in range(config.workers):
-            if stopping:  # a signal came between two forks: fork no more (nobody would stop them)
-                break
-            spawn(index)
-        while children:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            index, started = children.pop(pid, (None, 0.0))
-            if index is None or stopping:
-                continue
-            logger.warning("worker %d (pid %d) exited with status %d; starting a new one",
-                           index, pid, os.waitstatus_to_exitcode(status))
-            if time.monotonic() - started < _RESTART_DELAY:
-                time.sleep(_RESTART_DELAY)
-            if not stopping:
-                spawn(index)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for share in shares:
-            for sock in share:
-                sock.close()
-    return 0
+
+def _noted(signum, frame) -> None:
+    """SIGCHLD's handler: nothing to do here (the wake-up fd wakes the loop)."""

@@ -161,7 +161,7 @@ UNKNOWN_NAME_SCRIPT = textwrap.dedent(
         curl = subprocess.run([{curl!r}, "-sS", "--max-time", "15", "--socks5-hostname",
                                f"{{host}}:{{port}}", "http://no-such-name.invalid/"],
                               capture_output=True, timeout=20)
-    print(curl.returncode, records[0]["outcome"], records[0]["reply"])
+    print(curl.returncode, records[0]["outcome"], int(records[0]["reply"]))
     """
 )
 

@@ -38,9 +38,8 @@ def encode_request(event: Request) -> bytes:
     """Encode a SOCKS4 request, or the SOCKS4A form for a DOMAIN address.
 
     Raises:
-        LocalProtocolError: UDP ASSOCIATE or RESOLVE_PTR, an IPv6 address, or an IPv4 0.0.0.x
-            destination
-            (that range means "a name follows" in SOCKS4A).
+        LocalProtocolError: UDP ASSOCIATE or RESOLVE_PTR, an IPv6 address, or an IPv4
+            0.0.0.x destination (that range means "a name follows" in SOCKS4A).
     """
     command = event.command
     if command not in _COMMAND.values():

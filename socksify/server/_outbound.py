@@ -98,7 +98,6 @@ class Resolver:
             raise OutboundError(Reply5.HOST_UNREACHABLE, "name-not-found", host)
         return seen
 
-
     async def reverse(self, address: str) -> str:
         """The host name of the IP ``address`` (Tor's RESOLVE_PTR): a name of the static
         map that lists it, else the system's reverse lookup, asynchronously.

@@ -1,14 +1,12 @@
 """Real SOCKS clients against the reference server: curl, ncat, socat, PySocks, python-socks."""
 
 import hashlib
-import os
-import shutil
 import subprocess
-import sys
 import textwrap
 
 import pytest
 from support.localdns import local_resolver_only
+from support.netns import run_in_empty_netns
 from support.peers import require_module, require_peer
 
 pytestmark = pytest.mark.e2e
@@ -152,8 +150,7 @@ def test_unreachable_destination_reply_5(socks_server, http_server):
 
 UNKNOWN_NAME_SCRIPT = textwrap.dedent(
     """
-    import subprocess, sys
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    import subprocess
     from socksify.server import ServerConfig, run_in_thread
     records = []
     with run_in_thread(ServerConfig(listen=[("127.0.0.1", 0)]), on_session=records.append) as srv:
@@ -169,12 +166,7 @@ UNKNOWN_NAME_SCRIPT = textwrap.dedent(
 def test_unknown_name_reply_4():
     """In an empty network namespace, so that the server's failing lookup cannot send a DNS
     query anywhere (the test may only use loopback)."""
-    unshare, exe = require_peer("unshare"), require_peer("curl")
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n) and the ip command")
-    result = subprocess.run([unshare, "-n", sys.executable, "-c",
-                             UNKNOWN_NAME_SCRIPT.format(curl=exe)],
-                            capture_output=True, timeout=60)
+    result = run_in_empty_netns(UNKNOWN_NAME_SCRIPT.format(curl=require_peer("curl")))
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().split() == ["97", "name-not-found", "4"]  # curl: 97 proxy
 

@@ -2,14 +2,11 @@
 
 import errno
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from support.peers import require_peer
+from support.netns import run_in_empty_netns
 from support.targets import full_accept_queue
 
 from socksify.server._outbound import reply_for_oserror
@@ -17,6 +14,7 @@ from socksify.server._outbound import reply_for_oserror
 from ._server_core_client import CoreClient
 
 CONNECT = 1
+HERE = os.path.dirname(os.path.abspath(__file__))  # _server_core_client, for netns scripts
 
 
 @pytest.mark.parametrize(
@@ -58,9 +56,6 @@ def test_connect_timeout(socks_server, black_hole, version, code):
 
 NETNS_SCRIPT = textwrap.dedent(
     """
-    import subprocess, sys
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    sys.path[:0] = [{tests!r}, {here!r}]
     from socksify.server import ServerConfig, run_in_thread
     from _server_core_client import CoreClient
     config = ServerConfig(listen=[("127.0.0.1", 0)])
@@ -74,13 +69,7 @@ NETNS_SCRIPT = textwrap.dedent(
 
 @pytest.mark.e2e
 def test_network_unreachable_in_empty_netns():
-    unshare = require_peer("unshare")
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n) and the ip command")
-    here = os.path.dirname(os.path.abspath(__file__))
-    script = NETNS_SCRIPT.format(tests=os.path.dirname(here), here=here)
-    result = subprocess.run([unshare, "-n", sys.executable, "-c", script],
-                            capture_output=True, timeout=30)
+    result = run_in_empty_netns(NETNS_SCRIPT, path=[HERE])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == b"3"
 

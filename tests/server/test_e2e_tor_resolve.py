@@ -4,12 +4,12 @@ SOCKS4a, failures and rules. Names come from the server's [hosts] map, so nothin
 DNS; the lookups that must fail run in an empty network namespace."""
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from support.netns import run_in_empty_netns
 from support.peers import require_peer
 
 from ._server_core_client import CoreClient, recv_until_closed
@@ -110,9 +110,6 @@ def test_rules_judge_each_address_and_the_ptr_target(socks_server):
 
 NETNS_SCRIPT = textwrap.dedent(
     """
-    import subprocess, sys
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    sys.path[:0] = [{tests!r}, {here!r}]
     from socksify.server import ServerConfig, run_in_thread
     from _server_core_client import CoreClient
     records = []
@@ -129,12 +126,6 @@ NETNS_SCRIPT = textwrap.dedent(
 
 
 def test_failed_lookups_reply_host_unreachable():
-    unshare = require_peer("unshare")
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n) and the ip command")
-    here = os.path.dirname(os.path.abspath(__file__))
-    script = NETNS_SCRIPT.format(tests=os.path.dirname(here), here=here)
-    result = subprocess.run([unshare, "-n", sys.executable, "-c", script],
-                            capture_output=True, timeout=60)
+    result = run_in_empty_netns(NETNS_SCRIPT, path=[os.path.dirname(os.path.abspath(__file__))])
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().split("\n")[:3] == ["4", "4", "name-not-found name-not-found"]

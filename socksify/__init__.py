@@ -7,6 +7,8 @@ Python API (SPEC.md)::
     socksify.unpatch()
     with socksify.patched("socks5h://..."): ...
     sock = socksify.create_connection(("example.org", 80), proxy="socks5h://...", timeout=5)
+    socksify.resolve("example.org", proxy="socks5h://...")    # Tor's RESOLVE: "93.184.215.14"
+    socksify.resolve_ptr("192.0.2.1", proxy="socks5h://...")  # Tor's RESOLVE_PTR
 """
 
 from .errors import (
@@ -35,13 +37,13 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # The client (and with it the protocol core) loads on first use, which keeps
     # ``import socksify; socksify.patch()`` cheap at start-up.
-    if name == "create_connection":
-        from .client import create_connection
+    if name in ("create_connection", "resolve", "resolve_ptr"):
+        from . import client
 
         # Kept as a module global from now on: later lookups skip this function (the
         # import statement alone costs a microsecond or two on every call otherwise).
-        globals()["create_connection"] = create_connection
-        return create_connection
+        value = globals()[name] = getattr(client, name)
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -64,5 +66,7 @@ __all__ = [
     "parse_proxy_url",
     "patch",
     "patched",
+    "resolve",
+    "resolve_ptr",
     "unpatch",
 ]

@@ -63,6 +63,8 @@ __all__ = [
     "await_second_reply",
     "create_connection",
     "handshake",
+    "resolve",
+    "resolve_ptr",
 ]
 
 
@@ -107,6 +109,9 @@ _NO_AUTH = AuthMethod.NO_AUTH
 _USERNAME_PASSWORD = AuthMethod.USERNAME_PASSWORD
 _NO_ACCEPTABLE = AuthMethod.NO_ACCEPTABLE
 _IPV6 = AddressType.IPV6
+#: Tor's lookups (tor-socks-extensions.txt §2) carry the host as given, whatever the scheme:
+#: the proxy resolving it is what they are for
+_LOOKUPS = (Command.RESOLVE, Command.RESOLVE_PTR)
 
 #: RFC 1928 §3 method offers: no authentication, plus RFC 1929 when we have a user name
 _GREETINGS = {
@@ -160,7 +165,8 @@ def _negotiate(
     if version == 5:
         yield conn.send(_GREETINGS[hop.username is not None])
         # Built while the greeting is on its way: the work overlaps the round trip.
-        request = Request(command, _wire_address(host, hop), port)
+        address = Address.from_host(host) if command in _LOOKUPS else _wire_address(host, hop)
+        request = Request(command, address, port)
         selected = yield _Read(conn)
         method = selected.method
         if method == _NO_AUTH:
@@ -187,7 +193,7 @@ def _negotiate(
                 f"proxy {hop} selected method 0x{selected.method:02x}, which we did not offer",
             )
     else:
-        address = _wire_address(host, hop)
+        address = Address.from_host(host) if command in _LOOKUPS else _wire_address(host, hop)
         if address.type is _IPV6:
             raise ProxyError(
                 errno.EAFNOSUPPORT, f"SOCKS4 proxy {hop} cannot carry IPv6 destination {host}"
@@ -591,12 +597,7 @@ def create_connection(
             errno of the last failed connect, e.g. ConnectionRefusedError).
         ProxyAuthError, ProxyRefusedError, ProxyProtocolError, TimeoutError: see handshake().
     """
-    if proxy is None:
-        chain = _chain_from_environment()
-    elif isinstance(proxy, str):
-        chain = _parse_chain_cached(proxy)
-    else:
-        chain = _as_chain(proxy)
+    chain = _chain_of(proxy)
     if timeout is _DEFAULT:
         timeout = socket.getdefaulttimeout()
     host, port = address[0], address[1]
@@ -613,6 +614,66 @@ def create_connection(
         sock.close()
         raise
     return sock
+
+
+def _chain_of(proxy: str | ProxyConfig | Sequence[ProxyConfig] | None) -> tuple:
+    if proxy is None:
+        return _chain_from_environment()
+    if isinstance(proxy, str):
+        return _parse_chain_cached(proxy)
+    return _as_chain(proxy)
+
+
+def resolve(
+    host: str,
+    proxy: str | ProxyConfig | Sequence[ProxyConfig] | None = None,
+    timeout: float | None | object = _DEFAULT,
+) -> str:
+    """An address of ``host`` as the proxy resolves it (Tor's RESOLVE command,
+    tor-socks-extensions.txt §2, which Tor and socksify-server answer): no DNS query leaves
+    this host, whatever the scheme. Through a chain, the last hop resolves.
+
+    Raises:
+        ProxyRefusedError: e.g. SOCKS5 reply 4 (no such name) or 7 (the proxy does not
+            know RESOLVE).
+        ProxyUnreachableError, ProxyAuthError, ProxyProtocolError, TimeoutError: as for
+            create_connection().
+    """
+    return _lookup(Command.RESOLVE, host, proxy, timeout)
+
+
+def resolve_ptr(
+    address: str,
+    proxy: str | ProxyConfig | Sequence[ProxyConfig] | None = None,
+    timeout: float | None | object = _DEFAULT,
+) -> str:
+    """The host name of the IP ``address`` as the proxy finds it (Tor's RESOLVE_PTR, SOCKS5
+    only): a reverse lookup that leaves no PTR query on this host.
+
+    Raises:
+        ValueError: ``address`` is not an IP address.
+        ProxyError: EAFNOSUPPORT, the last hop is a SOCKS4 proxy.
+        and the errors of resolve().
+    """
+    if not Address.from_host(address).is_ip:
+        raise ValueError(f"resolve_ptr() needs an IP address, not {address!r}")
+    return _lookup(Command.RESOLVE_PTR, address, proxy, timeout)
+
+
+def _lookup(command: Command, host: str, proxy, timeout) -> str:
+    chain = _chain_of(proxy)
+    if command is Command.RESOLVE_PTR and chain[-1].version == 4:
+        raise ProxyError(errno.EAFNOSUPPORT, f"RESOLVE_PTR needs a SOCKS5 proxy, not {chain[-1]}")
+    if timeout is _DEFAULT:
+        timeout = socket.getdefaulttimeout()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        infos = proxy_addresses(chain[0])
+    except OSError as exc:
+        raise proxy_unreachable(chain[0], exc) from exc
+    with connect_first_hop(chain[0], infos, timeout) as sock:
+        tunnel = handshake(sock, chain, host, 0, command, deadline=deadline)
+    return tunnel.reply.address.host
 
 
 def connect_first_hop(

@@ -10,7 +10,8 @@ be a datagram to a resolver (or a connect() to nscd) and shows as a leak even th
 cannot succeed in the namespace.
 
 Rows: program x shim (python: ``python -m socksify``; native: ``socksify-run``) x proxy up /
-down. A program the Python shim cannot run (curl, wget, git, dig) is "n/a" for it.
+down. A program the Python shim cannot run (curl, wget, git, dig, getaddrinfo_a: a small C
+program resolving with glibc's getaddrinfo_a) is "n/a" for it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ TIMEOUT = 60
 WEB_NAME = "web.only-proxy.test"
 GIT_NAME = "git.only-proxy.test"
 BODY_SIZE = 5000
+GAI_ASYNC_SOURCE = REPO / "tests" / "native" / "progs" / "gai_async.c"
 _SCRUB = ("SOCKSIFY_", "ALL_PROXY", "all_proxy", "LD_PRELOAD", "HTTP_PROXY", "HTTPS_PROXY",
           "http_proxy", "https_proxy", "NO_PROXY", "no_proxy")
 
@@ -163,7 +165,23 @@ def programs(env: Environment) -> list[Program]:
         found.append(Program("dig", None, [
             dig, "@127.0.0.1", "-p", str(env.dns.port), "+time=5", "+tries=1", "+short",
             "example.test", "A"], "10.1.2.3"))
+    gai = _build_gai_async(env.work)
+    if gai:
+        # glibc resolves getaddrinfo_a batches in threads of its own, out of a preload's reach
+        found.append(Program("getaddrinfo_a", None, [
+            gai, WEB_NAME, str(env.http.port), "wait"], "ok wait"))
     return found
+
+
+def _build_gai_async(work: pathlib.Path) -> str | None:
+    """tests/native/progs/gai_async.c, compiled here (None without a C compiler)."""
+    cc = shutil.which("cc")
+    if not cc:
+        return None
+    exe = work / "gai_async"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(GAI_ASYNC_SOURCE), "-lanl"], check=True,
+                   capture_output=True, timeout=120)
+    return str(exe)
 
 
 def _clean_env(extra: dict | None = None) -> dict:

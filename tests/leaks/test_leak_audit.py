@@ -1,10 +1,10 @@
 """The leak audit, end to end: scripts/leak-audit inside ``unshare -n``.
 
-curl, wget, git, python3 urllib, requests, asyncio and dig run under each shim (the Python
-shim runs the Python programs) with socks5h, under ``strace -f``, in a network namespace
-where only loopback exists and only the proxy knows the names. Every connect() and datagram
-must go to the proxy (its TCP port or one of its UDP relays); with the proxy down, each
-program must fail and try nothing but the proxy.
+curl, wget, git, python3 urllib, requests, asyncio, dig and a getaddrinfo_a program run
+under each shim (the Python shim runs the Python programs) with socks5h, under ``strace
+-f``, in a network namespace where only loopback exists and only the proxy knows the names.
+Every connect() and datagram must go to the proxy (its TCP port or one of its UDP relays);
+with the proxy down, each program must fail and try nothing but the proxy.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from ._scripts import SCRIPTS
 
 pytestmark = pytest.mark.e2e
 
-NATIVE_ONLY = {"curl", "wget", "git", "dig"}
+NATIVE_ONLY = {"curl", "wget", "git", "dig", "getaddrinfo_a"}
 EVERY_PROGRAM = NATIVE_ONLY | {"python3 urllib", "requests", "asyncio"}
 
 
 @pytest.fixture(scope="module")
 def audit_rows():
-    for peer in ("unshare", "strace", "curl", "wget", "git", "dig"):
+    for peer in ("unshare", "strace", "curl", "wget", "git", "dig", "cc"):
         require_peer(peer)
     require_module("requests")
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=30)

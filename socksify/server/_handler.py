@@ -79,6 +79,14 @@ logger = logging.getLogger(__name__)
 
 #: Bytes buffered from a client before reading pauses (handshake phase only).
 _READ_LIMIT = 64 * 1024
+#: How an HTTP request starts (RFC 9110 §9 methods), and the answer to one on a SOCKS port
+_HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"CONNECT ", b"OPTIONS ",
+                 b"TRACE ", b"PATCH ")
+_NOT_AN_HTTP_PROXY = (
+    b"HTTP/1.0 501 Not Implemented\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    b"This is socksify-server, a SOCKS proxy (SOCKS4, SOCKS4a and SOCKS5), not an HTTP\n"
+    b"proxy. Configure it as a SOCKS proxy, for example socks5h://HOST:PORT.\n"
+)
 _COMMAND_NAMES = {
     Command.CONNECT: "connect", Command.BIND: "bind", Command.UDP_ASSOCIATE: "udp",
     Command.RESOLVE: "resolve", Command.RESOLVE_PTR: "resolve_ptr",
@@ -580,10 +588,7 @@ class Session:
             fresh = False
             if data is None:
                 return None
-            if not data and conn.version is None:
-                # Connected and closed without a byte: not worth a protocol error.
-                self.outcome = "client-closed"
-                self._close()
+            if conn.version is None and self._not_socks(data):
                 return None
             conn.receive_data(data)
             while (event := conn.next_event()) is not NEED_DATA:
@@ -594,6 +599,23 @@ class Session:
                     return event
                 else:  # pragma: no cover - the core only returns these events to a server
                     raise RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+    def _not_socks(self, first: bytes) -> bool:
+        """The client's first bytes end the session without a protocol error: it closed
+        without a byte, or it speaks HTTP (a program given this port as its HTTP proxy),
+        which gets a short HTTP answer that says so, as Tor's SOCKS port gives
+        (tor-socks-extensions.txt §4)."""
+        if not first:
+            self.outcome = "client-closed"  # not worth a protocol error
+        elif first[0] > 5 and first.startswith(_HTTP_METHODS):
+            self.outcome = "http-request"
+            logger.info("HTTP request from %s on a SOCKS port: answered 501",
+                        self._client_text())
+            self.proto.write(_NOT_AN_HTTP_PROXY)
+        else:
+            return False
+        self._close()
+        return True
 
     def _greeted(self, event: Greeting) -> bool:
         method = self._choose_method(event.methods)
@@ -676,10 +698,7 @@ class Session:
                 event = conn.next_event()
             if event is NEED_DATA:
                 data = await self.proto.read()
-                if not data and self.conn.version is None:
-                    # Connected and closed without a byte: not worth a protocol error.
-                    self.outcome = "client-closed"
-                    self._close()
+                if self.conn.version is None and self._not_socks(data):
                     return None
                 conn.receive_data(data)
             elif isinstance(event, Greeting):

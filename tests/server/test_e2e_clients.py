@@ -1,6 +1,7 @@
 """Real SOCKS clients against the reference server: curl, ncat, socat, PySocks, python-socks."""
 
 import hashlib
+import logging
 import subprocess
 import textwrap
 
@@ -169,6 +170,25 @@ def test_unknown_name_reply_4():
     result = run_in_empty_netns(UNKNOWN_NAME_SCRIPT.format(curl=require_peer("curl")))
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().split() == ["97", "name-not-found", "4"]  # curl: 97 proxy
+
+
+@pytest.mark.parametrize("relay", ["threads", "portable"])  # (each reads the client its way)
+def test_an_http_client_on_the_socks_port_is_told_so(socks_server, http_server, caplog, relay):
+    """curl given the port as its HTTP proxy gets a 501 that says what the port is (as Tor's
+    SOCKS port answers), for a plain request and for CONNECT; the server logs it, without
+    calling it a protocol error, and the target sees nothing."""
+    caplog.set_level(logging.INFO, logger="socksify.server")
+    srv = socks_server(config=f'[server]\nrelay = "{relay}"\n')
+    plain = curl("-x", f"http://{srv.host}:{srv.port}", http_server.url("/"))
+    assert plain.returncode == 0, plain.stderr  # an HTTP error status is still a reply
+    assert b"socksify-server, a SOCKS proxy" in plain.stdout
+    assert b"socks5h://HOST:PORT" in plain.stdout
+    tunnel = curl("-p", "-x", f"http://{srv.host}:{srv.port}", http_server.url("/"))
+    assert tunnel.returncode != 0 and b"501" in tunnel.stderr, tunnel.stderr
+    assert [r["outcome"] for r in srv.wait_records(2)] == ["http-request"] * 2
+    assert "HTTP request from 127.0.0.1:" in caplog.text
+    assert "protocol-error" not in caplog.text
+    assert http_server.requests == []
 
 
 @pytest.mark.parametrize(("proxy_type", "auth"), [("socks4", "bob"), ("socks5", "bob:pw")])

@@ -86,7 +86,7 @@ def read_until(sock, count, timeout=5):
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x05\x00", b"\x04\x07\x00\x50\x7f\x00\x00\x01\x00",
+    [b"GIF89a" + bytes(20), b"\x05\x00", b"\x04\x07\x00\x50\x7f\x00\x00\x01\x00",
      b"\x05\x01\x00\x05\x01\x00\x09" + b"\x00" * 20],
 )
 def test_garbage_is_cut_off_and_logged_while_others_are_served(

@@ -588,7 +588,8 @@ class Session:
             fresh = False
             if data is None:
                 return None
-            if conn.version is None and self._not_socks(data):
+            maybe_not_socks = conn.version is None and (not data or data[0] > 5)  # SOCKS: 4, 5
+            if maybe_not_socks and self._not_socks(data):
                 return None
             conn.receive_data(data)
             while (event := conn.next_event()) is not NEED_DATA:
@@ -607,7 +608,7 @@ class Session:
         (tor-socks-extensions.txt §4)."""
         if not first:
             self.outcome = "client-closed"  # not worth a protocol error
-        elif first[0] > 5 and first.startswith(_HTTP_METHODS):
+        elif first.startswith(_HTTP_METHODS):
             self.outcome = "http-request"
             logger.info("HTTP request from %s on a SOCKS port: answered 501",
                         self._client_text())
@@ -698,7 +699,8 @@ class Session:
                 event = conn.next_event()
             if event is NEED_DATA:
                 data = await self.proto.read()
-                if self.conn.version is None and self._not_socks(data):
+                maybe_not_socks = self.conn.version is None and (not data or data[0] > 5)
+                if maybe_not_socks and self._not_socks(data):
                     return None
                 conn.receive_data(data)
             elif isinstance(event, Greeting):

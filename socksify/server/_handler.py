@@ -588,7 +588,10 @@ class Session:
             fresh = False
             if data is None:
                 return None
-            maybe_not_socks = conn.version is None and (not data or data[0] > 5)  # SOCKS: 4, 5
+            # Before the version is known, a first byte other than 4 or 5 may be HTTP. (In
+            # this order: a SOCKS message starts with 4 or 5, or 1 for RFC 1929, so for
+            # it the check ends at the byte, without the version property's call.)
+            maybe_not_socks = (not data or data[0] > 5) and conn.version is None
             if maybe_not_socks and self._not_socks(data):
                 return None
             conn.receive_data(data)
@@ -699,7 +702,7 @@ class Session:
                 event = conn.next_event()
             if event is NEED_DATA:
                 data = await self.proto.read()
-                maybe_not_socks = self.conn.version is None and (not data or data[0] > 5)
+                maybe_not_socks = (not data or data[0] > 5) and self.conn.version is None
                 if maybe_not_socks and self._not_socks(data):
                     return None
                 conn.receive_data(data)

@@ -99,8 +99,8 @@ def test_fcntl64_copy_keeps_the_association(shim, socks_server, build_c, countin
     """Built with _FILE_OFFSET_BITS=64, the program calls fcntl64 (glibc 2.28+), which the
     shim hooks too: the copy keeps the destination and the association."""
     lfs_client = build_c(PROGS / "udp_client.c", "-O2", "-Wall", "-D_FILE_OFFSET_BITS=64")
-    imports = subprocess.run(["nm", "-D", "--undefined-only", lfs_client], capture_output=True,
-                             text=True, check=True).stdout
+    imports = subprocess.run([require_peer("nm"), "-D", "--undefined-only", lfs_client],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
     assert " fcntl64@" in imports, imports  # else this test would not test fcntl64
     srv = socks_server()
     result = run_client(shim, lfs_client, srv.url("socks5"), counting_echo.address, ["fdup"])

@@ -28,7 +28,9 @@ static int sfy_close(int fd)
 SFY_EXPORT int close(int fd)
 {
     int rc;
-    if (!sfy_hook_enter())
+    /* An fd the table has no room for is neither proxied nor one of ours (those are in the
+     * table too): no need to start the library, which a program's first close() would. */
+    if (fd >= sfy_fd_limit() || !sfy_hook_enter())
         return SFY_REAL(close)(fd);
     rc = sfy_close(fd);
     sfy_hook_leave();

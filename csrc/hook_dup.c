@@ -12,6 +12,10 @@
  *   last copy of the socket is closed (RFC 1928 §6: it ends with its TCP connection).
  * - An armed BIND socket's copy is not tracked (the BIND belongs to the original number).
  *
+ * - A copy of, or onto, a descriptor number the table has no room for (sfy_fd_limit: 0
+ *   until anything was tracked) goes straight to libc, without starting the library: a
+ *   program that only shuffles descriptors (a shell's redirections) pays for nothing.
+ *
  * Limitation: dup2/dup3 onto one of the library's own internal fds replaces it (the
  * program's request wins). fcntl(F_DUPFD) copies go through sfy_fd_copied (hook_fcntl.c).
  */
@@ -76,7 +80,7 @@ SFY_EXPORT int dup(int fd)
         errno = ENOSYS;
         return -1;
     }
-    if (!sfy_hook_enter())
+    if (fd >= sfy_fd_limit() || !sfy_hook_enter())
         return real_dup(fd);
     copy = real_dup(fd);
     if (copy >= 0)
@@ -105,7 +109,7 @@ SFY_EXPORT int dup2(int oldfd, int newfd)
         errno = ENOSYS;
         return -1;
     }
-    if (!sfy_hook_enter())
+    if ((oldfd >= sfy_fd_limit() && newfd >= sfy_fd_limit()) || !sfy_hook_enter())
         return sfy_real.dup2(oldfd, newfd);
     rc = sfy_dup23(oldfd, newfd, 0, 0);
     sfy_hook_leave();
@@ -119,7 +123,7 @@ SFY_EXPORT int dup3(int oldfd, int newfd, int flags)
         errno = ENOSYS;
         return -1;
     }
-    if (!sfy_hook_enter())
+    if ((oldfd >= sfy_fd_limit() && newfd >= sfy_fd_limit()) || !sfy_hook_enter())
         return sfy_real.dup3(oldfd, newfd, flags);
     rc = sfy_dup23(oldfd, newfd, flags, 1);
     sfy_hook_leave();

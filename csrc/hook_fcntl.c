@@ -42,7 +42,8 @@ static int do_fcntl(fcntl_fn real, int fd, int cmd, void *arg)
         errno = ENOSYS;
         return -1;
     }
-    if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !sfy_hook_enter())
+    /* (an fd the table has no room for cannot be tracked: no need to start the library) */
+    if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || fd >= sfy_fd_limit() || !sfy_hook_enter())
         return real(fd, cmd, arg);
     copy = real(fd, cmd, arg);
     if (copy >= 0)

@@ -356,6 +356,8 @@ def test_program_talking_to_the_proxy_itself_is_untouched(shim, socks_server, ht
 LOG_FD_SURVIVES = textwrap.dedent("""
     import os, socket, sys
     log_path, port, other = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    # the first connection starts the library, which opens its log file
+    socket.create_connection(("127.0.0.1", port), timeout=20).close()
     closed = []
     for fd in range(3, 64):  # a "rude" program closing every fd it did not open
         try:
@@ -500,6 +502,41 @@ def test_tcp_fast_open_by_sendmsg_goes_through_the_proxy(shim, socks_server, tcp
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [b"4", b"fast"]
     assert srv.wait_records(1)[0]["port"] == tcp_echo_server[1]
+
+
+DESCRIPTORS_ONLY = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int a = dup(0), b = fcntl(0, F_DUPFD_CLOEXEC, 0);
+    if (a < 0 || b < 0 || dup2(a, b) < 0 || dup3(a, b, O_CLOEXEC) < 0) return 1;
+    if (close(a) || close(b)) return 2;
+    if (argc > 1) { /* the control: one connect, which does start the library */
+        struct sockaddr_in sa = {0};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(1);
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        connect(socket(AF_INET, SOCK_STREAM, 0), (struct sockaddr *)&sa, sizeof sa);
+    }
+    return 0;
+}
+"""
+
+
+def test_copying_and_closing_descriptors_does_not_start_the_library(shim, build_c):
+    """dup, dup2, dup3, fcntl(F_DUPFD) and close of descriptors the table has no room for go
+    straight to libc: the library does not start (its debug log would say "initialised"),
+    as for a program that never touches the network. The control connects once."""
+    prog = build_c.from_text("descriptors_only", DESCRIPTORS_ONLY)
+    quiet = shim.run([prog], "socks5://127.0.0.1:9", SOCKSIFY_LOG="debug")
+    assert quiet.returncode == 0, quiet.stderr
+    assert b"initialised" not in quiet.stderr, quiet.stderr
+    control = shim.run([prog, "connect"], "socks5://127.0.0.1:9", SOCKSIFY_LOG="debug")
+    assert control.returncode == 0, control.stderr
+    assert b"initialised" in control.stderr, control.stderr
 
 
 SETENV_THEN_CONNECT = r"""

@@ -8,7 +8,6 @@ at once. /etc/hosts is unchanged.
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ from .peers import require_peer
 
 def local_resolver_only(argv: list[str], workdir: Path) -> list[str]:
     unshare = require_peer("unshare")
-    if os.geteuid() != 0 or not shutil.which("mount"):
+    require_peer("mount")
+    if os.geteuid() != 0:
         pytest.skip("MISSING PRIVILEGE: needs root (unshare -m, mount --bind)")
     resolv = workdir / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")

@@ -27,6 +27,8 @@ PACKAGES = {
     "torsocks": "torsocks",
     "cc": "gcc",
     "nm": "binutils",
+    "mount": "mount",
+    "ip": "iproute2",
     "objcopy": "binutils",
     "openssl": "openssl",
 }

@@ -7,7 +7,6 @@ fail a DNS lookup, or connect toward a far address, there.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,8 +25,9 @@ sys.path[:0] = {path!r}
 def run_in_empty_netns(script: str, *, path=(), timeout: float = 60
                        ) -> subprocess.CompletedProcess:
     unshare = require_peer("unshare")
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n) and the ip command")
+    require_peer("ip")  # brings loopback up inside
+    if os.geteuid() != 0:
+        pytest.skip("MISSING PRIVILEGE: needs root (unshare -n)")
     code = _PROLOGUE.format(path=[str(p) for p in path]) + textwrap.dedent(script)
     return subprocess.run([unshare, "-n", sys.executable, "-c", code], capture_output=True,
                           timeout=timeout)

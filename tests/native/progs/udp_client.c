@@ -109,17 +109,23 @@ static void run_sendto(void)
     close(fd);
 }
 
-static void run_connected(void)
+/* getpeername() of the connected `fd` must be the server */
+static void expect_peer_is_server(int fd)
 {
-    int fd = new_socket();
-    if (connect(fd, (struct sockaddr *)&server, server_len) != 0)
-        die_call("connect");
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
     if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) != 0)
         die_call("getpeername");
     if (!is_server((struct sockaddr *)&peer, peer_len))
         die("getpeername is not the server");
+}
+
+static void run_connected(void)
+{
+    int fd = new_socket();
+    if (connect(fd, (struct sockaddr *)&server, server_len) != 0)
+        die_call("connect");
+    expect_peer_is_server(fd);
     const char msg[] = "connected send";
     char buf[256];
     if (send(fd, msg, sizeof msg, 0) != (ssize_t)sizeof msg)
@@ -306,12 +312,7 @@ static void run_fdup(void)
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0)
         die_call("fcntl(F_DUPFD_CLOEXEC)");
-    struct sockaddr_storage peer;
-    socklen_t peer_len = sizeof peer;
-    if (getpeername(copy, (struct sockaddr *)&peer, &peer_len) != 0)
-        die_call("getpeername(copy)");
-    if (!is_server((struct sockaddr *)&peer, peer_len))
-        die("getpeername() of the copy is not the server");
+    expect_peer_is_server(copy);
     echo_connected(copy, "on the copy");
     close(fd);
     echo_connected(copy, "original closed");

@@ -9,18 +9,25 @@ Rules of this module:
   ``forget`` its sockets instead of unregistering them. A worker thread that fails with
   something other than a socket error fails its relay only (logged, record
   ``internal-error:TYPE``); the thread goes on serving the pool.
-- A direction starts on the event loop: readiness callbacks, ``recv_into`` one 1 MiB
-  buffer shared by the loop's relays, ``send`` on to the destination. Only what the
-  destination does not take at once is kept (back-pressure: reading stops until it
-  drains), so an idle relay holds no buffer and no thread.
-- A read of 64 KiB or more marks the direction bulk: it moves to a worker thread of a
-  small per-process pool (a few threads, not one per connection), which loops over
-  blocking ``recv_into``/``send`` with its own 4 MiB buffer: no event-loop turn and no
-  readiness system call per chunk, and the calls release the GIL. The thread hands the
-  direction back to the loop when its source is quiet or its destination stalls for
+- A direction starts on the event loop: readiness callbacks, ``recv_into`` at most 64 KiB
+  of a 1 MiB buffer shared by the loop's relays, ``send`` on to the destination. Only what
+  the destination does not take at once is kept (at most 64 KiB; back-pressure: reading
+  stops until it drains), so an idle relay holds no buffer and no thread.
+- A full 64 KiB read marks the direction bulk: it moves to a worker thread of a small
+  per-process pool (a few threads, not one per connection), which loops over blocking
+  ``recv_into``/``send`` with its own 4 MiB buffer: no event-loop turn and no readiness
+  system call per chunk, and the calls release the GIL. The thread hands the direction
+  back to the loop when its source is quiet or its destination stalls for
   :data:`_HANDBACK` seconds (so a quiet connection never holds a thread), at EOF, and on
   an error; half-close, reset, logging and closing stay on the loop. With every worker
-  busy, a direction simply goes on copying on the loop.
+  busy, a bulk direction goes on copying on the loop, 1 MiB at a time, the way a worker
+  does (below).
+- A worker never owns a byte: it reads with ``MSG_PEEK``, sends, and then takes from the
+  source's receive queue only what the destination accepted (``recv`` with ``MSG_TRUNC``
+  drops bytes without copying them). What a stalled destination refuses stays in the
+  kernel, on the source socket, whose receive window pushes back on the sender. (Small
+  reads on the loop are plain: a peek costs every small message one more system call,
+  measured ~4 % of the connection rate, and they keep at most 64 KiB.)
 - Once a relay has used a thread its sockets are blocking (with ``SO_RCVTIMEO`` and
   ``SO_SNDTIMEO`` of :data:`_HANDBACK`); the loop's own calls pass ``MSG_DONTWAIT``.
 - Why copying and not ``os.splice``: measured on loopback (scripts/bench_relay_ceiling.py,
@@ -47,17 +54,23 @@ from collections.abc import Callable
 
 __all__ = ["THREADED_RELAY_AVAILABLE", "ThreadedRelay"]
 
-#: This path needs per-call non-blocking socket calls (MSG_DONTWAIT) and socket time-outs
-#: on blocking calls; it is chosen once, at start-up, by the server (``relay = "threads"``).
-THREADED_RELAY_AVAILABLE = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+#: This path needs per-call non-blocking socket calls (MSG_DONTWAIT), discarding reads
+#: (MSG_TRUNC) and socket time-outs on blocking calls; it is chosen once, at start-up, by
+#: the server (``relay = "threads"``).
+THREADED_RELAY_AVAILABLE = (sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+                            and hasattr(socket, "MSG_TRUNC"))
 logger = logging.getLogger(__name__)
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-_CHUNK = 1 << 20  # read size on the loop (one buffer per loop)
+_PEEK = socket.MSG_PEEK
+#: With MSG_TRUNC a TCP recv drops the bytes from the receive queue without copying them
+#: (tcp(7)); the buffer passed along is not written.
+_DISCARD = getattr(socket, "MSG_TRUNC", 0)
+_BULK = 64 * 1024  # read size on the loop; a full read marks the direction bulk
+_LOOP_CHUNK = 1 << 20  # peek size of a bulk direction on the loop (one buffer per loop)
 #: Read size in a worker thread (one buffer per worker): measured, one stream moves ~10 %
 #: faster with 4 MiB than with 1 MiB, as does the C reference relay.
 _THREAD_CHUNK = 4 << 20
-_BULK = 64 * 1024  # a read this big marks the direction bulk (worth a worker thread)
 _HANDBACK = 0.1  # seconds a worker waits on a quiet source or a stalled destination
 _TIMEVAL = struct.pack("ll", 0, int(_HANDBACK * 1e6))
 _LINGER_ZERO = struct.pack("ii", 1, 0)
@@ -84,7 +97,7 @@ def _shutdown(sock: socket.socket, how: int) -> None:
 _buffers = threading.local()  # one read buffer per thread (the loop's, each worker's)
 
 
-def _buffer(size: int = _CHUNK) -> bytearray:
+def _buffer(size: int = _LOOP_CHUNK) -> bytearray:
     try:
         return _buffers.buffer
     except AttributeError:
@@ -145,21 +158,33 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+def _take(sock: socket.socket, buffer: bytearray, count: int, flags: int = 0) -> None:
+    """Drop ``count`` bytes, already peeked and passed on, from ``sock``'s receive queue.
+    They are there (only this direction reads ``sock``), so one call normally does it;
+    none is the socket failing under us (OSError)."""
+    while count:
+        taken = sock.recv_into(buffer, count, _DISCARD | flags)
+        if taken <= 0:
+            raise ConnectionResetError(errno.ECONNRESET, "peeked bytes vanished")
+        count -= taken
+
+
 class _Direction:
     __slots__ = ("relay", "src", "dst", "src_fd", "dst_fd", "outbuf", "received", "eof",
-                 "done", "reading", "writing", "threaded")
+                 "done", "reading", "writing", "threaded", "bulk")
 
     def __init__(self, relay: ThreadedRelay, src: socket.socket, dst: socket.socket):
         self.relay = relay
         self.src, self.dst = src, dst
         self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
-        self.outbuf = memoryview(b"")  # read from src, not yet taken by dst
+        self.outbuf = memoryview(b"")  # read from src on the loop, not yet taken by dst
         self.received = 0
         self.eof = False
         self.done = False
         self.reading = False
         self.writing = False
         self.threaded = False  # a worker thread owns src (reading) and dst (writing)
+        self.bulk = False  # bulk, copied on the loop (every worker was busy)
 
     def _want_read(self, on: bool) -> None:
         if on and not self.reading:
@@ -170,7 +195,7 @@ class _Direction:
 
     def _want_write(self, on: bool) -> None:
         if on and not self.writing:
-            self.relay.poller.add_writer(self.dst_fd, self._flush)
+            self.relay.poller.add_writer(self.dst_fd, self._writable)
         elif not on and self.writing:
             self.relay.poller.remove_writer(self.dst_fd)
         self.writing = on
@@ -178,20 +203,19 @@ class _Direction:
     # -- on the event loop ----------------------------------------------------------------
 
     def _readable(self) -> None:
+        if self.bulk:
+            self._copy_bulk()
+            return
         buffer = self.relay.buffer
         try:
-            count = self.src.recv_into(buffer, _CHUNK, _DONTWAIT)
+            count = self.src.recv_into(buffer, _BULK, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.relay._fail(exc, reset=self.dst)
             return
         if count == 0:
-            self.eof = True
-            relay = self.relay
-            if relay.lock is not None or not (relay.down if self is relay.up else relay.up).done:
-                self._want_read(False)  # (the last direction out leaves that to close())
-            self._finish()
+            self._at_eof()
             return
         self.received += count
         data = memoryview(buffer)[:count]
@@ -208,21 +232,68 @@ class _Direction:
             self.outbuf = memoryview(bytes(data[sent:]))
             self._want_read(False)
             self._want_write(True)
-        elif count >= _BULK and not self.relay.closing and _workers.busy < _workers.limit:
-            self._to_thread()
+        elif count == _BULK and not self.relay.closing:
+            if _workers.busy < _workers.limit:
+                self._to_thread()
+            else:  # every worker busy: copy on the loop, in bigger chunks
+                self.bulk = True
 
-    def _flush(self) -> None:
-        """The destination is writable again: pass on what is kept."""
+    def _copy_bulk(self) -> None:
+        """A bulk direction on the loop: as a worker does (peek, send, take what was sent),
+        1 MiB at a time, so a stall keeps nothing here either."""
+        buffer, src = self.relay.buffer, self.src
         try:
-            sent = self.dst.send(self.outbuf, _DONTWAIT)
+            count = src.recv_into(buffer, _LOOP_CHUNK, _DONTWAIT | _PEEK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self.relay._fail(exc, reset=self.src)
+            self.relay._fail(exc, reset=self.dst)
             return
-        self.outbuf = self.outbuf[sent:]
+        if count == 0:
+            self._at_eof()
+            return
+        try:
+            sent = self.dst.send(memoryview(buffer)[:count], _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.relay._fail(exc, reset=src)
+            return
+        try:
+            _take(src, buffer, sent, _DONTWAIT)
+        except OSError as exc:
+            self.relay._fail(exc, reset=self.dst)
+            return
+        self.received += sent
+        if sent < count:  # the rest stays in src's queue until the destination drains
+            self._want_read(False)
+            self._want_write(True)
+        elif count < _BULK:  # quieter now: small reads again
+            self.bulk = False
+        elif _workers.busy < _workers.limit and not self.relay.closing:
+            self.bulk = False
+            self._to_thread()
+
+    def _at_eof(self) -> None:
+        self.eof = True
+        relay = self.relay
+        if relay.lock is not None or not (relay.down if self is relay.up else relay.up).done:
+            self._want_read(False)  # (the last direction out leaves that to close())
+        self._finish()
+
+    def _writable(self) -> None:
+        """The destination drained: pass on what is kept, then read again."""
         if self.outbuf:
-            return
+            try:
+                sent = self.dst.send(self.outbuf, _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.relay._fail(exc, reset=self.src)
+                return
+            self.outbuf = self.outbuf[sent:]
+            if self.outbuf:
+                return
         self._want_write(False)
         if self.eof:
             self._finish()
@@ -241,10 +312,10 @@ class _Direction:
                 self.threaded = False
             self._want_read(True)
 
-    def _from_thread(self, outcome: str, rest: memoryview, exc: OSError | None) -> None:
-        """The worker handed the direction back (``outcome``: "quiet", "eof", "src" or
-        "dst" error, "closing"); ``rest`` is what it read and could not pass on. (The
-        worker has given its pool slot back already.)"""
+    def _from_thread(self, outcome: str, exc: OSError | None) -> None:
+        """The worker handed the direction back (``outcome``: "quiet", "stalled", "eof",
+        "src" or "dst" error, "closing"). (The worker has given its pool slot back
+        already.)"""
         relay = self.relay
         if relay is None:  # finished and unlinked already
             return
@@ -259,12 +330,10 @@ class _Direction:
         elif outcome == "eof":
             self.eof = True
             self._finish()
+        elif outcome == "stalled":
+            self._want_write(True)
         else:
-            self.outbuf = rest
-            if rest:
-                self._want_write(True)
-            else:
-                self._want_read(True)
+            self._want_read(True)
 
     def _finish(self) -> None:
         """Source EOF and everything passed on: half-close toward the destination."""
@@ -306,10 +375,10 @@ class _Direction:
         then hand back to the loop. Touches only src, dst, the counter and its buffer."""
         relay = self.relay
         try:
-            outcome, pending, exc = self._copy(relay)
+            outcome, exc = self._copy(relay)
         except Exception as error:  # a bug, not the network: fail the relay, keep the thread
             logger.exception("relay worker: unexpected error")
-            outcome, pending, exc = "src", memoryview(b""), error
+            outcome, exc = "src", error
         with relay.lock:
             self.threaded = False
             # Closing, and no other worker on the relay: nothing else uses the sockets
@@ -318,49 +387,54 @@ class _Direction:
         if last_out:
             relay._close_sockets()
         try:
-            relay.loop.call_soon_threadsafe(self._from_thread, outcome, pending, exc)
+            relay.loop.call_soon_threadsafe(self._from_thread, outcome, exc)
         except RuntimeError:  # the loop is closed: the server is gone
             pass
 
-    def _copy(self, relay: ThreadedRelay) -> tuple[str, memoryview, OSError | None]:
-        """The worker's loop: returns (outcome, what was read and not passed on, error)."""
+    def _copy(self, relay: ThreadedRelay) -> tuple[str, OSError | None]:
+        """The worker's loop: peek, send, take what was sent; returns (outcome, error)."""
         src, dst = self.src, self.dst
         buffer = _buffer(_THREAD_CHUNK)
         size = len(buffer)
         view = memoryview(buffer)
-        pending = self.outbuf
-        outcome, exc = "quiet", None
         try:
             while not relay.closing:
-                if pending:
+                try:
+                    count = src.recv_into(buffer, size, _PEEK)
+                except BlockingIOError:  # nothing came in _HANDBACK: quiet
+                    return "quiet", None
+                except OSError as error:
+                    return "src", error
+                if count == 0:
+                    return "eof", None
+                # Counted as it goes out, so that a record written meanwhile (a server
+                # stopped mid-copy) has what the destination may have got already.
+                self.received += count
+                start, outcome, exc = 0, "", None
+                while start < count:
+                    if relay.closing:
+                        outcome = "closing"
+                        break
                     try:
-                        sent = dst.send(pending)
+                        sent = dst.send(view[start:count])
                     except BlockingIOError:  # nothing taken in _HANDBACK: stalled
+                        outcome = "stalled"
                         break
                     except OSError as error:
                         outcome, exc = "dst", error
                         break
-                    pending = pending[sent:]
-                    continue
-                try:
-                    count = src.recv_into(buffer, size)
-                except BlockingIOError:  # nothing came in _HANDBACK: quiet
-                    break
-                except OSError as error:
-                    outcome, exc = "src", error
-                    break
-                if count == 0:
-                    outcome = "eof"
-                    break
-                self.received += count
-                pending = view[:count]
-            else:
-                outcome = "closing"
-            if pending and pending.obj is buffer:
-                pending = memoryview(bytes(pending))  # the buffer stays with this thread
+                    start += sent
+                    try:
+                        _take(src, buffer, sent)
+                    except OSError as error:
+                        outcome, exc = "src", error
+                        break
+                if outcome:
+                    self.received -= count - start  # not passed on (a stall: not yet)
+                    return outcome, exc
+            return "closing", None
         finally:
             view.release()
-        return outcome, pending, exc
 
 
 class ThreadedRelay:

@@ -262,3 +262,84 @@ def test_fd_exhaustion_does_not_flood_the_log(tmp_path):
         for sock in idle:
             sock.close()
         assert server.stop() == 0
+
+
+class FloodTargets:
+    """A target listener whose accepted connections the test fills by hand, non-blocking,
+    until none takes another byte (every relay and socket buffer on the way is full)."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.listener.settimeout(10)
+        self.address = self.listener.getsockname()
+        self.conns: list[socket.socket] = []
+
+    def accept(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.setblocking(False)
+        self.conns.append(conn)
+
+    def fill(self, timeout: float = 60) -> int:
+        """Send to every connection until three passes in a row (50 ms apart) move nothing;
+        return the bytes sent."""
+        chunk, total, still = b"D" * (1 << 20), 0, 0
+        deadline = time.monotonic() + timeout
+        while still < 3:
+            assert time.monotonic() < deadline, f"still taking data after {total} bytes"
+            moved = 0
+            for conn in self.conns:
+                try:
+                    while True:
+                        moved += conn.send(chunk)
+                except BlockingIOError:
+                    pass
+            total += moved
+            still = 0 if moved else still + 1
+            time.sleep(0.05)
+        return total
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.listener.close()
+
+
+def test_many_stalled_downloads_hold_no_relay_memory(tmp_path):
+    """Clients that stop reading a fast download: what the relay read and could not pass on
+    stays in the kernel (its worker threads peek, and take only what was sent), so the
+    server's memory does not grow with each stalled connection. The first connections
+    warm the worker pool (threads and their read buffers); then each further stalled
+    connection may cost the server its bookkeeping, not megabytes of data."""
+    server = ServerProcess(tmp_path, LOOPBACK_ONLY_RULES).start()
+    targets = FloodTargets()
+    clients = []
+    try:
+        def stall(count: int) -> int:
+            for _ in range(count):
+                sock, reply = socks5_connect(server.address, targets.address)
+                assert reply.code == 0
+                clients.append(sock)
+                targets.accept()
+            return targets.fill()
+
+        warm_up, measured = 8, 24
+        assert stall(warm_up) > warm_up * MiB  # the relays moved data before stalling
+        time.sleep(0.3)  # workers hand stalled directions back after 0.1 s
+        rss_before = server.rss_kib()
+        sent = stall(measured)
+        time.sleep(0.3)
+        grown = (server.rss_kib() - rss_before) * 1024
+        assert sent > measured * MiB
+        assert grown < measured * 256 * 1024, (
+            f"server RSS grew {grown / MiB:.1f} MiB for {measured} stalled downloads "
+            f"({sent / MiB:.0f} MiB sent by the targets)")
+        for sock in clients[-3:]:  # reading again resumes the flow
+            sock.settimeout(10)
+            data = sock.recv(65536)
+            assert data and data == b"D" * len(data)
+        assert server.alive()
+    finally:
+        for sock in clients:
+            sock.close()
+        targets.close()
+        assert server.stop() == 0

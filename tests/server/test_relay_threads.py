@@ -154,8 +154,8 @@ def test_a_client_that_never_reads_bounds_the_server_and_frees_the_worker(
                     sent += far.send(chunk)
             except TimeoutError:
                 pass
-            # Kernel socket buffers on three sockets plus at most one 1 MiB chunk held
-            # by the relay; far below the 512 MiB the target would have sent.
+            # Kernel socket buffers on three sockets, plus at most one 64 KiB read kept by
+            # the loop; far below the 512 MiB the target would have sent.
             assert sent < 256 << 20
             wait_until(workers_idle, what="a stalled direction to leave its worker")
             # Nothing was lost while the direction moved between thread and loop.
@@ -302,7 +302,7 @@ def test_a_bug_in_a_worker_fails_that_relay_only_and_the_thread_lives_on(
     real_buffer = _threaded_relay._buffer
     injected = []
 
-    def failing_once_in_a_worker(size=_threaded_relay._CHUNK):
+    def failing_once_in_a_worker(size=_threaded_relay._LOOP_CHUNK):
         if size == _threaded_relay._THREAD_CHUNK and not injected:
             injected.append(threading.current_thread().name)
             raise RuntimeError("injected bug")

@@ -5,14 +5,18 @@
  * Hooked (each exported name, because glibc's execl* / execvp / system / popen reach
  * execve through internal symbols an LD_PRELOAD library cannot see): execve, execv, execvp,
  * execvpe, execl, execle, execlp, fexecve, execveat (glibc 2.34+), posix_spawn, posix_spawnp.
- * Not hooked: system(), popen() (glibc spawns them internally) and raw syscalls: the new image then sees plain sockets (the proxy as
- * peer), as before.
+ * Not hooked: system(), popen() (glibc spawns them internally) and raw syscalls: the new
+ * image then sees plain sockets (the proxy as peer), as before. Their children keep the
+ * shim all the same, through the environment they inherit.
  *
- * When the process has no proxied connection to pass (always, for one that never proxied),
- * the call goes to libc with the caller's own environment. Otherwise the new image gets a
- * COPY of it plus SOCKSIFY_INHERIT (an old value replaced); the caller's environ is never
- * modified. Everything is built on the stack: no allocation in a vfork() child, nothing to
- * leak if the exec succeeds (malloc only for an environment of more than ENV_ON_STACK).
+ * When the process has no proxied connection to pass (always, for one that never proxied)
+ * and the new environment has the shim's variables, the call goes to libc with the
+ * caller's own environment. Otherwise the new image gets a COPY of it with what it lacks
+ * put back (LD_PRELOAD, SOCKSIFY_*: env_follow.c) and SOCKSIFY_INHERIT (an old value
+ * replaced); the caller's environ is never modified. Everything is built on the stack: no
+ * allocation in a vfork() child, nothing to leak if the exec succeeds (malloc only for an
+ * environment of more than ENV_ON_STACK; if that fails while the shim's variables must be
+ * put back, the exec fails with ENOMEM rather than start a child without the shim).
  */
 #include "socksify.h"
 
@@ -62,47 +66,71 @@ static size_t env_count(char *const *envp)
     return n;
 }
 
-/* Fill out (room for envp's entries + 2) with envp minus any SOCKSIFY_INHERIT, plus var.
- * Returns out, or envp when out is NULL (malloc failed: the connections travel as plain
- * sockets, the exec itself must not fail for it). */
-static char *const *with_var(char **out, char *const *envp, char *var)
+/* Fill out (room for envp's entries, what env_follow.c puts back, SOCKSIFY_INHERIT and the
+ * NULL) with envp minus any SOCKSIFY_INHERIT, the shim's variables it lacks, and var (when
+ * not NULL). NULL when out is NULL (malloc failed) and the shim's variables are missing:
+ * the exec must fail rather than start a child without the shim; with only connections to
+ * carry, envp (they travel as plain sockets: the exec itself must not fail for that). */
+static char *const *shim_env(char **out, char *const *envp, int missing, char *var,
+                             char *preload, size_t cap)
 {
     static const char name[] = SFY_INHERIT_VAR "=";
     size_t i, n = 0;
     if (!out) {
+        if (missing)
+            return NULL;
         SFY_WARN("out of memory: inherited proxied connections show the proxy after exec");
         return envp;
     }
     for (i = 0; envp && envp[i]; i++)
-        if (strncmp(envp[i], name, sizeof name - 1) != 0)
+        if (strncmp(envp[i], name, sizeof name - 1) != 0
+            && !sfy_follow_replaces(envp[i], envp))
             out[n++] = envp[i];
-    out[n++] = var;
+    if (missing)
+        n = sfy_follow_append(out, n, envp, preload, cap);
+    if (var)
+        out[n++] = var;
     out[n] = NULL;
     return out;
 }
 
-/* Declares `env` in the caller's frame: envp itself when nothing travels, else a stack copy
- * with SOCKSIFY_INHERIT. The buffers are VLAs of one element when unused, so an exec in a
- * process that never proxied costs one sfy_fd_limit() call and no stack. */
-#define WITH_INHERIT(envp, env)                                                           \
-    int limit_ = sfy_in_library() ? 0 : sfy_fd_limit();                                   \
+/* Declares `env` in the caller's frame: envp itself when nothing travels and nothing is
+ * missing, else a stack copy (shim_env). The buffers are VLAs of one element when unused,
+ * so an exec in a process that never proxied, with the environment it started with, costs
+ * one sfy_fd_limit() call, a scan of the environment and no stack. env is NULL when the
+ * copy could not be made and the child would lack the shim (ENOMEM). */
+#define WITH_SHIM_ENV(envp, env)                                                          \
+    int inside_ = sfy_in_library();                                                       \
+    int limit_ = inside_ ? 0 : sfy_fd_limit();                                            \
     char var_[limit_ ? SFY_INHERIT_MAX : 1];                                              \
-    size_t n_ = limit_ && sfy_inherit_encode(var_, sizeof var_) ? env_count(envp) + 2 : 0; \
+    int carry_ = limit_ && sfy_inherit_encode(var_, sizeof var_);                         \
+    int missing_ = inside_ ? 0 : sfy_follow_missing(envp);                                \
+    char preload_[missing_ ? SFY_PRELOAD_MAX : 1];                                        \
+    size_t n_ = carry_ || missing_ ? env_count(envp) + 2 + (size_t)missing_ : 0;          \
     char *stack_env_[n_ && n_ <= ENV_ON_STACK ? n_ : 1];                                  \
     char *const *env = !n_ ? (envp)                                                       \
-                           : with_var(n_ <= ENV_ON_STACK ? stack_env_                     \
+                           : shim_env(n_ <= ENV_ON_STACK ? stack_env_                     \
                                                          : malloc(n_ * sizeof(char *)),   \
-                                      (envp), var_)
+                                      (envp), missing_, carry_ ? var_ : NULL, preload_,   \
+                                      sizeof preload_)
+
+/* For the exec forms: -1 ENOMEM when env could not be built. */
+#define EXEC_WITH_SHIM_ENV(envp, env)                                                     \
+    WITH_SHIM_ENV(envp, env);                                                             \
+    if (!env) {                                                                           \
+        errno = ENOMEM;                                                                   \
+        return -1;                                                                        \
+    }
 
 static int do_execve(const char *path, char *const argv[], char *const envp[])
 {
-    WITH_INHERIT(envp, env);
+    EXEC_WITH_SHIM_ENV(envp, env);
     CALL_REAL(execve, path, argv, env);
 }
 
 static int do_execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    WITH_INHERIT(envp, env);
+    EXEC_WITH_SHIM_ENV(envp, env);
     CALL_REAL(execvpe, file, argv, env);
 }
 
@@ -128,14 +156,14 @@ SFY_EXPORT int execvp(const char *file, char *const argv[])
 
 SFY_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    WITH_INHERIT(envp, env);
+    EXEC_WITH_SHIM_ENV(envp, env);
     CALL_REAL(fexecve, fd, argv, env);
 }
 
 SFY_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
                         int flags)
 {
-    WITH_INHERIT(envp, env);
+    EXEC_WITH_SHIM_ENV(envp, env);
     CALL_REAL(execveat, dirfd, path, argv, env, flags);
 }
 
@@ -179,7 +207,9 @@ SFY_EXPORT int posix_spawn(pid_t *pid, const char *path,
                            const posix_spawnattr_t *attrp, char *const argv[],
                            char *const envp[])
 {
-    WITH_INHERIT(envp, env);
+    WITH_SHIM_ENV(envp, env);
+    if (!env)
+        return ENOMEM;
     CALL_REAL(posix_spawn, pid, path, file_actions, attrp, argv, env);
 }
 
@@ -188,6 +218,8 @@ SFY_EXPORT int posix_spawnp(pid_t *pid, const char *file,
                             const posix_spawnattr_t *attrp, char *const argv[],
                             char *const envp[])
 {
-    WITH_INHERIT(envp, env);
+    WITH_SHIM_ENV(envp, env);
+    if (!env)
+        return ENOMEM;
     CALL_REAL(posix_spawnp, pid, file, file_actions, attrp, argv, env);
 }

@@ -277,6 +277,7 @@ __attribute__((constructor)) static void sfy_constructor(void)
 {
     const char *inherited;
     take_env();
+    sfy_follow_take();
     pthread_atfork(init_before_fork, NULL, onces_after_fork_child);
     inherited = getenv(SFY_INHERIT_VAR);
     if (inherited) {

@@ -328,6 +328,21 @@ int sfy_inherit_restore(const char *value);
 /* 1 when this thread is inside the library (a hook, init): exec hooks then pass through. */
 int sfy_in_library(void);
 
+/* ------------------------------------------------------------------ env_follow.c */
+
+/* A child given an environment without the shim gets it back (hook_exec.c). */
+#define SFY_FOLLOW_MAX 16    /* SOCKSIFY_* and all_proxy variables followed */
+#define SFY_PRELOAD_MAX 4096 /* bytes of a rebuilt "LD_PRELOAD=ours:theirs" (on the stack) */
+/* Note LD_PRELOAD and the followed variables of the initial environment (constructor). */
+void sfy_follow_take(void);
+/* How many of them envp lacks (LD_PRELOAD: also when its value does not contain ours). */
+int sfy_follow_missing(char *const *envp);
+/* 1 when entry (of envp) is an LD_PRELOAD that sfy_follow_append rebuilds: leave it out. */
+int sfy_follow_replaces(const char *entry, char *const *envp);
+/* Append to out[n...] the entries envp lacks (a rebuilt LD_PRELOAD goes into buf, of cap
+ * bytes); returns the new n. Never allocates. */
+size_t sfy_follow_append(char **out, size_t n, char *const *envp, char *buf, size_t cap);
+
 /* ------------------------------------------------------------------ route.c */
 
 enum sfy_route {

@@ -34,8 +34,9 @@ PROGRAM = r"""
  *                                  execl execle execlp fexecve execveat posix_spawn
  *                                  posix_spawnp
  *                                  twice (execv, and the child execs once more)
- *                                  cloexec-env / plain-env (execle of env(1) without the
- *                                  shim: prints the environment the new image got)
+ *                                  cloexec-env / plain-env (execle of sh(1) with a bare
+ *                                  environment: prints the environment the new image got,
+ *                                  from /proc, as the shim's start-up edits environ)
  *                                  spawn-replaced (posix_spawn with the fd dup2'ed over by
  *                                  a unix socket in the file actions)
  *   exec_inherit child FD [again]  the new image: print getpeername/getsockname of FD, echo
@@ -262,11 +263,11 @@ int main(int argc, char **argv)
     } else if (strcmp(how, "spawn-replaced") == 0)
         return spawn_wait(0, self, cargv, fd);
     else if (strcmp(how, "cloexec-env") == 0 || strcmp(how, "plain-env") == 0) {
-        /* env(1) without the shim shows the environment the exec hook built */
+        /* the environment the exec hook built, as the new image got it */
         char *bare[] = {"SOCKSIFY_TEST=1", NULL};
         if (how[0] == 'c')
             fcntl(fd, F_SETFD, FD_CLOEXEC);
-        execle("/usr/bin/env", "env", (char *)NULL, bare);
+        execle("/bin/sh", "sh", "-c", "tr '\\0' '\\n' < /proc/$$/environ", (char *)NULL, bare);
     } else
         return 2;
     printf("exec error %s\n", strerror(errno));
@@ -360,8 +361,14 @@ def test_the_variable_carries_only_inheritable_connections(shim, socks_server, t
     carried = [line for line in plain if line.startswith("SOCKSIFY_INHERIT=")]
     assert len(carried) == 1 and carried[0].startswith("SOCKSIFY_INHERIT=3:"), plain
     assert "SOCKSIFY_TEST=1" in plain
-    # close-on-exec: nothing to carry, so the environment is exactly the caller's
-    assert env_of_exec(shim, srv, exec_inherit, port, "cloexec-env") == ["SOCKSIFY_TEST=1"]
+    # close-on-exec: nothing to carry, so the environment is the caller's plus the shim's
+    # own variables, which the caller left out (csrc/env_follow.c)
+    shim_vars = [f"LD_PRELOAD={shim.env(None)['LD_PRELOAD']}",
+                 f"SOCKSIFY_PROXY={srv.url('socks5h')}"]
+    assert sorted(env_of_exec(shim, srv, exec_inherit, port, "cloexec-env")) == sorted(
+        ["SOCKSIFY_TEST=1", *shim_vars])
+    assert sorted(line for line in plain if not line.startswith("SOCKSIFY_INHERIT=")) == sorted(
+        ["SOCKSIFY_TEST=1", *shim_vars])
 
 
 def test_a_descriptor_replaced_on_the_way_is_not_mistaken(shim, socks_server, tcp_echo_server,

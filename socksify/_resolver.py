@@ -292,15 +292,23 @@ class RemoteResolver:
         raise socket.herror(1, "Unknown host (socksify: reverse DNS would leak past the proxy)")
 
     def getnameinfo(self, sockaddr, flags):
-        host, port = sockaddr[0], sockaddr[1]
+        """Like csrc/hook_getnameinfo.c: the host part of a placeholder is its name (whatever
+        NI_NAMEREQD, NI_NOFQDN or NI_DGRAM say); NI_NUMERICHOST, and any address that is not
+        a placeholder, go to the C library as they would without socksify, except that a PTR
+        query for a proxied address would leak past the proxy."""
+        original = self.originals["getnameinfo"]
+        # the address as the C library reads it (no lookup): "240.0.0.001" is 240.0.0.1, and a
+        # malformed sockaddr raises what it raises without socksify
+        host = original(sockaddr, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
         name = self.placeholders.name_for(host)
         if name is None:
             if not (self._loopback(host) or self.no_proxy.matches(host)):
                 if flags & socket.NI_NAMEREQD:
                     raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
                 flags |= socket.NI_NUMERICHOST  # a PTR query would leak past the proxy
-            return self.originals["getnameinfo"](sockaddr, flags)
+            return original(sockaddr, flags)
         if flags & socket.NI_NUMERICHOST:
-            name = host
-        numeric = self.originals["getnameinfo"](("127.0.0.1", port), flags | socket.NI_NUMERICHOST)
-        return (name, numeric[1])
+            return original(sockaddr, flags)
+        # the service part from libc (/etc/services, NI_DGRAM, NI_NUMERICSERV); NI_NAMEREQD is
+        # met by the name and glibc refuses it together with NI_NUMERICHOST
+        return (name, original(sockaddr, (flags & ~socket.NI_NAMEREQD) | socket.NI_NUMERICHOST)[1])

@@ -182,6 +182,70 @@ def test_getaddrinfo_answers_placeholders():
         assert canon[0][3] == "other.example"
 
 
+def libc_service(port, flags):
+    """The service part the C library gives without socksify (this machine's /etc/services)."""
+    return socket.getnameinfo(("127.0.0.1", port), flags | socket.NI_NUMERICHOST)[1]
+
+
+FAMILIES = pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["v4", "v6"])
+
+
+def ni_flags(*names):
+    return pytest.param(sum(getattr(socket, f"NI_{n}") for n in names), id="|".join(names) or "0")
+
+
+@FAMILIES
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ni_flags(),
+        ni_flags("NAMEREQD"),
+        ni_flags("NAMEREQD", "NUMERICSERV"),
+        ni_flags("DGRAM"),
+        ni_flags("NAMEREQD", "DGRAM"),
+        ni_flags("NUMERICSERV"),
+        ni_flags("NOFQDN"),
+    ],
+)
+def test_getnameinfo_of_a_placeholder_gives_the_name_whatever_the_flags(family, flags):
+    """As csrc/hook_getnameinfo.c: the name for the host, libc's service (NI_DGRAM: udp)."""
+    service = libc_service(514, flags & ~socket.NI_NAMEREQD)
+    with socksify.patched(UNUSED_PROXY):
+        address = socket.getaddrinfo("target.test", 514, family, socket.SOCK_STREAM)[0][4]
+        assert socket.getnameinfo(address, flags) == ("target.test", service)
+        assert socket.getnameinfo(address[:2], flags) == ("target.test", service)
+
+
+@FAMILIES
+def test_getnameinfo_of_a_placeholder_with_numerichost_is_numeric(family):
+    with socksify.patched(UNUSED_PROXY):
+        address = socket.getaddrinfo("target.test", 514, family, socket.SOCK_STREAM)[0][4]
+        for flags in (socket.NI_NUMERICHOST, socket.NI_NUMERICHOST | socket.NI_DGRAM):
+            assert socket.getnameinfo(address, flags) == (address[0], libc_service(514, flags))
+        with pytest.raises(socket.gaierror) as refused:  # glibc: no name for a numeric host
+            socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NAMEREQD)
+        assert refused.value.errno == socket.EAI_NONAME
+
+
+def test_getnameinfo_reads_a_placeholder_as_the_c_library_does():
+    """Any spelling libc accepts is the placeholder; a bad sockaddr fails as without socksify."""
+    with socksify.patched(UNUSED_PROXY):
+        v4 = socket.getaddrinfo("target.test", 80, socket.AF_INET)[0][4][0]
+        v6 = socket.getaddrinfo("target.test", 80, socket.AF_INET6)[0][4][0]
+        long_v6 = ipaddress.ip_address(v6).exploded
+        zeros = ".".join(part.zfill(3) for part in v4.split("."))
+        for spelling in (zeros, long_v6, f"{v6}%1", f"::ffff:{v4}"):
+            assert socket.getnameinfo((spelling, 80), 0)[0] == "target.test"
+        assert socket.getnameinfo((long_v6, 80), socket.NI_NUMERICHOST)[0] == v6
+        assert socket.getnameinfo((zeros, 80), socket.NI_NUMERICHOST)[0] == v4
+        with pytest.raises(OSError, match="IPv4 sockaddr must be 2 tuple"):
+            socket.getnameinfo((v4, 80, 0, 0), 0)
+        with pytest.raises(TypeError):
+            socket.getnameinfo((v4,), 0)
+        scoped = socket.getnameinfo((v6, 80, 0, 1), socket.NI_NUMERICHOST)
+    assert scoped == socket.getnameinfo((v6, 80, 0, 1), socket.NI_NUMERICHOST)  # unpatched
+
+
 def test_literals_localhost_and_bypass_resolve_locally():
     with socksify.patched(UNUSED_PROXY, no_proxy="vm"):
         assert socket.getaddrinfo("127.0.0.1", 80, socket.AF_INET)[0][4] == ("127.0.0.1", 80)

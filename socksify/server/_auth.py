@@ -4,7 +4,8 @@ Rules of this module:
 
 - A stored password is either plain text or an scrypt hash in the form
   ``scrypt$N$r$p$SALT$HASH`` (SALT and HASH in standard base64), made by
-  :func:`hash_password` (``socksify-server --hash-password``).
+  :func:`hash_password` (``socksify-server --hash-password``). A :class:`PlainPassword`
+  (what ``--user NAME:PASSWORD`` gives) is plain text even when it starts with ``scrypt$``.
 - Every comparison is constant-time (:func:`hmac.compare_digest`), and a login for an
   unknown user does the same work as one for a known user (it is checked against a dummy
   entry of the same kind), so neither timing nor the reply tells which user names exist.
@@ -21,7 +22,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
-__all__ = ["Authenticator", "hash_password", "is_hashed", "parse_hash"]
+__all__ = ["Authenticator", "PlainPassword", "hash_password", "is_hashed", "parse_hash"]
 
 #: Default scrypt cost: N=2**14, r=8, p=1 (about 16 MiB and a few tens of ms per check).
 DEFAULT_N, DEFAULT_R, DEFAULT_P = 2**14, 8, 1
@@ -54,9 +55,15 @@ class ScryptHash:
         return f"scrypt${self.n}${self.r}${self.p}${salt}${digest}"
 
 
+class PlainPassword(str):
+    """A password taken literally, never read as a hash: ``--user`` passwords (SPEC)."""
+
+    __slots__ = ()
+
+
 def is_hashed(stored: str) -> bool:
     """True when ``stored`` is in the ``scrypt$...`` form (rather than a plain password)."""
-    return stored.startswith(_PREFIX)
+    return not isinstance(stored, PlainPassword) and stored.startswith(_PREFIX)
 
 
 def parse_hash(stored: str) -> ScryptHash:

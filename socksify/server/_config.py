@@ -71,7 +71,8 @@ class ServerConfig:
 
     #: (host, port) pairs to listen on; port 0 picks a free port.
     listen: list[tuple[str, int]] = field(default_factory=lambda: [DEFAULT_LISTEN])
-    #: user name -> plain password or ``scrypt$...`` hash; non-empty makes auth required.
+    #: user name -> plain password or ``scrypt$...`` hash (an ``_auth.PlainPassword`` is
+    #: always plain); non-empty makes auth required.
     users: dict[str, str] = field(default_factory=dict)
     #: ordered access rules (first match wins; see ``_rules.py`` for the default).
     rules: list[Rule] = field(default_factory=list)
@@ -139,9 +140,10 @@ class ServerConfig:
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         for name, stored in self.users.items():
-            if not name or len(name.encode()) > 255:
+            if not name or len(_utf8(name, f"users: the user name {name!r}")) > 255:
                 raise ConfigError(f"users: {name!r}: a user name must be 1..255 bytes")
-            if not _auth.is_hashed(stored) and len(stored.encode()) > 255:
+            if (not _auth.is_hashed(stored)
+                    and len(_utf8(stored, f"users: {name!r}: the password")) > 255):
                 raise ConfigError(f"users: {name!r}: a password is at most 255 bytes")
             if _auth.is_hashed(stored):
                 try:
@@ -191,14 +193,27 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def parse_user(text: str) -> tuple[str, str]:
-    """``NAME:PASSWORD`` split at the first colon, both taken literally."""
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` in UTF-8; a ConfigError "``what`` is not UTF-8" when it holds a lone
+    surrogate (how Python shows a command-line byte that is not UTF-8). ``what`` names the
+    part and never shows a password."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} is not UTF-8") from None
+
+
+def parse_user(text: str) -> tuple[str, _auth.PlainPassword]:
+    """``NAME:PASSWORD`` split at the first colon, both taken literally: the password is a
+    :class:`~._auth.PlainPassword`, so one starting with ``scrypt$`` is not read as a hash."""
     name, sep, password = text.partition(":")
     if not sep or not name:
         raise ConfigError(f"--user {text!r}: expected NAME:PASSWORD")
-    if len(name.encode()) > 255 or len(password.encode()) > 255:
+    name_bytes = _utf8(name, f"--user: the user name {name!r}")
+    password_bytes = _utf8(password, f"--user {name!r}: the password")
+    if len(name_bytes) > 255 or len(password_bytes) > 255:
         raise ConfigError("--user: name and password are at most 255 bytes (RFC 1929)")
-    return name, password
+    return name, _auth.PlainPassword(password)
 
 
 # -- the TOML file -------------------------------------------------------------------------

@@ -2,7 +2,13 @@
 
 import pytest
 
-from socksify.server._auth import Authenticator, hash_password, is_hashed, parse_hash
+from socksify.server._auth import (
+    Authenticator,
+    PlainPassword,
+    hash_password,
+    is_hashed,
+    parse_hash,
+)
 
 FAST = {"n": 2**4, "r": 1, "p": 1}  # cheap scrypt parameters for the unit tests
 
@@ -81,3 +87,13 @@ def test_empty_plain_password_is_a_real_password():
     assert auth.verify(b"alice", b"")
     assert not auth.verify(b"alice", b"\0" * 32)
     assert not auth.verify(b"alice", b"x")
+
+
+@pytest.mark.parametrize("text", ["scrypt$abc", "scrypt$16$1$1$c2FsdA==$aGFzaGhhc2hoYXNoaGFzaA=="])
+def test_plain_password_marker_is_never_a_hash(text):
+    # --user passwords are PlainPassword: taken literally even when they look like a hash.
+    assert is_hashed(text) and not is_hashed(PlainPassword(text))
+    auth = Authenticator({"alice": PlainPassword(text)})
+    assert auth.verify(b"alice", text.encode())
+    assert not auth.verify(b"alice", b"hashhashhashhash")
+    assert not auth.verify(b"alice", text.encode() + b"x")

@@ -13,6 +13,8 @@ import pytest
 
 from socksify.server._auth import Authenticator
 
+from ._server_core_client import CoreClient
+
 READY = re.compile(rb"^socksify-server listening on (\S+):(\d+)$")
 
 
@@ -132,6 +134,55 @@ def test_bad_config_file_exits_2(tmp_path):
     assert result.returncode == 2
     assert str(path).encode() in result.stderr and b"rule 1" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+# Parses as a hash (salt "salt", digest "hashhashhashhash"): as a --user password it must
+# still be the password itself.
+WELL_FORMED_HASH = "scrypt$16$1$1$c2FsdA==$aGFzaGhhc2hoYXNoaGFzaA=="
+
+
+@pytest.mark.parametrize("password", ["scrypt$abc", WELL_FORMED_HASH])
+def test_user_password_is_taken_literally(password):
+    proc = start("--listen", "127.0.0.1:0", "--user", f"alice:{password}")
+    try:
+        [(host, port)] = read_ready_lines(proc, 1)
+        with CoreClient((host, port), user="alice", password=password) as client:
+            assert client.negotiate() is None
+        for wrong in (password + "x", "hashhashhashhash", ""):
+            with CoreClient((host, port), user="alice", password=wrong) as client:
+                assert client.negotiate() == "auth-failed", wrong
+    finally:
+        assert stop(proc, signal.SIGTERM) == 0
+
+
+def test_user_password_stays_literal_in_the_config(tmp_path):
+    from socksify.server.__main__ import _build_config, build_parser
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'[users]\nbob = "{WELL_FORMED_HASH}"\n')
+    os.chmod(path, 0o600)
+    args = build_parser().parse_args(
+        ["--config", str(path), "--user", "alice:scrypt$abc",
+         "--user", f"carol:{WELL_FORMED_HASH}"])
+    auth = Authenticator(_build_config(args).users)
+    assert auth.verify(b"alice", b"scrypt$abc")
+    assert auth.verify(b"carol", WELL_FORMED_HASH.encode())
+    assert not auth.verify(b"bob", WELL_FORMED_HASH.encode())  # the file's [users]: a hash
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        # "\udcff": the byte 0xFF, which is not UTF-8, as subprocess passes it (os.fsencode)
+        ("al\udcffice:pw", rb"--user: the user name 'al\udcffice' is not UTF-8"),
+        ("alice:s3cr\udcffet", b"--user 'alice': the password is not UTF-8"),
+    ],
+)
+def test_user_that_is_not_utf8_exits_2(user, message):
+    result = run("--listen", "127.0.0.1:0", "--user", user)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert b"Traceback" not in result.stderr and b"s3cr" not in result.stderr
 
 
 def test_non_loopback_allowed_with_users_or_flag():

@@ -204,8 +204,12 @@ def unquote_to_bytes(text: str) -> bytes:
     """Percent-decode (RFC 3986 §2.1); a ``%`` not followed by two hex digits stays as is.
 
     (``urllib.parse`` does the same but costs a millisecond to import at start-up.)
+
+    A lone surrogate (how Python shows a command-line or environment byte that is not
+    UTF-8) becomes bytes that are not UTF-8 either, never an exception, so the caller's
+    UTF-8 check rejects it with a message naming the part.
     """
-    raw = text.encode("utf-8")
+    raw = text.encode("utf-8", "surrogatepass")
     if b"%" not in raw:
         return raw
     out = bytearray()

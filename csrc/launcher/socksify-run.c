@@ -776,7 +776,9 @@ int main(int argc, char **argv)
         proxy = getenv("SOCKSIFY_PROXY");
     if (!no_proxy)
         no_proxy = getenv("SOCKSIFY_NO_PROXY");
-    if (!log || !*log)
+    if (log && !*log) /* as run.py: an empty --log-level is a bad level, not "unset" */
+        die(EXIT_USAGE, "log level: bad log level '': use one of error, warning, info, debug");
+    if (!log)
         log = getenv("SOCKSIFY_LOG");
     sfy_config_load(&cfg, proxy, getenv("all_proxy"), getenv("ALL_PROXY"), no_proxy, log,
                     getenv("SOCKSIFY_DNS_RANGE"));

@@ -100,6 +100,11 @@ def test_program_arguments_pass_through(socksify_run):
     (["true"], b"no proxy configured"),
     (["--proxy", "socks5://h"], b"no command given"),
     (["--proxy", "socks5://h", "--log-level", "loud", "true"], b"bad log level"),
+    (["--proxy", "socks5://h", "--log-level", "", "true"], b"bad log level ''"),
+    (["--proxy", "socks5://h", "--log-level=", "true"], b"bad log level ''"),
+    # "\udcff": the byte 0xFF (not UTF-8), as subprocess passes it (os.fsencode)
+    (["--proxy", "socks5://\udcff@h", "true"], b"user name is not UTF-8 after percent-decoding"),
+    (["--proxy", "socks5://u:\udcff@h", "true"], b"password is not UTF-8 after percent-decoding"),
 ])
 def test_usage_errors_exit_2(socksify_run, args, message):
     result = socksify_run(args)
@@ -237,7 +242,8 @@ def test_usage_error_messages_are_the_same_in_both_implementations(shim, launche
     """Same status and the same ``socksify: error:`` line from run.py and the launcher."""
     for args in (["--proxy", "socks5://h:99999", "true"], ["--proxy", "ftp://h", "true"],
                  ["--proxy", "socks5://[::1", "true"], ["true"], ["--proxy", "socks5://h"],
-                 ["--proxy", "socks5://h", "--no-proxy", "10.0.0.0/99", "true"]):
+                 ["--proxy", "socks5://h", "--no-proxy", "10.0.0.0/99", "true"],
+                 ["--proxy", "socks5://h", "--log-level", "", "true"]):
         python = shim.run_cli(args)
         native = shim.run_cli(args, launcher=launcher)
         assert python.returncode == native.returncode == 2, args

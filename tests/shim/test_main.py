@@ -87,6 +87,30 @@ def test_bad_url_is_exit_2_with_one_line(runner, url, part):
     assert part in lines[0]
 
 
+# "\udcff": the byte 0xFF (not UTF-8) as subprocess passes it in argv and the environment
+@pytest.mark.parametrize(
+    "url, part",
+    [
+        ("socks5://\udcff@h",
+         r"user name is not UTF-8 after percent-decoding in 'socks5://\udcff@h'"),
+        ("socks5://u:s3cr\udcffet@h",
+         "password is not UTF-8 after percent-decoding in 'socks5://u:***@h'"),
+        ("socks5://[fe80::1%25\udcff]",
+         r"bad IPv6 zone id '\udcff' in 'socks5://[fe80::1%25\udcff]'"),
+    ],
+)
+def test_url_that_is_not_utf8_is_exit_2(runner, url, part):
+    path = runner.script("print('ran')\n")
+    for args, env, source in (
+        (["--proxy", url, path], {}, "--proxy"),
+        ([path], {"SOCKSIFY_PROXY": url}, "SOCKSIFY_PROXY"),
+    ):
+        result = runner.run(args, env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stdout == "" and "Traceback" not in result.stderr
+        assert result.stderr == f"socksify: error: {source}: {part}\n"
+
+
 def test_bad_url_in_environment(runner):
     path = runner.script("print('ran')\n")
     result = runner.run([path], env={"SOCKSIFY_PROXY": "socks5://h:0"})

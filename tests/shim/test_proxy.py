@@ -47,6 +47,31 @@ def test_proxy_url_vectors(case):
         ] == case["chain"]
 
 
+# "\udcff" is how Python shows the byte 0xFF (not UTF-8) from argv or the environment
+# (surrogateescape); "\ud800" is a lone surrogate from a Python caller.
+@pytest.mark.parametrize(
+    "url, part",
+    [
+        ("socks5://\udcff@h", "user name is not UTF-8 after percent-decoding"),
+        ("socks5://al\udcffice:pw@h", "user name is not UTF-8 after percent-decoding"),
+        ("socks5://\ud800@h", "user name is not UTF-8 after percent-decoding"),
+        ("socks5://u:s3cr\udcffet@h", "password is not UTF-8 after percent-decoding"),
+        ("socks5://u:s3cr\ud800et@h", "password is not UTF-8 after percent-decoding"),
+        ("socks5://[fe80::1%25\udcff]", "bad IPv6 zone id '\\udcff'"),
+        ("socks5://[fe80::1%\udcff]:1080", "bad IPv6 zone id '\\udcff'"),
+        ("socks5://h\udcff", "bad host 'h\\udcff'"),
+        ("socks5://h:\udcff", "bad port '\\udcff'"),
+    ],
+)
+def test_text_that_is_not_utf8_is_a_url_error(url, part):
+    with pytest.raises(ProxyURLError) as info:
+        parse_chain(url)
+    assert part in str(info.value)
+    assert "s3cr" not in str(info.value)
+    with pytest.raises(ProxyURLError, match="SOCKSIFY_PROXY: "):
+        load_settings(environ={"SOCKSIFY_PROXY": url})
+
+
 def test_vectors_cover_enough_cases():
     assert len(VECTORS) >= 40
     assert sum("error" in case for case in VECTORS) >= 15

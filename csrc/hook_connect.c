@@ -27,14 +27,16 @@ __attribute__((weak)) int sfy_udp_connect(int fd, const struct sockaddr *addr, s
     return -1;
 }
 
-/* The BND address of the reply as the socket's family sees it (getsockname answer). */
-static socklen_t local_from_bnd(int fd, const struct sfy_addr *bnd, struct sockaddr_storage *ss)
+/* The BND address of the reply as the program's socket family (that of the address it
+ * connected to) sees it: the getsockname answer. The descriptor may be of the other family
+ * by now (an IPv4 socket reaching an IPv6 proxy is replaced by an IPv6 one), so its own
+ * answer is used only when the families agree. */
+static socklen_t local_from_bnd(int fd, sa_family_t family, const struct sfy_addr *bnd,
+                                struct sockaddr_storage *ss)
 {
     struct sockaddr_storage mine;
     socklen_t len = sizeof mine;
-    if (SFY_REAL(getsockname)(fd, (struct sockaddr *)&mine, &len) < 0)
-        return 0;
-    if (bnd->atyp == SFY_ATYP_IPV4 && mine.ss_family == AF_INET6) {
+    if (bnd->atyp == SFY_ATYP_IPV4 && family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
         memset(ss, 0, sizeof *ss);
         in6->sin6_family = AF_INET6;
@@ -43,10 +45,23 @@ static socklen_t local_from_bnd(int fd, const struct sfy_addr *bnd, struct socka
         memcpy(&in6->sin6_addr.s6_addr[12], bnd->ip, 4);
         return sizeof *in6;
     }
-    if ((bnd->atyp == SFY_ATYP_IPV4 && mine.ss_family == AF_INET) ||
-        (bnd->atyp == SFY_ATYP_IPV6 && mine.ss_family == AF_INET6))
+    if ((bnd->atyp == SFY_ATYP_IPV4 && family == AF_INET) ||
+        (bnd->atyp == SFY_ATYP_IPV6 && family == AF_INET6))
         return sfy_addr_to_sockaddr(bnd, ss);
-    return 0; /* a BND the socket's family cannot express: the kernel's answer stands */
+    /* A BND the family cannot express (IPv6 or a name, for an IPv4 socket): the kernel's
+     * answer stands if it is of that family, else the family's unspecified address. */
+    if (SFY_REAL(getsockname)(fd, (struct sockaddr *)&mine, &len) == 0 && mine.ss_family == family)
+        return 0;
+    memset(ss, 0, sizeof *ss);
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(bnd->port);
+        return sizeof *in;
+    }
+    ((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons(bnd->port);
+    return sizeof(struct sockaddr_in6);
 }
 
 /* connect() logic. Returns 0, or -1 with errno valid for connect(): the errno of the
@@ -102,7 +117,7 @@ static int sfy_connect(int fd, const struct sockaddr *addr, socklen_t len)
     info.aux_fd = -1;
     memcpy(&info.peer, addr, len < sizeof info.peer ? len : sizeof info.peer);
     info.peer_len = len < sizeof info.peer ? len : sizeof info.peer;
-    info.local_len = local_from_bnd(fd, &bnd, &info.local);
+    info.local_len = local_from_bnd(fd, addr->sa_family, &bnd, &info.local);
     if (sfy_fd_set(fd, &info) < 0)
         SFY_WARN("cannot remember fd %d: getpeername() will show the proxy", fd);
     sfy_last_dest_set(&dest);

@@ -158,8 +158,12 @@ class PeerRecorder:
         self.thread.join(timeout=10)
 
 
-def test_getpeername_is_the_destination_and_getsockname_the_bnd(shim, socks_server):
-    srv = socks_server()
+# An IPv6 proxy: the program's IPv4 socket is replaced by an IPv6 one to reach it, and
+# getsockname() must still answer in the program's family (a sockaddr_in of 16 bytes).
+@pytest.mark.parametrize("proxy_listen", ["127.0.0.1:0", "[::1]:0"], ids=["ipv4", "ipv6"])
+def test_getpeername_is_the_destination_and_getsockname_the_bnd(shim, socks_server,
+                                                                proxy_listen):
+    srv = socks_server(listen=proxy_listen)
     target = PeerRecorder()
     code = textwrap.dedent(f"""
         import socket

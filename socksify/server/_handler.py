@@ -143,6 +143,8 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)  # the client is done (a BIND stops waiting)
         return True  # half-open: we may still have a reply to write
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -227,7 +229,8 @@ class ClientSocket:
 
     @property
     def closed(self) -> asyncio.Future:
-        """Done when the connection failed or was closed (BIND waits on it)."""
+        """Done when the client closed its side (EOF), or the connection failed or was
+        closed (BIND waits on it)."""
         if self._closed is None:
             self._closed = self.loop.create_future()
             if self._closing:
@@ -272,6 +275,8 @@ class ClientSocket:
         else:
             self.eof = True
             self._stop_reading()
+            if self._closed is not None and not self._closed.done():
+                self._closed.set_result(None)  # the client is done (a BIND stops waiting)
 
     def _readable(self) -> None:
         try:

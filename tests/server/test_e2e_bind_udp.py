@@ -74,6 +74,21 @@ def test_bind_passes_on_what_the_client_sent_while_it_waited(socks_server, relay
     assert srv.wait_records(1)[0]["bytes_up"] == len(b"".join(pieces))
 
 
+@pytest.mark.parametrize("relay", ["threads", "portable"])
+def test_a_client_that_closes_while_bind_waits_ends_it(socks_server, relay):
+    """A plain close (FIN, not a reset) between the two replies ends the BIND at once:
+    the session is recorded as client-closed and its listening port is closed, rather
+    than held open for a peer until the bind timeout."""
+    srv = socks_server(config=f'[server]\nrelay = "{relay}"\n[timeouts]\nbind = 60\n')
+    with CoreClient(srv.address, 5) as client:
+        first = client.request(BIND, "127.0.0.1", 0)
+        assert client.succeeded(first)
+    record = srv.wait_records(1)[0]
+    assert (record["command"], record["outcome"]) == ("bind", "client-closed")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((str(first.address), first.port), timeout=5).close()
+
+
 def test_bind_accepts_only_the_expected_peer(socks_server):
     srv = socks_server()
     with CoreClient(srv.address, 5) as client:

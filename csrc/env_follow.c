@@ -14,6 +14,9 @@
  * - each SOCKSIFY_* variable (SOCKSIFY_INHERIT aside, it is per exec) and all_proxy /
  *   ALL_PROXY the program was started with, when the new environment has no value for it.
  *   A value the new environment sets is kept: a child given its own proxy uses it.
+ *   ASAN_OPTIONS, UBSAN_OPTIONS and LSAN_OPTIONS follow the same way: they configure a
+ *   sanitizer runtime preloaded in front of the shim (a sanitizer build's tests), which
+ *   comes back with LD_PRELOAD.
  *
  * The values are those of the initial environment, taken by the constructor (the strings
  * stay valid whatever the program does to environ; init.c). Nothing here allocates and
@@ -33,7 +36,8 @@ static const char preload_name[] = "LD_PRELOAD=";
 
 static int is_followed(const char *entry)
 {
-    static const char *const names[] = {"all_proxy=", "ALL_PROXY="};
+    static const char *const names[] = {"all_proxy=", "ALL_PROXY=", "ASAN_OPTIONS=",
+                                        "UBSAN_OPTIONS=", "LSAN_OPTIONS="};
     size_t i;
     if (strncmp(entry, "SOCKSIFY_", 9) == 0)
         return strncmp(entry, SFY_INHERIT_VAR "=", sizeof SFY_INHERIT_VAR) != 0

@@ -331,7 +331,7 @@ int sfy_in_library(void);
 /* ------------------------------------------------------------------ env_follow.c */
 
 /* A child given an environment without the shim gets it back (hook_exec.c). */
-#define SFY_FOLLOW_MAX 16    /* SOCKSIFY_* and all_proxy variables followed */
+#define SFY_FOLLOW_MAX 16    /* SOCKSIFY_*, all_proxy and sanitizer options followed */
 #define SFY_PRELOAD_MAX 4096 /* bytes of a rebuilt "LD_PRELOAD=ours:theirs" (on the stack) */
 /* Note LD_PRELOAD and the followed variables of the initial environment (constructor). */
 void sfy_follow_take(void);

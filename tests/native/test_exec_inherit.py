@@ -363,8 +363,9 @@ def test_the_variable_carries_only_inheritable_connections(shim, socks_server, t
     assert "SOCKSIFY_TEST=1" in plain
     # close-on-exec: nothing to carry, so the environment is the caller's plus the shim's
     # own variables, which the caller left out (csrc/env_follow.c)
-    shim_vars = [f"LD_PRELOAD={shim.env(None)['LD_PRELOAD']}",
-                 f"SOCKSIFY_PROXY={srv.url('socks5h')}"]
+    started = shim.env(srv.url("socks5h"))
+    shim_vars = [f"{name}={started[name]}" for name in (
+        "LD_PRELOAD", "SOCKSIFY_PROXY", "ASAN_OPTIONS", "UBSAN_OPTIONS") if name in started]
     assert sorted(env_of_exec(shim, srv, exec_inherit, port, "cloexec-env")) == sorted(
         ["SOCKSIFY_TEST=1", *shim_vars])
     assert sorted(line for line in plain if not line.startswith("SOCKSIFY_INHERIT=")) == sorted(

@@ -59,7 +59,6 @@ class _Range:
         self.next = 0
         self.names: dict[str, str] = {}  # lower-cased name -> address
         self.by_address: dict[str, str] = {}  # address -> name as first asked
-        self.evictions = 0  # mappings given up to a new name after wrapping around
 
     def allocate(self, name: str) -> str:
         key = name.lower()
@@ -72,7 +71,6 @@ class _Range:
             old = self.by_address.get(address)
             if old is not None:  # wrapped around: the oldest mapping gives way
                 del self.names[old.lower()]
-                self.evictions += 1
             self.names[key] = address
             self.by_address[address] = name
         return address
@@ -104,9 +102,10 @@ class PlaceholderMap:
         self._networks = networks
         self._built: dict | None = None  # IP version -> _Range, once needed
         self._lock = _thread.allocate_lock()
-        #: how many placeholders have been given to a new name (wrap-around) so far: what
-        #: was learnt about a placeholder is good only while this has not changed
-        self.evictions = 0
+        #: how many times a placeholder has been handed out to a new name (first issued,
+        #: or reused after wrap-around): what was learnt about an address in the ranges (a
+        #: placeholder, or an address not issued yet) is good only while this is unchanged
+        self.generation = 0
         _maps[:] = [ref for ref in _maps if ref() is not None]
         _maps.append(_weakref.ref(self))
 
@@ -125,10 +124,10 @@ class PlaceholderMap:
         """The placeholder (IPv4 if ``version`` is 4, else IPv6) standing for ``name``."""
         with self._lock:
             placeholder_range = self._ranges[version]
-            before = placeholder_range.evictions
+            before = placeholder_range.next
             address = placeholder_range.allocate(name.rstrip(".") or name)
-            if placeholder_range.evictions != before:
-                self.evictions += 1
+            if placeholder_range.next != before:
+                self.generation += 1
             return address
 
     def name_for(self, address: str) -> str | None:
@@ -162,7 +161,10 @@ class PlaceholderMap:
         return any(ip in r.network for r in self._ranges.values())
 
 
-def _service_port(port, socktype: int) -> int:
+def _service_port(port, socktype: int) -> int | None:
+    """The port number of ``port`` (a number, numeric string or service name) for
+    ``socktype``; None when that type has no such service, as in glibc: a name known only
+    for tcp (``http``) has no datagram entry, and raw sockets know no names."""
     if port is None:
         return 0
     if isinstance(port, bytes):
@@ -171,13 +173,13 @@ def _service_port(port, socktype: int) -> int:
         return port
     if port.isdigit():
         return int(port)
+    if socktype == socket.SOCK_RAW:
+        return None
     protocol = "udp" if socktype == socket.SOCK_DGRAM else "tcp"
     try:
         return socket.getservbyname(port, protocol)
     except OSError:
-        raise socket.gaierror(
-            socket.EAI_SERVICE, "Servname not supported for ai_socktype"
-        ) from None
+        return None
 
 
 _TYPES = (
@@ -238,24 +240,33 @@ class RemoteResolver:
             raise socket.gaierror(
                 socket.EAI_ADDRFAMILY, "Address family for hostname not supported"
             )
+        types = [
+            (socktype, protocol)
+            for socktype, protocol in _TYPES
+            if (not type or type == socktype)
+            and (not proto or proto == protocol or socktype == socket.SOCK_RAW)  # raw: any
+        ]
+        if not types:
+            raise socket.gaierror(socket.EAI_SOCKTYPE, "ai_socktype not supported")
+        # glibc: entries only for the types that know the service; none is EAI_SERVICE
+        ports = []
+        for socktype, protocol in types:
+            number = _service_port(port, socktype)
+            if number is not None:
+                ports.append((socktype, protocol, number))
+        if not ports:
+            raise socket.gaierror(socket.EAI_SERVICE, "Servname not supported for ai_socktype")
         canonname = name if flags & socket.AI_CANONNAME else ""
         results = []
         for version in versions:
             address = self.placeholders.address_for(name, version)
             af = socket.AF_INET if version == 4 else socket.AF_INET6
-            for socktype, protocol in _TYPES:
-                if type and type != socktype:
-                    continue
-                if proto and proto != protocol and socktype != socket.SOCK_RAW:  # raw: any
-                    continue
-                number = _service_port(port, socktype)
+            for socktype, protocol, number in ports:
                 sockaddr = (address, number) if version == 4 else (address, number, 0, 0)
                 results.append(
                     (af, socket.SocketKind(socktype), proto or protocol, canonname, sockaddr)
                 )
                 canonname = ""
-        if not results:
-            raise socket.gaierror(socket.EAI_SOCKTYPE, "ai_socktype not supported")
         return results
 
     def gethostbyname(self, hostname):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import _socket
 import errno
+import math
+import select
 import socket
 import time
 
@@ -43,6 +45,8 @@ __all__ = ["UdpAssociation", "open_association", "unwrap", "wrap"]
 
 _base = _socket.socket
 _UNSPECIFIED = ("0.0.0.0", "::")
+_poll = getattr(select, "poll", None)
+_POLLIN = getattr(select, "POLLIN", 1)
 
 
 class UdpAssociation:
@@ -166,26 +170,83 @@ def receive(sock: socket.socket, state: SockState, active, bufsize: int, flags: 
 
     ``address`` is the real remote address, except that a reply to a datagram sent to a
     NAME (remote DNS) shows as that name's placeholder, and a connected socket reports its
-    peer: what the program sent to.
+    peer: what the program sent to. ``data`` is at most ``bufsize`` bytes: the rest of a
+    longer datagram is discarded, as the kernel does.
+    """
+    data, address = _next_datagram(sock, state, active, flags)
+    return data[:bufsize], address
+
+
+def receive_msg(sock: socket.socket, state: SockState, active, bufsize: int, flags: int):
+    """``recvmsg``'s ``(data, ancdata, msg_flags, address)`` for :func:`receive`'s datagram:
+    ``msg_flags`` has MSG_TRUNC when the datagram was longer than ``bufsize`` (recvmsg(2))."""
+    data, address = _next_datagram(sock, state, active, flags)
+    msg_flags = _MSG_TRUNC if len(data) > bufsize else 0
+    return data[:bufsize], [], msg_flags, address
+
+
+#: room for the largest datagram plus the largest RFC 1928 §7 header
+_PACKET_MAX = 65535 + 262
+_MSG_PEEK = int(socket.MSG_PEEK)
+_MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))
+_MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))
+
+
+def _next_datagram(sock: socket.socket, state: SockState, active, flags: int):
+    """``(data, address)`` of the next datagram for the program, whole; see :func:`receive`.
+
+    A dropped datagram is consumed even under MSG_PEEK (else the next peek would see it
+    again, forever), and the socket's timeout bounds the whole call, however many datagrams
+    are dropped on the way.
     """
     association = state.udp
     family = sock.family
+    timeout = _base.gettimeout(sock)
+    deadline = time.monotonic() + timeout if timeout else None
+    first = True
     while True:
-        packet, source = _base.recvfrom(sock, 65535 + 262, flags)
+        if not first and deadline is not None:
+            _wait_readable(sock, deadline)
+        first = False
+        packet, source = _base.recvfrom(sock, _PACKET_MAX, flags)
         if association.from_relay(source):
             unwrapped = unwrap(packet)
-            if unwrapped is None:
-                continue
-            data, host, port = unwrapped
-            if state.udp_peer is not None:
-                if port != state.udp_peer[1]:
-                    continue  # a connected datagram socket hears only its peer
-                return data[:bufsize], state.peer
-            placeholder = state.udp_names.get(port)
-            if placeholder is not None:
-                return data[:bufsize], in_family(family, placeholder, port)
-            if active is not None and active.remote_dns and not is_ip_literal(host):
-                host = active.placeholders.address_for(host)
-            return data[:bufsize], in_family(family, host, port)
-        if active is not None and active.settings.no_proxy.matches(source[0]):
-            return packet[:bufsize], source
+            if unwrapped is not None:
+                data, host, port = unwrapped
+                if state.udp_peer is not None:
+                    if port == state.udp_peer[1]:  # a connected socket hears only its peer
+                        return data, state.peer
+                else:
+                    placeholder = state.udp_names.get(port)
+                    if placeholder is not None:
+                        return data, in_family(family, placeholder, port)
+                    if active is not None and active.remote_dns and not is_ip_literal(host):
+                        host = active.placeholders.address_for(host)
+                    return data, in_family(family, host, port)
+        elif active is not None and active.settings.no_proxy.matches(source[0]):
+            return packet, source
+        if flags & _MSG_PEEK:
+            _discard(sock, flags)
+
+
+def _discard(sock: socket.socket, flags: int) -> None:
+    """Consume the datagram just peeked at (the head of the queue), without waiting."""
+    try:
+        _base.recvfrom(sock, 1, (flags & ~_MSG_PEEK) | _MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError, TimeoutError):
+        pass  # another thread took it first
+
+
+def _wait_readable(sock: socket.socket, deadline: float) -> None:
+    """Wait until ``sock`` is readable, or raise the socket timeout at ``deadline``."""
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        if _poll is not None:
+            poller = _poll()
+            poller.register(_base.fileno(sock), _POLLIN)
+            ready = poller.poll(math.ceil(remaining * 1000))
+        else:
+            ready = select.select([sock], [], [], remaining)[0]
+        if ready:
+            return
+    raise TimeoutError("timed out")

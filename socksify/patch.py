@@ -19,7 +19,9 @@ Rules of this module (after gevent's ``monkey`` and trio's socket factory):
 - Non-blocking sockets: asyncio's ``BaseSelectorEventLoop.sock_connect`` is patched to run the
   handshake on the loop. Other non-blocking sockets (trio, hand-written selectors) get a
   blocking handshake in ``connect()``, bounded by the default timeout (or 30 s), after which
-  ``connect()`` returns as if the connection completed at once (which POSIX allows).
+  ``connect()`` returns as if the connection completed at once (which POSIX allows). A
+  further ``connect()`` on a socket with an open tunnel is EISCONN, as on any connected
+  socket: the fd is connected to the proxy, so it must never reach the kernel or the tunnel.
 - BIND (SPEC.md): a TCP socket bound to port 0, or never bound, that then ``listen()``s is
   turned into SOCKS BIND when a proxied connection preceded it (the expected peer is the
   destination of the most recent one). A socket bound to an explicit port stays local.
@@ -144,7 +146,7 @@ class _Active:
         self._proxy_infos = None
         self.endpoints = frozenset((hop.host, hop.port) for hop in settings.chain[:1])
         self.last_destination: tuple[str, int] | None = None
-        #: (family, type, host, port) -> (placeholder evictions then, target()): see target()
+        #: (family, type, host, port) -> (placeholder generation then, target()): see target()
         self.routes: dict = {}
 
     def proxy_infos(self) -> list:
@@ -183,10 +185,12 @@ class _Active:
         Decisions that need no DNS (IP literals, remote-DNS names and their placeholders) are
         remembered per (family, type, host, port): a program connects to the same few places
         again and again, and the decision costs several parses and bypass-list checks. An
-        entry is only good while no placeholder has been given to another name.
+        entry is only good while no placeholder has been handed out since: a new one gives a
+        name to an address that may have been decided as a plain IP (and refused) before,
+        and one reused after wrap-around moves an address to another name.
         """
         entry = self.routes.get((family, socktype, host, port))
-        if entry is not None and entry[0] == self.placeholders.evictions:
+        if entry is not None and entry[0] == self.placeholders.generation:
             return entry[1]
         return self._decide(family, socktype, host, port)
 
@@ -199,7 +203,7 @@ class _Active:
                 self.proxy_infos()
             except OSError:
                 pass
-        generation = self.placeholders.evictions
+        generation = self.placeholders.generation
         name = self.placeholders.name_for(host) if self.remote_dns else None
         if name is not None:
             send, report = name, host
@@ -377,6 +381,8 @@ def _connect(self, address):
         return _udp_connect(self, active, address)
     if socktype != _STREAM:
         return _base.connect(self, address)
+    if states:
+        _refuse_if_connected(self)
     target = active.target(_family_of(self), socktype, address[0], address[1])
     if target is None or target[0] == "direct":
         state = state_of(self)
@@ -385,6 +391,16 @@ def _connect(self, address):
             drop_state(self)
         return _base.connect(self, address if target is None else target[1])
     _proxied_connect(self, active, target[0], address[1], target[1])
+
+
+def _refuse_if_connected(sock) -> None:
+    """EISCONN, as connect(2) gives on a connected socket, for one whose tunnel is open
+    (CONNECT, or SOCKS BIND). Its fd is connected to the proxy: connecting it to the proxy
+    again gets EISCONN (taken for an unreachable proxy), or 0 once after a non-blocking
+    first connect, and then a second handshake would go down the open tunnel."""
+    state = state_of(sock)
+    if state is not None and state.kind in ("tcp", "bind"):
+        raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
 
 
 def _connect_ex(self, address):
@@ -645,8 +661,22 @@ def _recvmsg(self, bufsize, ancbufsize=0, flags=0):
     state = _udp_state(self)
     if state is None:
         return _base.recvmsg(self, bufsize, ancbufsize, flags)
-    data, address = _udp.receive(self, state, _active, bufsize, flags)
-    return data, [], 0, address
+    return _udp.receive_msg(self, state, _active, bufsize, flags)
+
+
+def _recvmsg_into(self, buffers, ancbufsize=0, flags=0):
+    state = _udp_state(self)
+    if state is None:
+        return _base.recvmsg_into(self, buffers, ancbufsize, flags)
+    views = [memoryview(buffer).cast("B") for buffer in buffers]
+    data, _, msg_flags, address = _udp.receive_msg(self, state, _active, sum(map(len, views)),
+                                                   flags)
+    offset = 0
+    for view in views:  # scattered over the buffers in order, as recvmsg_into(2) fills them
+        chunk = data[offset : offset + len(view)]
+        view[: len(chunk)] = chunk
+        offset += len(chunk)
+    return len(data), [], msg_flags, address
 
 
 _SOCKET_METHODS = {
@@ -668,6 +698,7 @@ _SOCKET_METHODS = {
     "recvfrom": _recvfrom,
     "recvfrom_into": _recvfrom_into,
     "recvmsg": _recvmsg,
+    "recvmsg_into": _recvmsg_into,
 }
 
 
@@ -707,7 +738,7 @@ def _create_connection(
     # Names never contain ":", so this is the family of an IP literal and AF_INET otherwise.
     family = _AF_INET6 if ":" in host else _AF_INET
     entry = active.routes.get((family, _STREAM, host, port))
-    if entry is not None and entry[0] == active.placeholders.evictions:
+    if entry is not None and entry[0] == active.placeholders.generation:
         target = entry[1]  # decided before (see _Active.target)
     else:
         literal = is_ip_literal(host)

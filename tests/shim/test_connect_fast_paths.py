@@ -1,7 +1,9 @@
 """The per-connect shortcuts of the Python shim keep the behaviour they replace.
 
 - ``_Active.target`` remembers routing decisions that need no DNS; a placeholder given to
-  another name (the range wrapped around) must not be routed to the old name.
+  another name (the range wrapped around) must not be routed to the old name, and an
+  address of the range decided (and refused) before it was handed out must, once it is,
+  be routed to its name.
 - A handshake under a deadline on a socket with a timeout polls and reads the descriptor
   instead of narrowing the socket's timeout per call: the reply may come in pieces, bytes
   the destination sends right after the reply stay in the socket, the socket keeps its own
@@ -44,6 +46,87 @@ def test_route_memory_follows_a_placeholder_given_to_another_name():
         socket.gethostbyname(f"name{index}.example")
     assert socket.gethostbyname("name253.example") == first
     assert active.target(socket.AF_INET, socket.SOCK_STREAM, first, 80)[0] == "name253.example"
+
+
+def test_route_memory_follows_a_placeholder_handed_out_after_it_was_decided():
+    settings = load_settings(
+        proxy="socks5h://127.0.0.1:9", environ={"SOCKSIFY_DNS_RANGE": "240.1.2.0/24"}
+    )
+    install(settings)
+    active = patch_module._active
+    # before any placeholder exists, then with the range in use: the next one to come
+    for address, name in (("240.1.2.1", "first.example"), ("240.1.2.2", "second.example")):
+        for _ in range(2):  # not handed out yet: a plain address (computed, remembered)
+            assert active.target(socket.AF_INET, socket.SOCK_STREAM, address, 80) == (
+                address,
+                (address, 80),
+            )
+        assert socket.gethostbyname(name) == address
+        assert active.target(socket.AF_INET, socket.SOCK_STREAM, address, 80)[0] == name
+
+
+PLACEHOLDER_HANDED_OUT_LATER = """
+    import os, socket, sys
+    port, order = int(sys.argv[1]), sys.argv[2]
+
+    def echo(address):
+        try:
+            with socket.create_connection((address, port), timeout=10) as c:
+                c.sendall(b"ping")
+                return c.recv(10).decode()
+        except OSError:
+            return "refused"
+
+    def in_a_child(function):
+        sys.stdout.flush()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(write_end, function().encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return os.read(read_end, 100).decode()
+
+    if order == "before any lookup":
+        placeholder = "240.0.0.1"
+    elif order == "after a lookup":
+        assert socket.gethostbyname("first.test") == "240.0.0.1"
+        placeholder = "240.0.0.2"
+    else:  # a placeholder a child was given, so not one in this process (yet)
+        placeholder = in_a_child(lambda: socket.gethostbyname("target.test"))
+    print(echo(placeholder))
+    infos = socket.getaddrinfo("target.test", port, socket.AF_INET, socket.SOCK_STREAM)
+    print(infos[0][4] == (placeholder, port))
+    print(echo(placeholder))  # create_connection
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect((placeholder, port))
+    s.sendall(b"ping")
+    print(s.recv(10).decode())
+    s.close()
+    print(in_a_child(lambda: echo(placeholder)))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("order", ["before any lookup", "after a lookup", "after a child's lookup"])
+def test_a_placeholder_refused_before_it_was_handed_out_works_after(
+    runner, socks_server, tcp_echo_server, order
+):
+    """A connection to an address of the range that is no placeholder yet goes to the proxy
+    as that address and fails; once getaddrinfo hands it out for a name, connections to it
+    (create_connection, connect, and in a child forked later) go to the name."""
+    # the proxy refuses the range: it must not try to reach such an address off this machine
+    config = '[[rules]]\naction = "deny"\nto = ["240.0.0.0/4", "100::/64"]\n'
+    config += '[[rules]]\naction = "allow"\n'
+    srv = socks_server(config=config, hosts={"target.test": "127.0.0.1", "first.test": "127.0.0.1"})
+    out = runner.run_script(
+        srv.url("socks5h"), PLACEHOLDER_HANDED_OUT_LATER, str(tcp_echo_server[1]), order
+    )
+    assert out.splitlines() == ["refused", "True", "ping", "ping", "ping"]
+    refused = "240.0.0.2" if order == "after a lookup" else "240.0.0.1"
+    sessions = sorted((r["destination"], r["outcome"] == "ok") for r in srv.wait_records(4))
+    assert sessions == [(refused, False)] + [("target.test", True)] * 3
 
 
 def test_route_memory_keeps_bypass_and_literal_decisions():

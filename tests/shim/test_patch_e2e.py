@@ -356,6 +356,38 @@ def test_udp_associate(runner, socks_server, udp_echo_server):
     assert [r["command"] for r in records] == ["udp", "udp"]
 
 
+def test_udp_recvmsg_into(runner, socks_server, udp_echo_server):
+    """recvmsg_into, like recvmsg: the data without the SOCKS UDP header, scattered over the
+    buffers in order; no ancillary data, no flags; the source as recvfrom reports it (the
+    placeholder of a name, the peer of a connected socket)."""
+    srv = socks_server(hosts=HOSTS)
+    script = """
+        import socket, sys
+        host, port = sys.argv[1], int(sys.argv[2])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(10)
+        s.sendto(b"scattered", (host, port))
+        first, second = bytearray(4), bytearray(b"..........")
+        n, ancdata, flags, source = s.recvmsg_into([first, memoryview(second)])
+        print(n, ancdata, flags, source == (socket.gethostbyname(host), port))
+        print(bytes(first), bytes(second))
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.settimeout(10)
+        c.connect(("127.0.0.1", port))
+        c.send(b"connected")
+        buffer = bytearray(100)
+        n, ancdata, flags, source = c.recvmsg_into([buffer], 64)
+        print(n, ancdata, flags, source == ("127.0.0.1", port), bytes(buffer[:n]))
+        c.close(); s.close()
+    """
+    out = runner.run_script(srv.url("socks5h"), script, "only-proxy.test", str(udp_echo_server[1]))
+    assert out.splitlines() == [
+        "9 [] 0 True",
+        "b'scat' b'tered.....'",
+        "9 [] 0 True b'connected'",
+    ]
+
+
 def test_udp_associate_through_danted(runner, danted, udp_echo_server):
     proxy = danted()
     out = runner.run_script(proxy.url("socks5"), UDP_SCRIPT, "127.0.0.1", str(udp_echo_server[1]))
@@ -472,6 +504,52 @@ def test_connect_ex_returns_the_errno(runner, socks_server):
     """
     out = runner.run_script(srv.url("socks5"), script)
     assert out.strip() == str(errno.ECONNREFUSED)  # SOCKS5 reply 5
+
+
+@pytest.mark.parametrize("mode", ["blocking", "non-blocking"])
+def test_second_connect_on_a_connected_socket_is_eisconn(
+    runner, socks_server, tcp_echo_server, mode
+):
+    """As without socksify: connect_ex gives EISCONN and connect raises it, nothing is sent
+    (no second handshake through the tunnel, no shutdown), and the connection still works.
+    The non-blocking handshake is done inside the first connect_ex (0), so the next one
+    already finds the socket connected."""
+    srv = socks_server(hosts=HOSTS)
+    script = """
+        import errno, select, socket, sys
+        address = ("only-proxy.test", int(sys.argv[1]))
+        s = socket.socket()
+        if sys.argv[2] == "blocking":
+            s.settimeout(10)
+            print(s.connect_ex(address))
+        else:
+            s.setblocking(False)
+            print(s.connect_ex(address))
+            print(bool(select.select([], [s], [], 10)[1]))
+        print(errno.errorcode.get(s.connect_ex(address)))
+        try:
+            s.connect(address)
+        except OSError as exc:
+            print(type(exc).__name__, errno.errorcode.get(exc.errno))
+        s.settimeout(10)
+        sent = b"after the second connect"
+        s.sendall(sent)
+        received = b""
+        while len(received) < len(sent):
+            chunk = s.recv(100)
+            if not chunk:
+                break
+            received += chunk
+        print(received.decode())
+        s.close()
+    """
+    out = runner.run_script(srv.url("socks5h"), script, str(tcp_echo_server[1]), mode)
+    first = ["0"] if mode == "blocking" else ["0", "True"]
+    assert out.splitlines() == first + ["EISCONN", "OSError EISCONN", "after the second connect"]
+    records = srv.wait_records(1)
+    assert len(records) == 1
+    assert (records[0]["destination"], records[0]["outcome"]) == ("only-proxy.test", "ok")
+    assert records[0]["bytes_up"] == records[0]["bytes_down"] == len(b"after the second connect")
 
 
 def test_microsocks_in_the_patched_world(runner, microsocks, http_server):

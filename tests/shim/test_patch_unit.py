@@ -182,6 +182,58 @@ def test_getaddrinfo_answers_placeholders():
         assert canon[0][3] == "other.example"
 
 
+def entries_or_error(getaddrinfo, host, port, type=0, proto=0, flags=0):
+    """(type, proto, port) of each IPv4 entry, or the gaierror code."""
+    try:
+        infos = getaddrinfo(host, port, socket.AF_INET, type, proto, flags)
+    except socket.gaierror as exc:
+        return exc.errno
+    return [(info[1], info[2], info[4][1]) for info in infos]
+
+
+@pytest.mark.parametrize(
+    "port, type, proto",
+    [
+        ("http", 0, 0),  # tcp only in /etc/services
+        ("http", socket.SOCK_STREAM, 0),
+        ("http", socket.SOCK_DGRAM, 0),
+        ("http", 0, socket.IPPROTO_UDP),
+        ("http", socket.SOCK_RAW, 0),
+        ("ssh", 0, 0),
+        ("domain", 0, 0),  # tcp and udp
+        ("8080", 0, 0),
+        ("no-such-service-socksify", 0, 0),
+        ("http", socket.SOCK_DGRAM, socket.IPPROTO_TCP),
+    ],
+)
+def test_getaddrinfo_of_a_name_gives_the_services_as_the_c_library_does(port, type, proto):
+    """Entries only for the socket types that know the service (none for SOCK_RAW); a
+    service no asked-for type knows is EAI_SERVICE, a type/proto mismatch EAI_SOCKTYPE."""
+    # the C library without socksify, for a numeric host (no lookup)
+    expected = entries_or_error(
+        socket.getaddrinfo, "127.0.0.1", port, type, proto, socket.AI_NUMERICHOST
+    )
+    with socksify.patched(UNUSED_PROXY):
+        assert entries_or_error(socket.getaddrinfo, "service.example", port, type, proto) == (
+            expected
+        )
+
+
+def test_getaddrinfo_of_a_name_with_a_tcp_only_service():
+    with socksify.patched(UNUSED_PROXY):
+        infos = socket.getaddrinfo("web.example", "http")
+        assert [(info[0], info[1], info[4][1]) for info in infos] == [
+            (socket.AF_INET, socket.SOCK_STREAM, 80),
+            (socket.AF_INET6, socket.SOCK_STREAM, 80),
+        ]
+        with pytest.raises(socket.gaierror) as raised:
+            socket.getaddrinfo("web.example", "http", type=socket.SOCK_DGRAM)
+        assert raised.value.errno == socket.EAI_SERVICE
+        with pytest.raises(socket.gaierror) as raised:
+            socket.getaddrinfo("web.example", "no-such-service-socksify")
+        assert raised.value.errno == socket.EAI_SERVICE
+
+
 def libc_service(port, flags):
     """The service part the C library gives without socksify (this machine's /etc/services)."""
     return socket.getnameinfo(("127.0.0.1", port), flags | socket.NI_NUMERICHOST)[1]

@@ -214,7 +214,7 @@ def _next_datagram(sock: socket.socket, state: SockState, active, flags: int):
             if unwrapped is not None:
                 data, host, port = unwrapped
                 if state.udp_peer is not None:
-                    if port == state.udp_peer[1]:  # a connected socket hears only its peer
+                    if _is_peer(host, port, state.udp_peer):  # connected: only its peer
                         return data, state.peer
                 else:
                     placeholder = state.udp_names.get(port)
@@ -223,10 +223,28 @@ def _next_datagram(sock: socket.socket, state: SockState, active, flags: int):
                     if active is not None and active.remote_dns and not is_ip_literal(host):
                         host = active.placeholders.address_for(host)
                     return data, in_family(family, host, port)
-        elif active is not None and active.settings.no_proxy.matches(source[0]):
-            return packet, source
+        elif (state.udp_peer is None and active is not None
+              and active.settings.no_proxy.matches(source[0])):
+            return packet, source  # (a socket connected through the relay hears only it)
         if flags & _MSG_PEEK:
             _discard(sock, flags)
+
+
+def _is_peer(host: str, port: int, peer: tuple) -> bool:
+    """Whether a relayed datagram from ``host``:``port`` comes from a connected socket's
+    ``peer`` (host as sent, port). A peer sent as a NAME is known by its port only: the
+    relay answers from the address it resolved, which the client never learns."""
+    if port != peer[1]:
+        return False
+    if not is_ip_literal(peer[0]):
+        return True
+    if host == peer[0]:
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:  # the same address written two ways ("::1" and "0::1")
+        return socket.inet_pton(family, host) == socket.inet_pton(family, peer[0])
+    except OSError:
+        return False
 
 
 def _discard(sock: socket.socket, flags: int) -> None:

@@ -186,3 +186,30 @@ def test_recvmsg_reports_msg_trunc(runner, socks_server, udp_echo_server):
         str((b"0123456789", [], 0, echo)),
         f"{(6, [], int(socket.MSG_TRUNC), echo)} b'012345'",
     ]
+
+
+def test_a_connected_socket_hears_only_its_peer(runner, socks_server, udp_echo_server):
+    """Connected through the relay, a datagram socket takes only what the relay says came
+    from its peer (address and port, as the kernel and the native shim do), and nothing
+    sent straight to it, even from an address the bypass list names."""
+    srv = socks_server()
+    out = runner.run_script(srv.url("socks5"), PRELUDE + """
+    # another host with the echo's port: 127.0.0.2, answering through the relay too
+    other = _socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.2", port))
+    s.sendto(b"to other", ("127.0.0.2", port))
+    got, sender = other.recvfrom(100)
+    s.connect(echo)
+    other.sendto(b"from other", sender)  # via the relay, from 127.0.0.2:port
+    stray = _socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stray.bind(("127.0.0.3", 0))  # a source the bypass list names
+    stray.sendto(b"stray", ("127.0.0.1", local_port))  # straight to us
+    s.send(b"mine")
+    print(s.recv(100))
+    s.setblocking(False)
+    try:
+        print("left", s.recv(100))
+    except BlockingIOError:
+        print("nothing else")
+    """, str(udp_echo_server[1]), env={"SOCKSIFY_NO_PROXY": "127.0.0.3"})
+    assert out.splitlines() == ["b'mine'", "nothing else"]

@@ -167,10 +167,9 @@ async def _serve(config: ServerConfig, args: argparse.Namespace, sockets=None) -
     async with Server(config, sockets=sockets) as server:
         worker = sockets is not None
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload(args, server, warn_fixed=not worker))
-        if worker:
-            # run_workers forks with SIGHUP blocked: a reload sent before the handler above
-            # existed was kept pending, and arrives now.
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        # main() (and run_workers, for a worker) blocked SIGHUP: a reload sent before the
+        # handler above existed was kept pending, and arrives now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         # What start-up allocated (modules, config) never becomes garbage: keep it out of
         # the collector's full passes, which would otherwise scan it during traffic.
         gc.freeze()
@@ -208,6 +207,16 @@ def _run_workers(config: ServerConfig, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGHUP's default action ends the process: one sent before the reload handler exists
+    # (a `systemctl reload` right after the start) is held pending until then.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        return _main(argv)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING, stream=sys.stderr)

@@ -152,6 +152,9 @@ class _Supervisor:
         previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _noted)
         if self.reload is not None:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
+        # The caller may hold SIGHUP blocked until here (the server's main): one sent
+        # meanwhile arrives now, to the handler (or, without reload, its default action).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         try:
             # Announced once the handlers are in place: whoever waits for these lines may
             # signal at once.

@@ -372,6 +372,65 @@ def test_sighups_while_the_workers_start_kill_none(tmp_path, start_server, tcp_e
     assert not any("exited with status" in line for line in srv.lines), srv.lines
 
 
+class FifoConfig:
+    """A config "file" that is a FIFO: each time the server opens it to read, a thread
+    writes ``text`` and closes it. ``first_reader`` is set when the server's first read has
+    begun (it is then in main(), past its start) and the write waits for ``go``: so a test
+    can signal the server at a known point of its start-up, before any handler exists."""
+
+    def __init__(self, path, text: str):
+        self.path, self.text = path, text
+        os.mkfifo(path)
+        self.first_reader, self.go, self.stopping = (threading.Event() for _ in range(3))
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+        self.thread.start()
+
+    def _open(self) -> int | None:
+        """Open for writing once a reader has the FIFO open (ENXIO until then)."""
+        while not self.stopping.is_set():
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.005)
+        return None
+
+    def _feed(self) -> None:
+        while (fd := self._open()) is not None:
+            if not self.first_reader.is_set():
+                self.first_reader.set()
+                self.go.wait(WAIT)
+            os.set_blocking(fd, True)
+            os.write(fd, self.text.encode())
+            os.close(fd)
+            time.sleep(0.05)  # the reader sees EOF and closes before the next open
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.go.set()
+        self.thread.join(WAIT)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sighup_during_start_up_is_a_reload_not_death(tmp_path, start_server,
+                                                        tcp_echo_server, workers):
+    """SIGHUP's default action ends a process: one that comes while the server is still
+    starting (here: while it reads its config file, before any handler exists) must wait
+    and then reload it, as `systemctl reload` right after a start would expect."""
+    config = FifoConfig(tmp_path / "server.toml", ALLOW_ALL)
+    try:
+        srv = start_server("--listen", "127.0.0.1:0", "--config", str(config.path),
+                           "--workers", workers)
+        assert config.first_reader.wait(WAIT), "the server never read its config"
+        srv.proc.send_signal(signal.SIGHUP)
+        config.go.set()
+        [address] = srv.listening()
+        srv.wait_for(RELOADED if workers == "1" else "is valid: reloading the workers")
+        assert outcome(address, tcp_echo_server) == 0
+        assert srv.proc.poll() is None
+    finally:
+        config.close()
+
+
 def test_a_changed_listen_address_needs_a_restart(tmp_path, start_server, tcp_echo_server):
     config = tmp_path / "server.toml"
     write(config, '[server]\nlisten = "127.0.0.1:0"\n' + DENY_ECHO.format(port=tcp_echo_server[1]))

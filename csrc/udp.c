@@ -354,9 +354,10 @@ ssize_t sfy_udp_send(int fd, const struct iovec *iov, size_t iovlen, int flags,
     }
     if (ensure_association(fd, &info) != 0)
         return -1;
-    if (to && !(info.state & UDP_CONNECTED) && dest.atyp == SFY_ATYP_DOMAIN &&
-        !same_addr(&dest, &info.dest)) {
-        info.dest = dest; /* remembered so the answer can be reported under the name */
+    if (to && !(info.state & UDP_CONNECTED) && !same_addr(&dest, &info.dest)) {
+        /* the last destination: a name's answer is reported under the name; after a send
+         * to an address, what comes back is reported as it is (not as the name's) */
+        info.dest = dest;
         sfy_fd_set(fd, &info);
     }
     hlen = sfy_udp_encode_header(header, sizeof header, 0, &dest);

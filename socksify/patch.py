@@ -584,6 +584,8 @@ def _sendto_target(self, active: _Active, target, data, flags: int, address):
     state = _udp.associate(self, active, state_of(self))
     if target[0] != target[1][0]:  # a name (remote DNS), reported as its placeholder
         state.udp_names[address[1]] = target[1][0]
+    else:  # an address: what comes back from this port is its own, not a name's
+        state.udp_names.pop(address[1], None)
     packet = _udp.wrap(data, target[0], address[1])
     _base.sendto(self, packet, flags, state.udp.relay)
     return len(memoryview(data))

@@ -19,6 +19,8 @@ from support import dns as _dns
 from support.peers import require_peer
 from support.targets import serving
 
+from .conftest import clean_env
+
 dns_server = _dns.dns_server
 
 PROGS = Path(__file__).parent / "progs"
@@ -313,3 +315,46 @@ def test_udp_threads_share_one_association(shim, socks_server, counting_echo):
     assert result.stdout.split() == [b"True", b"2"]
     srv.wait_records(1)
     assert len(udp_records(srv)) == 1
+
+
+#: sends to a name, then to an address with the same port; prints each reply's source
+REPLY_SOURCES = """
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(20)
+for destination in ("far.test", "127.0.0.1", "far.test"):
+    s.sendto(destination.encode(), (destination, port))
+    data, source = s.recvfrom(100)
+    print(data.decode(), source[0], source[1] == port)
+"""
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(data, self.client_address)
+
+
+@pytest.mark.parametrize("which", ["native", "python"])
+def test_a_reply_is_reported_from_where_it_came(shim, socks_server, tmp_path, which):
+    """After a send to a name (remote DNS), answers from that port are reported under the
+    name's placeholder; after a send to an address on the same port, its answer is reported
+    from that address, not as the name's (SPEC: recvfrom reports the real remote address).
+    The same script runs under both shims."""
+    near = socketserver.ThreadingUDPServer(("127.0.0.1", 0), _Echo)
+    port = near.server_address[1]
+    far = socketserver.ThreadingUDPServer(("127.0.0.2", port), _Echo)
+    srv = socks_server(hosts={"far.test": "127.0.0.2"})
+    script = tmp_path / "reply_sources.py"
+    script.write_text(REPLY_SOURCES)
+    with serving(near), serving(far):
+        if which == "native":
+            result = shim.run([sys.executable, str(script), str(port)], srv.url("socks5h"))
+        else:
+            result = subprocess.run(
+                [sys.executable, "-m", "socksify", "--proxy", srv.url("socks5h"), str(script),
+                 str(port)], env=clean_env(), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [
+        "far.test 240.0.0.1 True", "127.0.0.1 127.0.0.1 True", "far.test 240.0.0.1 True"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support import dns as _dns
 from support.peers import require_peer
-from support.targets import serving
+from support.targets import UdpEchoHandler, serving
 
 from .conftest import clean_env
 
@@ -330,21 +330,15 @@ for destination in ("far.test", "127.0.0.1", "far.test"):
 """
 
 
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        data, sock = self.request
-        sock.sendto(data, self.client_address)
-
-
 @pytest.mark.parametrize("which", ["native", "python"])
 def test_a_reply_is_reported_from_where_it_came(shim, socks_server, tmp_path, which):
     """After a send to a name (remote DNS), answers from that port are reported under the
     name's placeholder; after a send to an address on the same port, its answer is reported
     from that address, not as the name's (SPEC: recvfrom reports the real remote address).
     The same script runs under both shims."""
-    near = socketserver.ThreadingUDPServer(("127.0.0.1", 0), _Echo)
+    near = socketserver.ThreadingUDPServer(("127.0.0.1", 0), UdpEchoHandler)
     port = near.server_address[1]
-    far = socketserver.ThreadingUDPServer(("127.0.0.2", port), _Echo)
+    far = socketserver.ThreadingUDPServer(("127.0.0.2", port), UdpEchoHandler)
     srv = socks_server(hosts={"far.test": "127.0.0.2"})
     script = tmp_path / "reply_sources.py"
     script.write_text(REPLY_SOURCES)

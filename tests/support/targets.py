@@ -101,7 +101,7 @@ def tcp_echo_server6():
         yield server.server_address[:2]
 
 
-class _UdpEchoHandler(socketserver.BaseRequestHandler):
+class UdpEchoHandler(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
         sock.sendto(data, self.client_address)
@@ -109,7 +109,7 @@ class _UdpEchoHandler(socketserver.BaseRequestHandler):
 
 @pytest.fixture
 def udp_echo_server():
-    with serving(socketserver.ThreadingUDPServer(("127.0.0.1", 0), _UdpEchoHandler)) as server:
+    with serving(socketserver.ThreadingUDPServer(("127.0.0.1", 0), UdpEchoHandler)) as server:
         yield server.server_address[:2]
 
 
